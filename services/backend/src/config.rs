@@ -1,0 +1,196 @@
+//! Backend settings: built-in defaults, then `--config FILE`, then `PORT`,
+//! then `BACKEND__SECTION__KEY` environment variables.
+
+use std::time::Duration;
+
+use common::server::HttpSettings;
+use common::settings::{SettingsError, Sources};
+use common::telemetry::LogSettings;
+use serde::{Deserialize, Serialize};
+
+/// Everything the backend can be told.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Where to listen.
+    pub listen: Listen,
+    /// Instance name reported in `/api/data`; empty means `backend-<port>`.
+    pub name: String,
+    /// Injected latency and errors; all off by default.
+    pub faults: FaultSettings,
+    /// Stopping gracefully.
+    pub shutdown: ShutdownSettings,
+    /// Limits on incoming connections.
+    pub http: HttpSettings,
+    /// Log format and level.
+    pub log: LogSettings,
+}
+
+/// The listening socket.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listen {
+    /// Address to bind; `0.0.0.0` accepts connections from anywhere.
+    pub host: String,
+    /// Port; the `PORT` variable sets it too, as in the original app.
+    pub port: u16,
+}
+
+/// Fault injection. Per-request overrides (`?delay_ms=`, `?status=`) are
+/// always available and bounded by `max_delay`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultSettings {
+    /// Added to every `/api/data` answer.
+    #[serde(with = "humantime_serde")]
+    pub latency: Duration,
+    /// A uniformly random extra delay between zero and this, on top of `latency`.
+    #[serde(with = "humantime_serde")]
+    pub jitter: Duration,
+    /// Fraction of `/api/data` requests (0.0 to 1.0) answered with `error_status`.
+    pub error_rate: f64,
+    /// Status of injected errors (500 to 599).
+    pub error_status: u16,
+    /// Upper bound on any injected delay, configured or requested.
+    #[serde(with = "humantime_serde")]
+    pub max_delay: Duration,
+}
+
+/// Shutdown behaviour on SIGTERM/SIGINT.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownSettings {
+    /// Time between turning `/readyz` to 503 and closing the listener, so
+    /// load balancers notice before connections are refused.
+    #[serde(with = "humantime_serde")]
+    pub delay: Duration,
+    /// Longest wait for requests in flight once the listener is closed.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen {
+            host: "0.0.0.0".into(),
+            port: 5000,
+        }
+    }
+}
+
+impl Default for FaultSettings {
+    fn default() -> Self {
+        FaultSettings {
+            latency: Duration::ZERO,
+            jitter: Duration::ZERO,
+            error_rate: 0.0,
+            error_status: 500,
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        ShutdownSettings {
+            delay: Duration::ZERO,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads and validates settings from `sources`.
+    pub fn load(sources: &Sources) -> Result<Settings, SettingsError> {
+        let settings: Settings = common::settings::load(sources, "BACKEND", "listen.port")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Range and consistency checks.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let f = &self.faults;
+        if !(0.0..=1.0).contains(&f.error_rate) || f.error_rate.is_nan() {
+            return Err(SettingsError::invalid(
+                "faults.error_rate",
+                format!("{} is not between 0.0 and 1.0", f.error_rate),
+            ));
+        }
+        if !(500..=599).contains(&f.error_status) {
+            return Err(SettingsError::invalid(
+                "faults.error_status",
+                format!("{} is not a 5xx status", f.error_status),
+            ));
+        }
+        if f.max_delay > Duration::from_secs(300) {
+            return Err(SettingsError::invalid("faults.max_delay", "must be at most 5m"));
+        }
+        if f.latency + f.jitter > f.max_delay {
+            return Err(SettingsError::invalid(
+                "faults.latency",
+                "latency plus jitter exceeds faults.max_delay",
+            ));
+        }
+        if self.name.len() > 253 {
+            return Err(SettingsError::invalid("name", "must be at most 253 characters"));
+        }
+        self.http.validate("http")?;
+        common::telemetry::validate_level(&self.log.level)
+            .map_err(|e| SettingsError::invalid("log.level", e))?;
+        Ok(())
+    }
+
+    /// The instance name to report.
+    pub fn instance_name(&self, port: u16) -> String {
+        if self.name.is_empty() {
+            format!("backend-{port}")
+        } else {
+            self.name.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn load(env: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        Settings::load(&Sources {
+            file: None,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        })
+    }
+
+    #[test]
+    fn defaults_match_the_original_app() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.listen.port, 5000);
+        assert_eq!(s.faults.error_rate, 0.0);
+        assert_eq!(s.instance_name(5000), "backend-5000");
+    }
+
+    #[test]
+    fn port_and_prefixed_variables_apply() {
+        let s = load(&[("PORT", "5002"), ("BACKEND__FAULTS__LATENCY", "20ms")]).unwrap();
+        assert_eq!(s.listen.port, 5002);
+        assert_eq!(s.faults.latency, Duration::from_millis(20));
+    }
+
+    #[test]
+    fn each_invalid_value_names_its_key() {
+        for (key, value, expect) in [
+            ("BACKEND__FAULTS__ERROR_RATE", "1.5", "faults.error_rate"),
+            ("BACKEND__FAULTS__ERROR_STATUS", "404", "faults.error_status"),
+            ("BACKEND__FAULTS__MAX_DELAY", "1h", "faults.max_delay"),
+            ("BACKEND__FAULTS__LATENCY", "31s", "faults.latency"),
+            ("BACKEND__FAULTS__LATENCY", "soon", "faults.latency"),
+            ("BACKEND__HTTP__MAX_HEADER_BYTES", "10", "http.max_header_bytes"),
+            ("BACKEND__LOG__LEVEL", "info,[", "log.level"),
+            ("BACKEND__LISTEN__PORT", "-1", "listen.port"),
+        ] {
+            let e = load(&[(key, value)]).unwrap_err().to_string();
+            assert!(e.contains(expect), "{key}={value}: {e}");
+        }
+    }
+}

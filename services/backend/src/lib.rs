@@ -1,0 +1,20 @@
+//! The dummy backend: the upstream that the gateway load-balances over.
+//!
+//! It stands in for the original Flask `app.py`: `GET /api/data` answers a
+//! small JSON document naming the instance that served it. On top of that it
+//! has the same operational endpoints as the gateway (`/healthz`, `/readyz`,
+//! `/metrics`, `/api/stats/{window}`) and bounded fault injection for
+//! experiments.
+//!
+//! - [`config`]: typed settings and their validation.
+//! - [`faults`]: injected latency and errors, configured or per request.
+//! - [`routes`]: the warp filters and handlers.
+//! - [`startup`]: [`run`], which serves the routes on a given listener until
+//!   shutdown; `main.rs` only parses flags and calls it.
+
+pub mod config;
+pub mod faults;
+pub mod routes;
+pub mod startup;
+
+pub use startup::run;

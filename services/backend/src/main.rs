@@ -1,0 +1,86 @@
+//! `backend`: parse flags, load settings, start logging, run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use common::settings::Sources;
+
+/// A dummy upstream for load tests: `GET /api/data` answers JSON naming the
+/// instance; `/healthz`, `/readyz`, `/metrics` and `/api/stats/{1m,5m,1h}`
+/// as on the gateway; optional injected latency and errors.
+///
+/// Settings come from built-in defaults, then --config FILE, then PORT, then
+/// BACKEND__SECTION__KEY variables (for example BACKEND__FAULTS__ERROR_RATE=0.1).
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// YAML or TOML settings file.
+    #[arg(long, short, value_name = "PATH", env = "BACKEND_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print the effective settings as JSON and exit.
+    #[arg(long)]
+    print_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// GET a URL and exit 0 on a 2xx answer (for health checks in images
+    /// without a shell or curl).
+    Probe {
+        /// For example http://127.0.0.1:5000/readyz
+        url: String,
+        /// Give up after this long.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        /// Do not print the body.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Probe { url, timeout, quiet }) = &cli.command {
+        return common::probe::run_cli(url, *timeout, *quiet);
+    }
+    let settings = match backend::config::Settings::load(&Sources::from_process(cli.config)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("backend: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.print_config {
+        println!("{}", serde_json::to_string_pretty(&settings).unwrap_or_default());
+        return ExitCode::SUCCESS;
+    }
+    common::telemetry::init(&settings.log);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("backend: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let address = format!("{}:{}", settings.listen.host, settings.listen.port);
+        let listener = match tokio::net::TcpListener::bind(&address).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("backend: cannot listen on {address}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match backend::run(listener, settings, common::shutdown::signal()).await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("backend: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

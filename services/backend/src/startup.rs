@@ -1,0 +1,79 @@
+//! Wiring: build the state, serve the routes, stop gracefully.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use common::clock::SystemClock;
+use common::metrics::{HttpServerMetrics, ServerObserver};
+use common::server::Drain;
+use common::shutdown::Readiness;
+use common::stats::Recorder;
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::routes::{self, AppState, Instance};
+
+/// Serves the backend on `listener` until `shutdown` resolves, then turns
+/// `/readyz` to 503, waits `shutdown.delay`, closes the listener and drains
+/// requests in flight for up to `shutdown.drain_timeout`.
+pub async fn run(
+    listener: TcpListener,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<Drain> {
+    let port = listener.local_addr()?.port();
+    let registry = common::metrics::new_registry();
+    let server_metrics = HttpServerMetrics::register(&registry).map_err(std::io::Error::other)?;
+    let stats = Recorder::new(Arc::new(SystemClock));
+    let readiness = Readiness::new();
+    let state = Arc::new(AppState {
+        instance: Instance {
+            name: settings.instance_name(port),
+            port,
+            hostname: hostname(),
+        },
+        faults: settings.faults.clone(),
+        stats: stats.clone(),
+        registry,
+        readiness: readiness.clone(),
+    });
+    tracing::info!(
+        name = %state.instance.name,
+        address = %listener.local_addr()?,
+        "backend listening"
+    );
+
+    let observer = ServerObserver::new(server_metrics, routes::classify, Some(stats));
+    let delay = settings.shutdown.delay;
+    let stopping = async move {
+        shutdown.await;
+        readiness.set_not_ready();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    };
+    let drain = common::server::serve(
+        listener,
+        routes::routes(state),
+        observer,
+        &settings.http,
+        stopping,
+        settings.shutdown.drain_timeout,
+    )
+    .await;
+    tracing::info!(?drain, "backend stopped");
+    Ok(drain)
+}
+
+/// The host (or pod) name: `HOSTNAME` when set, else the kernel's.
+pub fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}

@@ -1,0 +1,30 @@
+//! Building blocks shared by the `gateway` and `backend` services.
+//!
+//! Both services answer the same operational endpoints in the same shape, so
+//! everything that makes them alike lives here:
+//!
+//! - [`stats`]: sliding 1-minute, 5-minute and 1-hour windows of request
+//!   counts and latency percentiles, behind `/api/stats/{window}`.
+//! - [`clock`]: the time source the windows read, swappable in tests.
+//! - [`metrics`]: the Prometheus registry, the HTTP server metrics both
+//!   services export on `/metrics`, and the text encoder.
+//! - [`telemetry`]: logging start-up (plain text or JSON lines).
+//! - [`settings`]: layered configuration loading (defaults, file,
+//!   environment) with errors that name the offending key.
+//! - [`server`]: serving a warp filter on a listener we bound ourselves, with
+//!   header-read limits and a bounded graceful drain.
+//! - [`shutdown`]: turning SIGTERM/SIGINT into a future, and the readiness
+//!   flag that `/readyz` reports.
+//! - [`errors`]: the JSON error body both services use.
+//! - [`probe`]: a tiny HTTP GET client for health checks inside images that
+//!   have no shell or curl.
+
+pub mod clock;
+pub mod errors;
+pub mod metrics;
+pub mod probe;
+pub mod server;
+pub mod settings;
+pub mod shutdown;
+pub mod stats;
+pub mod telemetry;

@@ -1,0 +1,158 @@
+//! Serving a warp filter on a listener the caller bound.
+//!
+//! warp's own server offers neither a header-read timeout nor a bound on the
+//! graceful drain, and binding the listener ourselves is what lets tests use
+//! port 0. So both services run their routes through this small accept loop
+//! on hyper's HTTP/1 connection builder: slow clients that never finish their
+//! headers are cut off, oversized header blocks are refused, and on shutdown
+//! the listener closes at once while open connections get `drain` to finish.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use warp::{Filter, Reply};
+
+/// The peer address of a request's connection, stored in the request's
+/// extensions; routes read it with `warp::ext::optional::<ClientAddr>()`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Limits on incoming HTTP connections (the `http` settings section).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// A client must send its complete request head within this time, or
+    /// the connection is closed; slow-header clients cannot pin connections.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line plus headers) accepted, in bytes.
+    pub max_header_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl HttpSettings {
+    /// Range checks, with errors naming the key under `prefix`.
+    pub fn validate(&self, prefix: &str) -> Result<(), crate::settings::SettingsError> {
+        if self.header_read_timeout.is_zero() {
+            return Err(crate::settings::SettingsError::invalid(
+                format!("{prefix}.header_read_timeout"),
+                "must be greater than zero",
+            ));
+        }
+        if !(8192..=16 * 1024 * 1024).contains(&self.max_header_bytes) {
+            return Err(crate::settings::SettingsError::invalid(
+                format!("{prefix}.max_header_bytes"),
+                "must be between 8192 and 16777216",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How the drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    /// Every connection finished within the drain time.
+    Complete,
+    /// The drain time ran out with connections still open; they were dropped.
+    TimedOut,
+}
+
+/// Sees every request from the moment its head is parsed until its response
+/// head is ready: where services measure server-side latency and count
+/// requests in flight, whatever route (or rejection) answers.
+pub trait Observe: Clone + Send + Sync + 'static {
+    /// Carried from `start` to `finish`; dropping it without `finish` means
+    /// the client went away before an answer (drop guards still run).
+    type Token: Send + 'static;
+    /// Called when a request arrives.
+    fn start(&self, method: &http::Method, path: &str) -> Self::Token;
+    /// Called when the response head is ready.
+    fn finish(&self, token: Self::Token, status: http::StatusCode);
+}
+
+/// Serves `filter` on `listener` until `shutdown` resolves, then drains.
+pub async fn serve<F, O>(
+    listener: TcpListener,
+    filter: F,
+    observer: O,
+    http: &HttpSettings,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) -> Drain
+where
+    F: Filter + Clone + Send + Sync + 'static,
+    F::Extract: Reply,
+    O: Observe,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(http.header_read_timeout)
+        .max_buf_size(http.max_header_bytes)
+        .keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    let service = warp::service(filter);
+    let mut shutdown = std::pin::pin!(shutdown);
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Usually EMFILE or a connection reset before accept;
+                    // back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let observer = observer.clone();
+        let hyper_service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+            req.extensions_mut().insert(ClientAddr(peer));
+            let token = observer.start(req.method(), req.uri().path());
+            let observer = observer.clone();
+            let mut service = service.clone();
+            let response = tower_service::Service::call(&mut service, req);
+            async move {
+                let response = response.await?;
+                observer.finish(token, response.status());
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), hyper_service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        });
+    }
+
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => Drain::Complete,
+        () = tokio::time::sleep(drain) => {
+            tracing::warn!(drain_secs = drain.as_secs_f64(), "drain time ran out with requests still in flight");
+            Drain::TimedOut
+        }
+    }
+}
