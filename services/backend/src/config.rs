@@ -123,7 +123,10 @@ impl Settings {
             ));
         }
         if f.max_delay > Duration::from_secs(300) {
-            return Err(SettingsError::invalid("faults.max_delay", "must be at most 5m"));
+            return Err(SettingsError::invalid(
+                "faults.max_delay",
+                "must be at most 5m",
+            ));
         }
         if f.latency + f.jitter > f.max_delay {
             return Err(SettingsError::invalid(
@@ -132,7 +135,10 @@ impl Settings {
             ));
         }
         if self.name.len() > 253 {
-            return Err(SettingsError::invalid("name", "must be at most 253 characters"));
+            return Err(SettingsError::invalid(
+                "name",
+                "must be at most 253 characters",
+            ));
         }
         self.http.validate("http")?;
         common::telemetry::validate_level(&self.log.level)
@@ -158,7 +164,10 @@ mod tests {
     fn load(env: &[(&str, &str)]) -> Result<Settings, SettingsError> {
         Settings::load(&Sources {
             file: None,
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         })
     }
 
@@ -181,11 +190,19 @@ mod tests {
     fn each_invalid_value_names_its_key() {
         for (key, value, expect) in [
             ("BACKEND__FAULTS__ERROR_RATE", "1.5", "faults.error_rate"),
-            ("BACKEND__FAULTS__ERROR_STATUS", "404", "faults.error_status"),
+            (
+                "BACKEND__FAULTS__ERROR_STATUS",
+                "404",
+                "faults.error_status",
+            ),
             ("BACKEND__FAULTS__MAX_DELAY", "1h", "faults.max_delay"),
             ("BACKEND__FAULTS__LATENCY", "31s", "faults.latency"),
             ("BACKEND__FAULTS__LATENCY", "soon", "faults.latency"),
-            ("BACKEND__HTTP__MAX_HEADER_BYTES", "10", "http.max_header_bytes"),
+            (
+                "BACKEND__HTTP__MAX_HEADER_BYTES",
+                "10",
+                "http.max_header_bytes",
+            ),
             ("BACKEND__LOG__LEVEL", "info,[", "log.level"),
             ("BACKEND__LISTEN__PORT", "-1", "listen.port"),
         ] {

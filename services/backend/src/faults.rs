@@ -83,18 +83,45 @@ mod tests {
     #[test]
     fn off_by_default() {
         let p = plan(&FaultSettings::default(), &Overrides::default()).unwrap();
-        assert_eq!(p, Plan { delay: Duration::ZERO, status: None });
+        assert_eq!(
+            p,
+            Plan {
+                delay: Duration::ZERO,
+                status: None
+            }
+        );
     }
 
     #[test]
     fn overrides_are_bounded_and_named() {
         let s = FaultSettings::default();
-        let p = plan(&s, &Overrides { delay_ms: Some(30_000), status: Some(503) }).unwrap();
+        let p = plan(
+            &s,
+            &Overrides {
+                delay_ms: Some(30_000),
+                status: Some(503),
+            },
+        )
+        .unwrap();
         assert_eq!(p.delay, Duration::from_secs(30));
         assert_eq!(p.status, Some(503));
-        let e = plan(&s, &Overrides { delay_ms: Some(30_001), status: None }).unwrap_err();
+        let e = plan(
+            &s,
+            &Overrides {
+                delay_ms: Some(30_001),
+                status: None,
+            },
+        )
+        .unwrap_err();
         assert!(e.0.starts_with("delay_ms"), "{e:?}");
-        let e = plan(&s, &Overrides { delay_ms: None, status: Some(99) }).unwrap_err();
+        let e = plan(
+            &s,
+            &Overrides {
+                delay_ms: None,
+                status: Some(99),
+            },
+        )
+        .unwrap_err();
         assert!(e.0.starts_with("status"), "{e:?}");
     }
 
@@ -112,7 +139,10 @@ mod tests {
             assert_eq!(p.status, Some(503));
             assert!(p.delay >= Duration::from_millis(10) && p.delay <= Duration::from_millis(15));
         }
-        let half = FaultSettings { error_rate: 0.5, ..FaultSettings::default() };
+        let half = FaultSettings {
+            error_rate: 0.5,
+            ..FaultSettings::default()
+        };
         let errors = (0..2000)
             .filter(|_| plan(&half, &Overrides::default()).unwrap().status.is_some())
             .count();

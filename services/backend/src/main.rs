@@ -44,7 +44,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Probe { url, timeout, quiet }) = &cli.command {
+    if let Some(Command::Probe {
+        url,
+        timeout,
+        quiet,
+    }) = &cli.command
+    {
         return common::probe::run_cli(url, *timeout, *quiet);
     }
     let settings = match backend::config::Settings::load(&Sources::from_process(cli.config)) {
@@ -55,7 +60,10 @@ fn main() -> ExitCode {
         }
     };
     if cli.print_config {
-        println!("{}", serde_json::to_string_pretty(&settings).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&settings).unwrap_or_default()
+        );
         return ExitCode::SUCCESS;
     }
     common::telemetry::init(&settings.log);

@@ -3,6 +3,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /api/data` | JSON naming this instance; fault injection applies |
+//! | `ANY /api/echo[/...]` | the request as received (method, path, query, headers, body), for checking what a proxy forwards |
 //! | `GET /healthz` | alive |
 //! | `GET /readyz` | ready for traffic (503 once shutdown starts) |
 //! | `GET /metrics` | Prometheus text |
@@ -54,6 +55,7 @@ pub struct Instance {
 pub fn classify(path: &str) -> RouteInfo {
     let (template, counted) = match path {
         "/api/data" => ("/api/data", true),
+        p if p == "/api/echo" || p.starts_with("/api/echo/") => ("/api/echo", true),
         "/healthz" => ("/healthz", false),
         "/readyz" => ("/readyz", false),
         "/metrics" => ("/metrics", false),
@@ -68,6 +70,8 @@ pub fn routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
     data(state.clone())
+        .or(echo(state.clone()))
+        .unify()
         .or(healthz())
         .unify()
         .or(readyz(state.clone()))
@@ -90,7 +94,9 @@ fn raw_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
     warp::query::raw().or(warp::any().map(String::new)).unify()
 }
 
-fn data(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+fn data(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("api" / "data")
         .and(warp::get())
         .and(raw_query())
@@ -99,34 +105,106 @@ fn data(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = warp
         .then(get_data)
 }
 
+fn echo(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::path("api")
+        .and(warp::path("echo"))
+        .and(warp::method())
+        .and(warp::path::full())
+        .and(raw_query())
+        .and(warp::header::headers_cloned())
+        .and(common::body::limited(ECHO_MAX_BODY))
+        .and(with_state(state))
+        .map(echo_reply)
+}
+
+/// Largest body `/api/echo` reflects.
+const ECHO_MAX_BODY: usize = 1024 * 1024;
+
+fn echo_reply(
+    method: http::Method,
+    path: warp::path::FullPath,
+    query: String,
+    headers: http::HeaderMap,
+    body: Result<bytes::Bytes, common::body::BodyError>,
+    state: Arc<AppState>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => {
+            return json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_body",
+                &e.to_string(),
+            )
+        }
+    };
+    let headers: std::collections::BTreeMap<String, Vec<String>> = headers
+        .keys()
+        .map(|name| {
+            let values = headers
+                .get_all(name)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect();
+            (name.as_str().to_owned(), values)
+        })
+        .collect();
+    let mut response = json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "instance": state.instance,
+            "method": method.as_str(),
+            "path": path.as_str(),
+            "query": query,
+            "headers": headers,
+            "body": String::from_utf8_lossy(&body),
+            "body_bytes": body.len(),
+        }),
+    );
+    if let Ok(name) = HeaderValue::from_str(&state.instance.name) {
+        response.headers_mut().insert("x-served-by", name);
+    }
+    response
+}
+
 fn healthz() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("healthz")
         .and(warp::get().or(warp::head()).unify())
         .map(|| json_response(StatusCode::OK, &serde_json::json!({"status": "ok"})))
 }
 
-fn readyz(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+fn readyz(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("readyz")
         .and(warp::get().or(warp::head()).unify())
         .and(with_state(state))
         .map(|state: Arc<AppState>| readiness_reply(&state.readiness))
 }
 
-fn metrics(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+fn metrics(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("metrics")
         .and(warp::get())
         .and(with_state(state))
         .map(|state: Arc<AppState>| metrics_reply(&state.registry))
 }
 
-fn stats(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+fn stats(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("api" / "stats" / String)
         .and(warp::get())
         .and(with_state(state))
-        .map(|window: String, state: Arc<AppState>| match Window::parse(&window) {
-            Some(w) => json_response(StatusCode::OK, &state.stats.summary(w)),
-            None => unknown_window(&window),
-        })
+        .map(
+            |window: String, state: Arc<AppState>| match Window::parse(&window) {
+                Some(w) => json_response(StatusCode::OK, &state.stats.summary(w)),
+                None => unknown_window(&window),
+            },
+        )
 }
 
 /// `/readyz`: 200 while serving, 503 once draining. Shared with the gateway.
@@ -258,8 +336,12 @@ mod tests {
     fn overrides_parse_and_errors_name_the_parameter() {
         let o = parse_overrides("delay_ms=15&status=503&x=1").unwrap();
         assert_eq!((o.delay_ms, o.status), (Some(15), Some(503)));
-        assert!(parse_overrides("delay_ms=abc").unwrap_err().starts_with("delay_ms"));
-        assert!(parse_overrides("status=-1").unwrap_err().starts_with("status"));
+        assert!(parse_overrides("delay_ms=abc")
+            .unwrap_err()
+            .starts_with("delay_ms"));
+        assert!(parse_overrides("status=-1")
+            .unwrap_err()
+            .starts_with("status"));
         assert!(parse_overrides("").unwrap().delay_ms.is_none());
     }
 }

@@ -51,10 +51,7 @@ pub fn builtin_rejection(rejection: &warp::Rejection) -> warp::reply::Response {
     if rejection.is_not_found() {
         return json_error(StatusCode::NOT_FOUND, "not_found", "no such route");
     }
-    if rejection
-        .find::<warp::reject::MethodNotAllowed>()
-        .is_some()
-    {
+    if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         return json_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",

@@ -5,6 +5,7 @@
 //!
 //! - [`stats`]: sliding 1-minute, 5-minute and 1-hour windows of request
 //!   counts and latency percentiles, behind `/api/stats/{window}`.
+//! - [`body`]: reading request bodies with a hard size limit.
 //! - [`clock`]: the time source the windows read, swappable in tests.
 //! - [`metrics`]: the Prometheus registry, the HTTP server metrics both
 //!   services export on `/metrics`, and the text encoder.
@@ -19,6 +20,7 @@
 //! - [`probe`]: a tiny HTTP GET client for health checks inside images that
 //!   have no shell or curl.
 
+pub mod body;
 pub mod clock;
 pub mod errors;
 pub mod metrics;

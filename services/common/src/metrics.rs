@@ -61,7 +61,11 @@ impl HttpServerMetrics {
                 "Duration of HTTP server requests.",
             )
             .buckets(DURATION_BUCKETS.to_vec()),
-            &["http_request_method", "http_route", "http_response_status_code"],
+            &[
+                "http_request_method",
+                "http_route",
+                "http_response_status_code",
+            ],
         )?;
         let active = IntGauge::with_opts(Opts::new(
             "http_server_active_requests",
@@ -183,8 +187,12 @@ impl crate::server::Observe for ServerObserver {
 
     fn finish(&self, token: ObserverToken, status: http::StatusCode) {
         let elapsed = token.started.elapsed();
-        self.metrics
-            .observe(&token.method, token.route.template, status.as_u16(), elapsed);
+        self.metrics.observe(
+            &token.method,
+            token.route.template,
+            status.as_u16(),
+            elapsed,
+        );
         if let (true, Some(stats)) = (token.route.counted, &self.stats) {
             stats.record(crate::stats::Outcome {
                 status: Some(status.as_u16()),

@@ -31,7 +31,10 @@ pub fn get(url: &str, timeout: Duration) -> Result<ProbeResponse, String> {
     if authority.is_empty() {
         return Err(format!("{url:?}: missing host"));
     }
-    let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+    let with_port = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
         authority.to_owned()
     } else {
         format!("{authority}:80")
@@ -43,11 +46,13 @@ pub fn get(url: &str, timeout: Duration) -> Result<ProbeResponse, String> {
         .ok_or_else(|| format!("{authority}: no address"))?;
     let mut stream =
         TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
-    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    let request = format!(
-        "GET {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: probe\r\n\r\n"
-    );
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: probe\r\n\r\n");
     stream
         .write_all(request.as_bytes())
         .map_err(|e| format!("send: {e}"))?;

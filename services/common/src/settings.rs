@@ -75,7 +75,8 @@ pub fn load<T>(sources: &Sources, env_prefix: &str, port_key: &str) -> Result<T,
 where
     T: DeserializeOwned + Serialize + Default,
 {
-    let defaults = Config::try_from(&T::default()).map_err(|e| SettingsError::Parse(e.to_string()))?;
+    let defaults =
+        Config::try_from(&T::default()).map_err(|e| SettingsError::Parse(e.to_string()))?;
     let mut builder = Config::builder().add_source(defaults);
 
     if let Some(path) = &sources.file {
@@ -110,7 +111,9 @@ where
             .source(Some(env)),
     );
 
-    let merged = builder.build().map_err(|e| SettingsError::Parse(e.to_string()))?;
+    let merged = builder
+        .build()
+        .map_err(|e| SettingsError::Parse(e.to_string()))?;
     merged
         .try_deserialize::<T>()
         .map_err(|e| SettingsError::Parse(e.to_string()))
@@ -177,7 +180,10 @@ mod tests {
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn file(ext: &str, text: &str) -> tempfile::NamedTempFile {
@@ -188,7 +194,10 @@ mod tests {
 
     #[test]
     fn defaults_then_file_then_port_then_prefixed_env() {
-        let f = file(".yaml", "listen:\n  port: 9000\n  drain_timeout_ms: 7\nname: fromfile\n");
+        let f = file(
+            ".yaml",
+            "listen:\n  port: 9000\n  drain_timeout_ms: 7\nname: fromfile\n",
+        );
         let mut sources = Sources {
             file: Some(f.path().into()),
             env: vec![],
@@ -202,7 +211,11 @@ mod tests {
         assert_eq!(d.listen.port, 9100);
         assert_eq!(d.listen.drain_timeout_ms, 7);
 
-        sources.env = env(&[("PORT", "9100"), ("DEMO__LISTEN__PORT", "9200"), ("DEMO__NAME", "env")]);
+        sources.env = env(&[
+            ("PORT", "9100"),
+            ("DEMO__LISTEN__PORT", "9200"),
+            ("DEMO__NAME", "env"),
+        ]);
         let d: Demo = load(&sources, "DEMO", "listen.port").unwrap();
         assert_eq!(d.listen.port, 9200);
         assert_eq!(d.name, "env");
@@ -224,9 +237,16 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         let bad = |pairs: &[(&str, &str)]| {
-            load::<Demo>(&Sources { file: None, env: env(pairs) }, "DEMO", "listen.port")
-                .unwrap_err()
-                .to_string()
+            load::<Demo>(
+                &Sources {
+                    file: None,
+                    env: env(pairs),
+                },
+                "DEMO",
+                "listen.port",
+            )
+            .unwrap_err()
+            .to_string()
         };
         let e = bad(&[("DEMO__LISTEN__PORT", "abc")]);
         assert!(e.contains("listen.port"), "{e}");
@@ -244,19 +264,35 @@ mod tests {
             file: Some("/nonexistent/gateway.yaml".into()),
             env: vec![],
         };
-        let e = load::<Demo>(&missing, "DEMO", "listen.port").unwrap_err().to_string();
+        let e = load::<Demo>(&missing, "DEMO", "listen.port")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/nonexistent/gateway.yaml"), "{e}");
 
         let f = file(".ini", "x");
-        let e = load::<Demo>(&Sources { file: Some(f.path().into()), env: vec![] }, "DEMO", "listen.port")
-            .unwrap_err()
-            .to_string();
+        let e = load::<Demo>(
+            &Sources {
+                file: Some(f.path().into()),
+                env: vec![],
+            },
+            "DEMO",
+            "listen.port",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("unsupported extension"), "{e}");
 
         let f = file(".yaml", "listen: [1, 2\n");
-        let e = load::<Demo>(&Sources { file: Some(f.path().into()), env: vec![] }, "DEMO", "listen.port")
-            .unwrap_err()
-            .to_string();
+        let e = load::<Demo>(
+            &Sources {
+                file: Some(f.path().into()),
+                env: vec![],
+            },
+            "DEMO",
+            "listen.port",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(!e.is_empty());
     }
 }

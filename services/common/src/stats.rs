@@ -374,7 +374,8 @@ impl Summary {
         if self.requests == 0 {
             return;
         }
-        self.requests_per_second = round3(self.requests as f64 / self.covered_seconds.max(1) as f64);
+        self.requests_per_second =
+            round3(self.requests as f64 / self.covered_seconds.max(1) as f64);
         self.error_rate = round6(self.errors as f64 / self.requests as f64);
         if let Some(h) = histogram {
             let ms = |micros: u64| round3(micros as f64 / 1000.0);
@@ -456,7 +457,13 @@ mod tests {
             r.record(ok(ms));
         }
         let s = r.summary(Window::OneMinute).latency_ms;
-        for (got, want) in [(s.p50, 500.0), (s.p90, 900.0), (s.p95, 950.0), (s.p99, 990.0), (s.max, 1000.0)] {
+        for (got, want) in [
+            (s.p50, 500.0),
+            (s.p90, 900.0),
+            (s.p95, 950.0),
+            (s.p99, 990.0),
+            (s.max, 1000.0),
+        ] {
             assert!((got - want).abs() / want <= 0.01, "got {got}, want {want}");
         }
         assert!((s.mean - 500.5).abs() < 0.001);

@@ -4,6 +4,8 @@
 //! The level comes from `RUST_LOG` when it is set (full `EnvFilter` syntax),
 //! else from the service's `log.level` setting.
 
+use std::io::IsTerminal;
+
 use serde::{Deserialize, Serialize};
 use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 
@@ -60,7 +62,12 @@ pub fn init(settings: &LogSettings) {
     let registry = tracing_subscriber::registry().with(filter);
     let result = match settings.format {
         LogFormat::Text => registry
-            .with(fmt::layer().with_target(false).compact())
+            .with(
+                fmt::layer()
+                    .with_target(false)
+                    .with_ansi(std::io::stdout().is_terminal())
+                    .compact(),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(

@@ -1,0 +1,58 @@
+//! Reading request bodies into memory with a hard size limit.
+//!
+//! warp's `content_length_limit` needs a `Content-Length` header and refuses
+//! chunked uploads with 411; this counts bytes as they arrive instead, so
+//! both framings work and neither can exceed the limit.
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+
+/// Why a body could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// More than the limit arrived (or was announced).
+    #[error("request body is larger than {0} bytes")]
+    TooLarge(usize),
+    /// The connection failed mid-body.
+    #[error("could not read the request body: {0}")]
+    Read(String),
+}
+
+/// Collects `body`, failing as soon as more than `limit` bytes arrive.
+pub async fn read_limited<S, B>(body: S, limit: usize) -> Result<Bytes, BodyError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let mut body = std::pin::pin!(body);
+    let mut collected = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
+        if collected.len() + chunk.remaining() > limit {
+            return Err(BodyError::TooLarge(limit));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            let n = part.len();
+            collected.extend_from_slice(part);
+            chunk.advance(n);
+        }
+    }
+    Ok(collected.freeze())
+}
+
+/// A warp filter extracting the body, limited to `limit` bytes. A
+/// `Content-Length` above the limit is refused before anything is read.
+pub fn limited(
+    limit: usize,
+) -> impl warp::Filter<Extract = (Result<Bytes, BodyError>,), Error = warp::Rejection> + Clone {
+    use warp::Filter;
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .then(move |length: Option<u64>, body| async move {
+            if length.is_some_and(|l| l > limit as u64) {
+                return Err(BodyError::TooLarge(limit));
+            }
+            read_limited(body, limit).await
+        })
+}

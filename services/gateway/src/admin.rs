@@ -1,0 +1,270 @@
+//! The registration API under `/api/servers`: JSON in and out.
+//!
+//! | call | answer |
+//! |---|---|
+//! | `POST /api/servers` `{"name","url","weight"?}` | 201 created, 200 identical registration already there, 409 name taken |
+//! | `PUT /api/servers/{name}` `{"url","weight"?,"name"?}` | 201 created, 200 replaced or unchanged |
+//! | `GET /api/servers` | 200 `{"servers": [...]}` |
+//! | `GET /api/servers/{name}` | 200 or 404 |
+//! | `DELETE /api/servers/{name}` | 204 or 404; requests in flight to it finish |
+//!
+//! Bodies are limited to 64 KiB and must not carry unknown fields. When an
+//! admin token is configured, calls that change the registry need
+//! `Authorization: Bearer <token>`. Nothing changes on a refused request.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use common::body::BodyError;
+use http::StatusCode;
+use serde::Deserialize;
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use crate::errors::AdminError;
+use crate::registry::{validate_name, Registered, Registry, ServerSpec, Source};
+
+/// Largest accepted admin request body.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What the admin handlers share.
+#[derive(Debug)]
+pub struct AdminState {
+    /// The registry they change.
+    pub registry: Arc<Registry>,
+    /// Required bearer token for changes; `None` leaves the API open.
+    pub token: Option<String>,
+}
+
+/// Every `/api/servers` route.
+pub fn routes(
+    state: Arc<AdminState>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let list = warp::path!("api" / "servers")
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .map(list);
+    let create = warp::path!("api" / "servers")
+        .and(warp::post())
+        .and(authorized(state.clone()))
+        .and(limited_body())
+        .and_then(create);
+    let show = warp::path!("api" / "servers" / String)
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .and_then(show);
+    let put = warp::path!("api" / "servers" / String)
+        .and(warp::put())
+        .and(authorized(state.clone()))
+        .and(limited_body())
+        .and_then(put);
+    let delete = warp::path!("api" / "servers" / String)
+        .and(warp::delete())
+        .and(authorized(state))
+        .and_then(delete);
+    list.or(create)
+        .unify()
+        .or(show)
+        .unify()
+        .or(put)
+        .unify()
+        .or(delete)
+        .unify()
+}
+
+fn with_state(
+    state: Arc<AdminState>,
+) -> impl Filter<Extract = (Arc<AdminState>,), Error = Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+/// Passes the state on when the request may change the registry.
+fn authorized(
+    state: Arc<AdminState>,
+) -> impl Filter<Extract = (Arc<AdminState>,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization")
+        .and(with_state(state))
+        .and_then(
+            |header: Option<String>, state: Arc<AdminState>| async move {
+                match check_token(state.token.as_deref(), header.as_deref()) {
+                    Ok(()) => Ok(state),
+                    Err(e) => Err(warp::reject::custom(e)),
+                }
+            },
+        )
+}
+
+/// 401 without a bearer token, 403 with a wrong one. Compared in constant
+/// time so response timing reveals nothing about the token.
+pub fn check_token(expected: Option<&str>, header: Option<&str>) -> Result<(), AdminError> {
+    let Some(expected) = expected else {
+        return Ok(());
+    };
+    let presented = header
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .ok_or(AdminError::Unauthorized)?;
+    if constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(AdminError::Forbidden)
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff);
+    }
+    diff == 0
+}
+
+/// The body, refused past [`MAX_BODY_BYTES`] whether or not the client sent
+/// a `Content-Length` (chunked bodies are counted as they arrive).
+fn limited_body() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+    common::body::limited(MAX_BODY_BYTES).and_then(|body: Result<Bytes, BodyError>| async move {
+        body.map_err(|e| {
+            warp::reject::custom(match e {
+                BodyError::TooLarge(limit) => AdminError::BodyTooLarge(limit),
+                BodyError::Read(message) => AdminError::InvalidBody(message),
+            })
+        })
+    })
+}
+
+/// The body of `PUT /api/servers/{name}`: the name comes from the path.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutBody {
+    name: Option<String>,
+    url: String,
+    weight: Option<u32>,
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(AdminError::InvalidBody(
+            "the body is empty; expected a JSON object".into(),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| AdminError::InvalidBody(e.to_string()))
+}
+
+fn list(state: Arc<AdminState>) -> Response {
+    let servers: Vec<_> = state
+        .registry
+        .snapshot()
+        .backends
+        .iter()
+        .map(|b| b.view())
+        .collect();
+    common::errors::json_response(StatusCode::OK, &serde_json::json!({ "servers": servers }))
+}
+
+async fn show(name: String, state: Arc<AdminState>) -> Result<Response, Rejection> {
+    let backend = state
+        .registry
+        .get(&name)
+        .ok_or_else(|| warp::reject::custom(AdminError::NotFound(name)))?;
+    Ok(common::errors::json_response(
+        StatusCode::OK,
+        &backend.view(),
+    ))
+}
+
+async fn create(state: Arc<AdminState>, body: Bytes) -> Result<Response, Rejection> {
+    let spec: ServerSpec = parse_json(&body).map_err(warp::reject::custom)?;
+    let (outcome, backend) = state
+        .registry
+        .register(&spec, Source::Api)
+        .map_err(|e| warp::reject::custom(AdminError::from(e)))?;
+    if outcome == Registered::Created {
+        tracing::info!(name = %backend.name, url = %backend.url, weight = backend.weight, "server registered");
+    }
+    Ok(common::errors::json_response(
+        status_for(outcome),
+        &backend.view(),
+    ))
+}
+
+async fn put(name: String, state: Arc<AdminState>, body: Bytes) -> Result<Response, Rejection> {
+    validate_name(&name).map_err(|e| warp::reject::custom(AdminError::InvalidField(e)))?;
+    let body: PutBody = parse_json(&body).map_err(warp::reject::custom)?;
+    if body.name.as_ref().is_some_and(|n| *n != name) {
+        return Err(warp::reject::custom(AdminError::InvalidBody(format!(
+            "name: {:?} in the body does not match {name:?} in the path",
+            body.name.unwrap_or_default()
+        ))));
+    }
+    let spec = ServerSpec {
+        name,
+        url: body.url,
+        weight: body.weight,
+    };
+    let (outcome, backend) = state
+        .registry
+        .upsert(&spec, Source::Api)
+        .map_err(|e| warp::reject::custom(AdminError::from(e)))?;
+    if outcome != Registered::Unchanged {
+        tracing::info!(name = %backend.name, url = %backend.url, weight = backend.weight, ?outcome, "server registered");
+    }
+    Ok(common::errors::json_response(
+        status_for(outcome),
+        &backend.view(),
+    ))
+}
+
+async fn delete(name: String, state: Arc<AdminState>) -> Result<Response, Rejection> {
+    match state.registry.remove(&name) {
+        Some(b) => {
+            tracing::info!(name = %b.name, in_flight = b.active.load(std::sync::atomic::Ordering::Relaxed), "server removed");
+            Ok(warp::Reply::into_response(StatusCode::NO_CONTENT))
+        }
+        None => Err(warp::reject::custom(AdminError::NotFound(name))),
+    }
+}
+
+fn status_for(outcome: Registered) -> StatusCode {
+    match outcome {
+        Registered::Created => StatusCode::CREATED,
+        Registered::Replaced | Registered::Unchanged => StatusCode::OK,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens() {
+        assert!(check_token(None, None).is_ok());
+        assert!(matches!(
+            check_token(Some("t"), None),
+            Err(AdminError::Unauthorized)
+        ));
+        assert!(matches!(
+            check_token(Some("t"), Some("Basic dA==")),
+            Err(AdminError::Unauthorized)
+        ));
+        assert!(matches!(
+            check_token(Some("t"), Some("Bearer x")),
+            Err(AdminError::Forbidden)
+        ));
+        assert!(matches!(
+            check_token(Some("t"), Some("Bearer tt")),
+            Err(AdminError::Forbidden)
+        ));
+        assert!(matches!(
+            check_token(Some("tt"), Some("Bearer t")),
+            Err(AdminError::Forbidden)
+        ));
+        assert!(check_token(Some("t"), Some("Bearer t")).is_ok());
+        assert!(!constant_time_eq(b"", b"a"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}

@@ -1,0 +1,452 @@
+//! Gateway settings: built-in defaults, then `--config FILE` (YAML or TOML),
+//! then `PORT`, then `GATEWAY__SECTION__KEY` environment variables.
+//!
+//! Every key is documented on its field below and in `deploy/gateway.example.yaml`.
+//! Unknown keys are errors, so a typo cannot silently fall back to a default.
+
+use std::time::Duration;
+
+use common::server::HttpSettings;
+use common::settings::{SettingsError, Sources};
+use common::telemetry::LogSettings;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::registry::ServerSpec;
+
+/// Everything the gateway can be told.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Where to listen.
+    pub listen: Listen,
+    /// How a backend is chosen for each request.
+    pub balancer: BalancerSettings,
+    /// The shared client that talks to backends.
+    pub upstream: UpstreamSettings,
+    /// Backends registered at start-up, before any API call.
+    #[serde(deserialize_with = "servers_list_or_compact")]
+    pub servers: Vec<ServerSpec>,
+    /// Finding backends from DNS instead of (or as well as) registration.
+    pub discovery: DiscoverySettings,
+    /// Protection of the registration API.
+    pub admin: AdminSettings,
+    /// Stopping gracefully.
+    pub shutdown: ShutdownSettings,
+    /// Limits on incoming connections.
+    pub http: HttpSettings,
+    /// Log format, level and access log.
+    pub log: GatewayLogSettings,
+}
+
+/// The listening socket.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listen {
+    /// Address to bind.
+    pub host: String,
+    /// Port; the `PORT` variable sets it too.
+    pub port: u16,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen {
+            host: "0.0.0.0".into(),
+            port: 8000,
+        }
+    }
+}
+
+/// Load-balancing strategy.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Each backend in turn, ignoring weights.
+    #[default]
+    RoundRobin,
+    /// Smooth weighted round robin (NGINX's): proportional to weight,
+    /// interleaved rather than in bursts.
+    WeightedRoundRobin,
+    /// Power of two random choices, picking the one with fewer requests in
+    /// flight: adapts to slow backends without a global scan.
+    LeastOutstanding,
+}
+
+/// The `balancer` section.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BalancerSettings {
+    /// `round_robin`, `weighted_round_robin` or `least_outstanding`.
+    pub strategy: Strategy,
+}
+
+/// The `upstream` section: the client that calls backends.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamSettings {
+    /// Longest wait for a TCP connection to a backend; past it, 502.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Longest wait for a backend's response head; past it, 504.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Idle pooled connections are closed after this; keep it below the
+    /// backends' own keep-alive timeout so we never reuse one they closed.
+    #[serde(with = "humantime_serde")]
+    pub pool_idle_timeout: Duration,
+    /// Idle connections kept per backend; at least the expected client
+    /// concurrency, or the gateway keeps opening new connections.
+    pub pool_max_idle_per_host: usize,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        UpstreamSettings {
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(30),
+            pool_idle_timeout: Duration::from_secs(30),
+            pool_max_idle_per_host: 1024,
+        }
+    }
+}
+
+/// The `discovery` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoverySettings {
+    /// A DNS name whose A/AAAA records are the backends (a Kubernetes
+    /// headless Service); empty turns discovery off.
+    pub dns_name: String,
+    /// Port the discovered backends listen on.
+    pub port: u16,
+    /// How often the name is resolved again.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for DiscoverySettings {
+    fn default() -> Self {
+        DiscoverySettings {
+            dns_name: String::new(),
+            port: 5000,
+            interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The `admin` section.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    /// Bearer token required by calls that change the registry; empty
+    /// leaves the API open (fine on a laptop, not in a cluster).
+    #[serde(skip_serializing)]
+    pub token: String,
+    /// A file holding the token (for example a mounted Kubernetes Secret);
+    /// read once at start-up, surrounding white space ignored.
+    pub token_file: String,
+}
+
+/// The `shutdown` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownSettings {
+    /// After SIGTERM, `/readyz` answers 503 for this long before the
+    /// listener closes, so load balancers stop sending new work first.
+    #[serde(with = "humantime_serde")]
+    pub delay: Duration,
+    /// Longest wait for requests in flight once the listener is closed.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        ShutdownSettings {
+            delay: Duration::ZERO,
+            drain_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// The `log` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayLogSettings {
+    /// `text` or `json`.
+    pub format: common::telemetry::LogFormat,
+    /// Filter when `RUST_LOG` is unset.
+    pub level: String,
+    /// One line per proxied request (method, path, status, backend,
+    /// latency, request id).
+    pub access_log: bool,
+}
+
+impl Default for GatewayLogSettings {
+    fn default() -> Self {
+        GatewayLogSettings {
+            format: common::telemetry::LogFormat::Text,
+            level: "info".into(),
+            access_log: true,
+        }
+    }
+}
+
+impl GatewayLogSettings {
+    /// The part `common::telemetry` needs.
+    pub fn common(&self) -> LogSettings {
+        LogSettings {
+            format: self.format,
+            level: self.level.clone(),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads and validates settings from `sources`.
+    pub fn load(sources: &Sources) -> Result<Settings, SettingsError> {
+        let mut settings: Settings = common::settings::load(sources, "GATEWAY", "listen.port")?;
+        settings.validate()?;
+        if !settings.admin.token_file.is_empty() {
+            let text = std::fs::read_to_string(&settings.admin.token_file).map_err(|e| {
+                SettingsError::invalid(
+                    "admin.token_file",
+                    format!("cannot read {}: {e}", settings.admin.token_file),
+                )
+            })?;
+            settings.admin.token = text.trim().to_owned();
+            if settings.admin.token.is_empty() {
+                return Err(SettingsError::invalid(
+                    "admin.token_file",
+                    "the file is empty",
+                ));
+            }
+        }
+        Ok(settings)
+    }
+
+    /// Range and consistency checks; errors name the key.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let u = &self.upstream;
+        for (key, value) in [
+            ("upstream.connect_timeout", u.connect_timeout),
+            ("upstream.request_timeout", u.request_timeout),
+            ("upstream.pool_idle_timeout", u.pool_idle_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(SettingsError::invalid(key, "must be greater than zero"));
+            }
+        }
+        if u.pool_max_idle_per_host > 65_536 {
+            return Err(SettingsError::invalid(
+                "upstream.pool_max_idle_per_host",
+                "must be at most 65536",
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, server) in self.servers.iter().enumerate() {
+            server.validate().map_err(|e| {
+                SettingsError::invalid(format!("servers[{i}].{}", e.field), e.message)
+            })?;
+            if !seen.insert(server.name.as_str()) {
+                return Err(SettingsError::invalid(
+                    format!("servers[{i}].name"),
+                    format!("{:?} is listed twice", server.name),
+                ));
+            }
+        }
+        if !self.discovery.dns_name.is_empty() {
+            if self.discovery.port == 0 {
+                return Err(SettingsError::invalid("discovery.port", "must not be 0"));
+            }
+            if self.discovery.interval < Duration::from_millis(100) {
+                return Err(SettingsError::invalid(
+                    "discovery.interval",
+                    "must be at least 100ms",
+                ));
+            }
+        }
+        if !self.admin.token.is_empty() && !self.admin.token_file.is_empty() {
+            return Err(SettingsError::invalid(
+                "admin.token",
+                "set either admin.token or admin.token_file, not both",
+            ));
+        }
+        self.http.validate("http")?;
+        common::telemetry::validate_level(&self.log.level)
+            .map_err(|e| SettingsError::invalid("log.level", e))?;
+        Ok(())
+    }
+}
+
+/// `servers` is a list of `{name, url, weight}` in files; in an environment
+/// variable it may also be `name=url[,name=url...]`.
+fn servers_list_or_compact<'de, D>(deserializer: D) -> Result<Vec<ServerSpec>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        List(Vec<ServerSpec>),
+        Compact(String),
+    }
+    match Form::deserialize(deserializer)? {
+        Form::List(list) => Ok(list),
+        Form::Compact(text) => parse_compact_servers(&text).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Parses `name=url[,name=url...]` (white space around entries ignored).
+pub fn parse_compact_servers(text: &str) -> Result<Vec<ServerSpec>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let (name, url) = entry
+                .split_once('=')
+                .ok_or_else(|| format!("servers: {entry:?} is not of the form name=url"))?;
+            Ok(ServerSpec {
+                name: name.trim().to_owned(),
+                url: url.trim().to_owned(),
+                weight: None,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load_env(env: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        Settings::load(&Sources {
+            file: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn defaults() {
+        let s = load_env(&[]).unwrap();
+        assert_eq!(s.listen.port, 8000);
+        assert_eq!(s.balancer.strategy, Strategy::RoundRobin);
+        assert!(s.servers.is_empty());
+        assert!(s.log.access_log);
+    }
+
+    #[test]
+    fn file_env_and_port_layer_in_order() {
+        let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+        writeln!(
+            f,
+            "listen:\n  port: 9000\nbalancer:\n  strategy: least_outstanding\nservers:\n  - name: a\n    url: http://127.0.0.1:5000\n    weight: 3\nupstream:\n  request_timeout: 5s\n"
+        )
+        .unwrap();
+        let sources = |env: &[(&str, &str)]| Sources {
+            file: Some(f.path().into()),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let s = Settings::load(&sources(&[])).unwrap();
+        assert_eq!(s.listen.port, 9000);
+        assert_eq!(s.balancer.strategy, Strategy::LeastOutstanding);
+        assert_eq!(s.servers[0].weight, Some(3));
+        assert_eq!(s.upstream.request_timeout, Duration::from_secs(5));
+        let s = Settings::load(&sources(&[("PORT", "9001")])).unwrap();
+        assert_eq!(s.listen.port, 9001);
+        let s = Settings::load(&sources(&[
+            ("PORT", "9001"),
+            ("GATEWAY__LISTEN__PORT", "9002"),
+            ("GATEWAY__BALANCER__STRATEGY", "weighted_round_robin"),
+            ("GATEWAY__UPSTREAM__CONNECT_TIMEOUT", "250ms"),
+        ]))
+        .unwrap();
+        assert_eq!(s.listen.port, 9002);
+        assert_eq!(s.balancer.strategy, Strategy::WeightedRoundRobin);
+        assert_eq!(s.upstream.connect_timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn compact_servers_from_the_environment() {
+        let s = load_env(&[(
+            "GATEWAY__SERVERS",
+            "server1=http://localhost:5000, server2=http://localhost:5001",
+        )])
+        .unwrap();
+        assert_eq!(s.servers.len(), 2);
+        assert_eq!(s.servers[1].name, "server2");
+        assert_eq!(s.servers[1].url, "http://localhost:5001");
+    }
+
+    #[test]
+    fn token_file_is_read_and_trimmed() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "  s3cret  ").unwrap();
+        let path = f.path().to_str().unwrap().to_owned();
+        let s = load_env(&[("GATEWAY__ADMIN__TOKEN_FILE", &path)]).unwrap();
+        assert_eq!(s.admin.token, "s3cret");
+        let e = load_env(&[("GATEWAY__ADMIN__TOKEN_FILE", "/nonexistent/token")]).unwrap_err();
+        assert!(e.to_string().contains("admin.token_file"), "{e}");
+    }
+
+    #[test]
+    fn each_invalid_value_names_its_key() {
+        for (key, value, expect) in [
+            ("GATEWAY__LISTEN__PORT", "eighty", "listen.port"),
+            ("GATEWAY__BALANCER__STRATEGY", "random", "strategy"),
+            (
+                "GATEWAY__UPSTREAM__CONNECT_TIMEOUT",
+                "0s",
+                "upstream.connect_timeout",
+            ),
+            (
+                "GATEWAY__UPSTREAM__REQUEST_TIMEOUT",
+                "fast",
+                "upstream.request_timeout",
+            ),
+            (
+                "GATEWAY__UPSTREAM__POOL_IDLE_TIMEOUT",
+                "0s",
+                "upstream.pool_idle_timeout",
+            ),
+            (
+                "GATEWAY__UPSTREAM__POOL_MAX_IDLE_PER_HOST",
+                "1000000",
+                "upstream.pool_max_idle_per_host",
+            ),
+            ("GATEWAY__SERVERS", "server1", "name=url"),
+            ("GATEWAY__SERVERS", "bad name=http://x", "servers[0].name"),
+            ("GATEWAY__SERVERS", "a=ftp://x", "servers[0].url"),
+            (
+                "GATEWAY__SERVERS",
+                "a=http://x,a=http://y",
+                "servers[1].name",
+            ),
+            ("GATEWAY__DISCOVERY__DNS_NAME", "x", "discovery"),
+            (
+                "GATEWAY__HTTP__HEADER_READ_TIMEOUT",
+                "0s",
+                "http.header_read_timeout",
+            ),
+            ("GATEWAY__LOG__LEVEL", "loud[", "log.level"),
+            ("GATEWAY__LOG__FORMAT", "xml", "format"),
+            ("GATEWAY__NOPE", "1", "nope"),
+        ] {
+            let env: Vec<(&str, &str)> = if key == "GATEWAY__DISCOVERY__DNS_NAME" {
+                vec![(key, value), ("GATEWAY__DISCOVERY__INTERVAL", "1ms")]
+            } else {
+                vec![(key, value)]
+            };
+            let e = load_env(&env).unwrap_err().to_string();
+            assert!(e.contains(expect), "{key}={value}: {e}");
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Every error the gateway answers with, and the one place that maps each
+//! to its HTTP status and JSON `code`.
+//!
+//! Two concerns, two types: [`ProxyError`] for the proxied path (what went
+//! wrong upstream) and [`AdminError`] for the registration API (what was
+//! wrong with the request). Both render as
+//! `{"error": {"code": "...", "message": "..."}}`.
+
+use http::StatusCode;
+use warp::reply::Response;
+
+use crate::registry::{FieldError, RegistryError};
+
+/// Failures on the proxied path.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The registry is empty.
+    #[error("no backend servers are registered; register one with POST /api/servers")]
+    NoBackends,
+    /// Could not connect, or the connection failed before a response.
+    #[error("upstream {backend} is unreachable: {detail}")]
+    Unreachable {
+        /// Backend name.
+        backend: String,
+        /// The client error, for logs.
+        detail: String,
+    },
+    /// No response head within `upstream.request_timeout`.
+    #[error("upstream {backend} did not answer within {timeout_ms} ms")]
+    Timeout {
+        /// Backend name.
+        backend: String,
+        /// The configured timeout.
+        timeout_ms: u128,
+    },
+}
+
+impl ProxyError {
+    /// Status and stable code.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ProxyError::NoBackends => (StatusCode::SERVICE_UNAVAILABLE, "no_backends"),
+            ProxyError::Unreachable { .. } => (StatusCode::BAD_GATEWAY, "upstream_unreachable"),
+            ProxyError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+        }
+    }
+
+    /// The `error_type` label in client metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProxyError::NoBackends => "no_backends",
+            ProxyError::Unreachable { .. } => "unreachable",
+            ProxyError::Timeout { .. } => "timeout",
+        }
+    }
+
+    /// The JSON answer.
+    pub fn into_response(&self) -> Response {
+        let (status, code) = self.status_and_code();
+        let mut response = common::errors::json_error(status, code, &self.to_string());
+        if let ProxyError::NoBackends = self {
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
+        }
+        response
+    }
+}
+
+/// Failures of the registration API. Raised as warp rejections so that
+/// `routes::recover` renders them.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The body is not valid JSON of the expected shape.
+    #[error("invalid request body: {0}")]
+    InvalidBody(String),
+    /// A field has a bad value.
+    #[error("{0}")]
+    InvalidField(FieldError),
+    /// The body is larger than the admin limit.
+    #[error("request body is larger than {0} bytes")]
+    BodyTooLarge(usize),
+    /// No such server.
+    #[error("no server named {0:?}")]
+    NotFound(String),
+    /// The name is taken by a different registration.
+    #[error("{0}")]
+    Conflict(String),
+    /// The registry cannot take more servers.
+    #[error("{0}")]
+    Full(String),
+    /// Changing the registry needs a token and none was sent.
+    #[error("this call needs an 'Authorization: Bearer <token>' header")]
+    Unauthorized,
+    /// A token was sent but it is wrong.
+    #[error("the admin token is not valid")]
+    Forbidden,
+}
+
+impl warp::reject::Reject for AdminError {}
+
+impl From<RegistryError> for AdminError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::Invalid(f) => AdminError::InvalidField(f),
+            RegistryError::Conflict { .. } => AdminError::Conflict(e.to_string()),
+            RegistryError::Full(_) => AdminError::Full(e.to_string()),
+        }
+    }
+}
+
+impl AdminError {
+    /// Status and stable code.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            AdminError::InvalidBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
+            AdminError::InvalidField(_) => (StatusCode::BAD_REQUEST, "invalid_field"),
+            AdminError::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AdminError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            AdminError::Full(_) => (StatusCode::CONFLICT, "registry_full"),
+            AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AdminError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+        }
+    }
+
+    /// The JSON answer.
+    pub fn into_response(&self) -> Response {
+        let (status, code) = self.status_and_code();
+        let mut response = common::errors::json_error(status, code, &self.to_string());
+        if let AdminError::Unauthorized = self {
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}

@@ -1,0 +1,31 @@
+//! The gateway: a reverse proxy that load-balances requests over backends
+//! registered at run time, with windowed statistics and Prometheus metrics.
+//!
+//! A request's journey, module by module:
+//!
+//! - [`routes`]: the routing table. Own routes first (`/api/servers*` in
+//!   [`admin`], `/api/stats/*`, `/metrics`, `/healthz`, `/readyz`), then
+//!   everything else to [`proxy`]; one `recover` renders every error.
+//! - [`proxy`]: picks a backend with the [`balancer`] from the [`registry`]'s
+//!   current snapshot, forwards the request with the shared upstream client,
+//!   streams the answer back and records it in the stats windows
+//!   (`common::stats`) and [`metrics`].
+//! - [`errors`]: every error the gateway answers with, mapped to its status
+//!   in one place (no backends 503, unreachable 502, timeout 504, ...).
+//! - [`discovery`]: optional DNS discovery that keeps the registry in step
+//!   with a headless Service.
+//! - [`config`]: typed, layered settings; [`startup`]: [`run`], which wires
+//!   it all together on a listener the caller bound.
+
+pub mod admin;
+pub mod balancer;
+pub mod config;
+pub mod discovery;
+pub mod errors;
+pub mod metrics;
+pub mod proxy;
+pub mod registry;
+pub mod routes;
+pub mod startup;
+
+pub use startup::run;

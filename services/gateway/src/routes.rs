@@ -1,0 +1,245 @@
+//! All of the gateway's routes in one filter, and the one `recover` that
+//! turns every rejection into its JSON error.
+//!
+//! The gateway's own routes (`/api/servers*`, `/api/stats/*`, `/metrics`,
+//! `/healthz`, `/readyz`) are matched first; everything else is proxied. A
+//! request for one of our own paths with the wrong method gets a 405 rather
+//! than being proxied.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use common::metrics::RouteInfo;
+use common::server::ClientAddr;
+use common::shutdown::Readiness;
+use common::stats::Window;
+use http::StatusCode;
+use prometheus::Registry as MetricsRegistry;
+use serde::Serialize;
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use crate::admin::{self, AdminState};
+use crate::errors::AdminError;
+use crate::proxy::{self, ProxyState};
+
+/// Everything the routes share.
+#[derive(Debug)]
+pub struct AppState {
+    /// The proxied path's state (registry, balancer, client, stats).
+    pub proxy: Arc<ProxyState>,
+    /// The admin API's state.
+    pub admin: Arc<AdminState>,
+    /// What `/metrics` exports.
+    pub metrics_registry: MetricsRegistry,
+    /// What `/readyz` reports.
+    pub readiness: Readiness,
+}
+
+/// Route templates for the `http_route` label; proxied requests are `/*`.
+pub fn classify(path: &str) -> RouteInfo {
+    let template = match path {
+        "/api/servers" => "/api/servers",
+        p if p.starts_with("/api/servers/") => "/api/servers/{name}",
+        p if p.starts_with("/api/stats/") || p == "/api/stats" => "/api/stats/{window}",
+        "/metrics" => "/metrics",
+        "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
+        _ => "/*",
+    };
+    // The gateway's stats windows are recorded by the proxy itself, which
+    // knows the backend; the observer only does server metrics.
+    RouteInfo {
+        template,
+        counted: false,
+    }
+}
+
+fn is_own_path(path: &str) -> bool {
+    classify(path).template != "/*"
+}
+
+/// The whole routing table.
+pub fn routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    admin::routes(state.admin.clone())
+        .or(stats(state.clone()))
+        .unify()
+        .or(metrics(state.clone()))
+        .unify()
+        .or(health(state.clone()))
+        .unify()
+        .or(proxied(state.proxy.clone()))
+        .unify()
+        .recover(recover)
+        .unify()
+}
+
+fn with<T: Clone + Send + Sync + 'static>(
+    value: T,
+) -> impl Filter<Extract = (T,), Error = Infallible> + Clone {
+    warp::any().map(move || value.clone())
+}
+
+fn stats(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("api" / "stats" / String)
+        .and(warp::get())
+        .and(with(state))
+        .map(
+            |window: String, state: Arc<AppState>| match Window::parse(&window) {
+                Some(w) => common::errors::json_response(StatusCode::OK, &stats_report(&state, w)),
+                None => common::errors::json_error(
+                    StatusCode::NOT_FOUND,
+                    "unknown_window",
+                    &format!("unknown stats window {window:?}: use 1m, 5m or 1h"),
+                ),
+            },
+        )
+}
+
+/// `/api/stats/{window}`: gateway totals plus the same figures per backend.
+#[derive(Serialize)]
+struct StatsReport {
+    #[serde(flatten)]
+    total: common::stats::Summary,
+    servers: std::collections::BTreeMap<String, ServerStats>,
+}
+
+#[derive(Serialize)]
+struct ServerStats {
+    #[serde(flatten)]
+    summary: common::stats::Summary,
+    state: &'static str,
+    url: String,
+}
+
+fn stats_report(state: &AppState, window: Window) -> StatsReport {
+    let servers = state
+        .proxy
+        .registry
+        .snapshot()
+        .backends
+        .iter()
+        .map(|b| {
+            let view = b.view();
+            (
+                b.name.clone(),
+                ServerStats {
+                    summary: b.stats.summary(window),
+                    state: view.state,
+                    url: view.url,
+                },
+            )
+        })
+        .collect();
+    StatsReport {
+        total: state.proxy.stats.summary(window),
+        servers,
+    }
+}
+
+fn metrics(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("metrics")
+        .and(warp::get())
+        .and(with(state))
+        .map(|state: Arc<AppState>| {
+            state
+                .proxy
+                .metrics
+                .refresh(&state.proxy.registry.snapshot());
+            let mut response =
+                Response::new(common::metrics::render(&state.metrics_registry).into());
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(common::metrics::TEXT_CONTENT_TYPE),
+            );
+            response
+        })
+}
+
+fn health(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let get_or_head = || warp::get().or(warp::head()).unify();
+    let healthz = warp::path!("healthz").and(get_or_head()).map(|| {
+        common::errors::json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+    });
+    let readyz = warp::path!("readyz")
+        .and(get_or_head())
+        .and(with(state))
+        .map(|state: Arc<AppState>| {
+            if state.readiness.is_ready() {
+                common::errors::json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({"status": "ready"}),
+                )
+            } else {
+                common::errors::json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({"status": "draining"}),
+                )
+            }
+        });
+    healthz.or(readyz).unify()
+}
+
+/// A path under one of our own prefixes that no route took (wrong method or
+/// unknown sub-path): refused here rather than proxied.
+#[derive(Debug)]
+struct OwnPath;
+impl warp::reject::Reject for OwnPath {}
+
+fn proxied(
+    state: Arc<ProxyState>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path::full()
+        .and_then(|path: warp::path::FullPath| async move {
+            if is_own_path(path.as_str()) {
+                Err(warp::reject::custom(OwnPath))
+            } else {
+                Ok(())
+            }
+        })
+        .untuple_one()
+        .and(warp::method())
+        .and(path_and_query())
+        .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<ClientAddr>())
+        .and(warp::body::stream())
+        .and(with(state))
+        .then(proxy::handle)
+}
+
+/// The raw path plus `?query` when there is one, exactly as received.
+fn path_and_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
+    warp::path::full()
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .map(|path: warp::path::FullPath, query: String| {
+            if query.is_empty() {
+                path.as_str().to_owned()
+            } else {
+                format!("{}?{query}", path.as_str())
+            }
+        })
+}
+
+/// Maps every rejection to its status and JSON body.
+async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    if let Some(e) = rejection.find::<AdminError>() {
+        return Ok(e.into_response());
+    }
+    if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        return Ok(common::errors::json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this route",
+        ));
+    }
+    if rejection.find::<OwnPath>().is_some() {
+        return Ok(common::errors::json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such route",
+        ));
+    }
+    Ok(common::errors::builtin_rejection(&rejection))
+}
