@@ -65,10 +65,13 @@ pub fn classify(path: &str) -> RouteInfo {
     RouteInfo { template, counted }
 }
 
-/// All routes, with every rejection turned into a JSON error.
+/// All routes, with every rejection turned into a JSON error, and every
+/// answer (errors included) marked `X-Served-By: <instance name>` so a client
+/// behind a load balancer can tell who answered.
 pub fn routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    let served_by = HeaderValue::from_str(&state.instance.name).ok();
     data(state.clone())
         .or(echo(state.clone()))
         .unify()
@@ -82,6 +85,12 @@ pub fn routes(
         .unify()
         .recover(recover)
         .unify()
+        .map(move |mut response: Response| {
+            if let Some(name) = &served_by {
+                response.headers_mut().insert("x-served-by", name.clone());
+            }
+            response
+        })
 }
 
 fn with_state(
@@ -151,7 +160,7 @@ fn echo_reply(
             (name.as_str().to_owned(), values)
         })
         .collect();
-    let mut response = json_response(
+    json_response(
         StatusCode::OK,
         &serde_json::json!({
             "instance": state.instance,
@@ -162,11 +171,7 @@ fn echo_reply(
             "body": String::from_utf8_lossy(&body),
             "body_bytes": body.len(),
         }),
-    );
-    if let Ok(name) = HeaderValue::from_str(&state.instance.name) {
-        response.headers_mut().insert("x-served-by", name);
-    }
-    response
+    )
 }
 
 fn healthz() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
@@ -291,9 +296,6 @@ async fn get_data(query: String, request_id: Option<String>, state: Arc<AppState
     let headers = response.headers_mut();
     if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
         headers.insert("x-request-id", id);
-    }
-    if let Ok(name) = HeaderValue::from_str(&state.instance.name) {
-        headers.insert("x-served-by", name);
     }
     response
 }

@@ -151,7 +151,21 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminErr
             "the body is empty; expected a JSON object".into(),
         ));
     }
-    serde_json::from_slice(body).map_err(|e| AdminError::InvalidBody(e.to_string()))
+    // The path makes type errors name their field ("weight: invalid type ...").
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            AdminError::InvalidBody(inner.to_string())
+        } else {
+            AdminError::InvalidBody(format!("{path}: {inner}"))
+        }
+    })?;
+    deserializer.end().map_err(|e| {
+        AdminError::InvalidBody(format!("trailing characters after the JSON object: {e}"))
+    })?;
+    Ok(value)
 }
 
 fn list(state: Arc<AdminState>) -> Response {

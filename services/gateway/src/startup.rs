@@ -125,8 +125,7 @@ pub async fn run(
 /// The one client all upstream calls share: keep-alive pooled, no proxy
 /// from the environment, redirects passed through to the client untouched.
 fn upstream_client(settings: &UpstreamSettings) -> Result<reqwest::Client, reqwest::Error> {
-    // https backends need a crypto provider; installing twice is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
@@ -135,4 +134,10 @@ fn upstream_client(settings: &UpstreamSettings) -> Result<reqwest::Client, reqwe
         .pool_max_idle_per_host(settings.pool_max_idle_per_host)
         .tcp_nodelay(true)
         .build()
+}
+
+/// Installs the TLS crypto provider that https backends (and any other
+/// reqwest client in this process) use. Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }

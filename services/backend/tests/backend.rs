@@ -1,0 +1,202 @@
+//! The backend as a client sees it, on a real socket.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+struct Backend {
+    base: String,
+    stop: oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<std::io::Result<common::server::Drain>>,
+}
+
+async fn spawn(settings: backend::config::Settings) -> Backend {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, rx) = oneshot::channel();
+    let handle = tokio::spawn(backend::run(listener, settings, async move {
+        let _ = rx.await;
+    }));
+    Backend { base, stop, handle }
+}
+
+fn settings() -> backend::config::Settings {
+    backend::config::Settings {
+        name: "b1".into(),
+        ..Default::default()
+    }
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+#[tokio::test]
+async fn data_names_the_instance_and_echoes_the_request_id() {
+    let b = spawn(settings()).await;
+    let r = client()
+        .get(format!("{}/api/data", b.base))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-request-id"], "abc-123");
+    assert_eq!(r.headers()["x-served-by"], "b1");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["instance"]["name"], "b1");
+    assert!(body["instance"]["port"].as_u64().unwrap() > 0);
+    assert!(!body["instance"]["hostname"].as_str().unwrap().is_empty());
+    assert_eq!(body["request_id"], "abc-123");
+    assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
+    assert!(body["data"].is_object());
+}
+
+#[tokio::test]
+async fn per_request_faults_apply_and_are_bounded() {
+    let b = spawn(settings()).await;
+    let c = client();
+    let started = Instant::now();
+    let r = c
+        .get(format!("{}/api/data?delay_ms=200", b.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    let r = c
+        .get(format!("{}/api/data?status=503", b.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "injected_fault");
+    for bad in [
+        "delay_ms=30001",
+        "delay_ms=soon",
+        "status=99",
+        "status=600",
+        "status=x",
+    ] {
+        let r = c
+            .get(format!("{}/api/data?{bad}", b.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        let body: Value = r.json().await.unwrap();
+        let param = bad.split('=').next().unwrap();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(param),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn configured_error_rate_and_latency_apply() {
+    let mut s = settings();
+    s.faults.error_rate = 1.0;
+    s.faults.error_status = 502;
+    s.faults.latency = Duration::from_millis(50);
+    let b = spawn(s).await;
+    let started = Instant::now();
+    let r = client()
+        .get(format!("{}/api/data", b.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(started.elapsed() >= Duration::from_millis(50));
+}
+
+#[tokio::test]
+async fn stats_and_metrics_count_own_traffic_only() {
+    let b = spawn(settings()).await;
+    let c = client();
+    for _ in 0..5 {
+        c.get(format!("{}/api/data", b.base)).send().await.unwrap();
+    }
+    c.get(format!("{}/api/data?status=500", b.base))
+        .send()
+        .await
+        .unwrap();
+    c.get(format!("{}/metrics", b.base)).send().await.unwrap();
+    c.get(format!("{}/healthz", b.base)).send().await.unwrap();
+    let s: Value = c
+        .get(format!("{}/api/stats/1m", b.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(s["requests"], 6);
+    assert_eq!(s["errors"], 1);
+    assert_eq!(s["status"]["2xx"], 5);
+    let text = c
+        .get(format!("{}/metrics", b.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains(
+        r#"http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_code="200",http_route="/api/data"} 5"#
+    ), "{text}");
+    let r = c
+        .get(format!("{}/api/stats/10m", b.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn health_and_graceful_shutdown() {
+    let mut s = settings();
+    s.shutdown.delay = Duration::from_millis(500);
+    let b = spawn(s).await;
+    let c = client();
+    assert_eq!(
+        c.get(format!("{}/healthz", b.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.get(format!("{}/readyz", b.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let slow_url = format!("{}/api/data?delay_ms=700", b.base);
+    let slow = tokio::spawn(async move { client().get(slow_url).send().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    b.stop.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        c.get(format!("{}/readyz", b.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    assert_eq!(slow.await.unwrap().unwrap().status(), 200);
+    let drain = b.handle.await.unwrap().unwrap();
+    assert_eq!(drain, common::server::Drain::Complete);
+}

@@ -1,0 +1,117 @@
+//! Backend selection, the first thing every proxied request does.
+//!
+//! `pick/<strategy>/<n>` measures what the request path pays: load the
+//! registry's current snapshot and let the balancer choose among `n`
+//! registered backends, for `n` = 3 and 1,000. The target is that
+//! choosing among 1,000 costs less than twice choosing among 3 (O(1) or
+//! O(log n) selection); compare the two figures of each strategy.
+//!
+//! `pick_threads/<strategy>/<t>` does the same from `t` threads at once on
+//! one shared balancer and registry (3 backends), which is what a
+//! multi-threaded runtime does: it shows the cost of the shared rotation
+//! counter and of the snapshot's reference count bouncing between cores.
+//! One iteration is one pick on every thread; throughput is in picks.
+//!
+//! Run with `cargo bench -p gateway --bench balancer`.
+
+// criterion_group! and criterion_main! generate undocumented items.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use common::clock::SystemClock;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use gateway::balancer::Balancer;
+use gateway::config::Strategy;
+use gateway::registry::{Registry, ServerSpec, Source};
+
+const STRATEGIES: [(Strategy, &str); 3] = [
+    (Strategy::RoundRobin, "round_robin"),
+    (Strategy::WeightedRoundRobin, "weighted_round_robin"),
+    (Strategy::LeastOutstanding, "least_outstanding"),
+];
+
+/// A registry with `n` backends through the public registration path.
+/// Weights cycle 1..=5 so that the weighted schedule is not trivial.
+fn registry(n: usize) -> Registry {
+    let registry = Registry::new(Arc::new(SystemClock));
+    for i in 0..n {
+        let spec = ServerSpec {
+            name: format!("backend-{i}"),
+            url: format!("http://127.0.0.1:{}", 10_000 + i),
+            weight: Some(1 + (i % 5) as u32),
+        };
+        if let Err(e) = registry.register(&spec, Source::Api) {
+            panic!("registering {}: {e}", spec.name);
+        }
+    }
+    assert_eq!(registry.snapshot().backends.len(), n);
+    registry
+}
+
+fn pick(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pick");
+    for n in [3usize, 1000] {
+        let reg = registry(n);
+        for (strategy, name) in STRATEGIES {
+            let balancer = Balancer::new(strategy);
+            group.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
+                b.iter(|| {
+                    let snapshot = reg.snapshot();
+                    let chosen = balancer.pick(black_box(&snapshot)).map(|b| b.weight);
+                    black_box(chosen)
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+/// Runs `iters` picks on each of `threads` threads, started together;
+/// returns the wall time of the slowest.
+fn picks_on_threads(reg: &Registry, balancer: &Balancer, threads: usize, iters: u64) -> Duration {
+    let start = Barrier::new(threads);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    let began = Instant::now();
+                    for _ in 0..iters {
+                        let snapshot = reg.snapshot();
+                        black_box(balancer.pick(black_box(&snapshot)).map(|b| b.weight));
+                    }
+                    began.elapsed()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| panic!("a bench thread panicked"))
+            })
+            .max()
+            .unwrap_or_default()
+    })
+}
+
+fn pick_threads(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pick_threads");
+    let reg = registry(3);
+    for (strategy, name) in STRATEGIES {
+        for threads in [1usize, 2, 4] {
+            let balancer = Balancer::new(strategy);
+            group.throughput(Throughput::Elements(threads as u64));
+            group.bench_with_input(BenchmarkId::new(name, threads), &threads, |b, &t| {
+                b.iter_custom(|iters| picks_on_threads(&reg, &balancer, t, iters))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, pick, pick_threads);
+criterion_main!(benches);

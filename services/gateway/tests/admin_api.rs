@@ -1,0 +1,337 @@
+//! The registration API against a real gateway: every rule, idempotency,
+//! conflicts, and that refused requests change nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod support;
+
+use serde_json::{json, Value};
+use support::*;
+
+async fn servers(gw: &TestGateway) -> Value {
+    json(client().get(gw.url("/api/servers")).send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn register_is_created_then_idempotent_then_conflicts() {
+    let gw = spawn_gateway(gateway_settings()).await;
+    let c = client();
+    let body = json!({"name": "server1", "url": "http://localhost:5000"});
+    let r = c
+        .post(gw.url("/api/servers"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created = json(r).await;
+    assert_eq!(created["name"], "server1");
+    assert_eq!(created["url"], "http://localhost:5000");
+    assert_eq!(created["weight"], 1);
+    assert_eq!(created["state"], "up");
+
+    for _ in 0..3 {
+        let r = c
+            .post(gw.url("/api/servers"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let r = c
+        .post(gw.url("/api/servers"))
+        .json(&json!({"name": "server1", "url": "http://localhost:5001"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert_eq!(json(r).await["error"]["code"], "conflict");
+    assert_eq!(servers(&gw).await["servers"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn put_get_delete_lifecycle() {
+    let gw = spawn_gateway(gateway_settings()).await;
+    let c = client();
+    let r = c
+        .put(gw.url("/api/servers/alpha"))
+        .json(&json!({"url": "http://127.0.0.1:5000", "weight": 3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = c
+        .put(gw.url("/api/servers/alpha"))
+        .json(&json!({"url": "http://127.0.0.1:5001", "weight": 7}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let one = json(c.get(gw.url("/api/servers/alpha")).send().await.unwrap()).await;
+    assert_eq!(one["url"], "http://127.0.0.1:5001");
+    assert_eq!(one["weight"], 7);
+    let list = servers(&gw).await;
+    assert_eq!(list["servers"][0]["name"], "alpha");
+    for key in [
+        "active_requests",
+        "requests_total",
+        "failures_total",
+        "state",
+        "registered_at",
+    ] {
+        assert!(list["servers"][0].get(key).is_some(), "{key} missing");
+    }
+
+    let r = c.delete(gw.url("/api/servers/alpha")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let r = c.delete(gw.url("/api/servers/alpha")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(json(r).await["error"]["code"], "not_found");
+    let r = c.get(gw.url("/api/servers/alpha")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(servers(&gw).await["servers"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn every_invalid_registration_is_refused_and_changes_nothing() {
+    let gw = spawn_gateway(gateway_settings()).await;
+    let c = client();
+    c.post(gw.url("/api/servers"))
+        .json(&json!({"name": "keep", "url": "http://127.0.0.1:5000"}))
+        .send()
+        .await
+        .unwrap();
+    let before = servers(&gw).await;
+
+    let long = "a".repeat(64);
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("POST", "{".into(), 400, "invalid_body"),
+        ("POST", "".into(), 400, "invalid_body"),
+        ("POST", "[]".into(), 400, "invalid_body"),
+        ("POST", r#"{"url":"http://x:1"}"#.into(), 400, "name"),
+        ("POST", r#"{"name":"a"}"#.into(), 400, "url"),
+        (
+            "POST",
+            r#"{"name":"a","url":"http://x:1","extra":1}"#.into(),
+            400,
+            "extra",
+        ),
+        (
+            "POST",
+            r#"{"name":"","url":"http://x:1"}"#.into(),
+            400,
+            "name",
+        ),
+        (
+            "POST",
+            format!(r#"{{"name":"{long}","url":"http://x:1"}}"#),
+            400,
+            "name",
+        ),
+        (
+            "POST",
+            r#"{"name":"a b","url":"http://x:1"}"#.into(),
+            400,
+            "name",
+        ),
+        (
+            "POST",
+            r#"{"name":"a/b","url":"http://x:1"}"#.into(),
+            400,
+            "name",
+        ),
+        ("POST", r#"{"name":"a","url":"ftp://x"}"#.into(), 400, "url"),
+        (
+            "POST",
+            r#"{"name":"a","url":"localhost:5000"}"#.into(),
+            400,
+            "url",
+        ),
+        ("POST", r#"{"name":"a","url":"http://"}"#.into(), 400, "url"),
+        (
+            "POST",
+            r#"{"name":"a","url":"/relative"}"#.into(),
+            400,
+            "url",
+        ),
+        (
+            "POST",
+            r#"{"name":"a","url":"http://x:1","weight":0}"#.into(),
+            400,
+            "weight",
+        ),
+        (
+            "POST",
+            r#"{"name":"a","url":"http://x:1","weight":1001}"#.into(),
+            400,
+            "weight",
+        ),
+        (
+            "POST",
+            r#"{"name":"a","url":"http://x:1","weight":-1}"#.into(),
+            400,
+            "weight",
+        ),
+        (
+            "POST",
+            r#"{"name":"a","url":"http://x:1","weight":"2"}"#.into(),
+            400,
+            "weight: invalid type",
+        ),
+        (
+            "POST",
+            r#"{"name":1,"url":"http://x:1"}"#.into(),
+            400,
+            "name: invalid type",
+        ),
+        (
+            "POST",
+            r#"{"name":"a","url":"http://x:1"} {}"#.into(),
+            400,
+            "trailing",
+        ),
+        (
+            "POST",
+            format!(
+                r#"{{"name":"a","url":"http://x/{}"}}"#,
+                "p".repeat(70 * 1024)
+            ),
+            413,
+            "payload_too_large",
+        ),
+        (
+            "PUT",
+            r#"{"name":"other","url":"http://x:1"}"#.into(),
+            400,
+            "does not match",
+        ),
+        (
+            "PUT",
+            r#"{"url":"http://x:1","weight":0}"#.into(),
+            400,
+            "weight",
+        ),
+    ];
+    for (method, body, status, needle) in cases {
+        let url = if method == "PUT" {
+            gw.url("/api/servers/keep")
+        } else {
+            gw.url("/api/servers")
+        };
+        let request = match method {
+            "PUT" => c.put(url),
+            _ => c.post(url),
+        };
+        let r = request
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let got = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let shown: String = body.chars().take(80).collect();
+        assert_eq!(got, status, "{method} {shown}: {text}");
+        assert!(
+            text.contains(needle),
+            "{method} {shown}: {text} lacks {needle:?}"
+        );
+        let parsed: Value = serde_json::from_str(&text).unwrap();
+        assert!(parsed["error"]["code"].is_string() && parsed["error"]["message"].is_string());
+    }
+    let r = c.patch(gw.url("/api/servers")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    let r = c.get(gw.url("/api/servers/a/b")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        servers(&gw).await,
+        before,
+        "a refused request changed the registry"
+    );
+}
+
+#[tokio::test]
+async fn chunked_bodies_are_accepted_and_limited() {
+    let gw = spawn_gateway(gateway_settings()).await;
+    let c = client();
+    let chunks = vec![
+        Ok::<_, std::io::Error>(r#"{"name":"chunky","#.to_string()),
+        Ok(r#""url":"http://127.0.0.1:5000"}"#.to_string()),
+    ];
+    let r = c
+        .post(gw.url("/api/servers"))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let big = vec![
+        Ok::<_, std::io::Error>("x".repeat(40 * 1024)),
+        Ok("y".repeat(40 * 1024)),
+    ];
+    let r = c
+        .post(gw.url("/api/servers"))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(big)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+}
+
+#[tokio::test]
+async fn admin_token_guards_changes_but_not_reads() {
+    let mut settings = gateway_settings();
+    settings.admin.token = "s3cret".into();
+    let gw = spawn_gateway(settings).await;
+    let c = client();
+    let body = json!({"name": "a", "url": "http://127.0.0.1:5000"});
+    let r = c
+        .post(gw.url("/api/servers"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let r = c
+        .post(gw.url("/api/servers"))
+        .bearer_auth("wrong")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = c.delete(gw.url("/api/servers/a")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(servers(&gw).await["servers"].as_array().unwrap().len(), 0);
+    let r = c
+        .post(gw.url("/api/servers"))
+        .bearer_auth("s3cret")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = c.get(gw.url("/api/servers/a")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn static_servers_from_settings_are_registered_at_start() {
+    let mut settings = gateway_settings();
+    settings.servers =
+        gateway::config::parse_compact_servers("s1=http://127.0.0.1:5000,s2=http://127.0.0.1:5001")
+            .unwrap();
+    let gw = spawn_gateway(settings).await;
+    let list = servers(&gw).await;
+    let names: Vec<&str> = list["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["s1", "s2"]);
+    assert_eq!(list["servers"][0]["source"], "config");
+}
