@@ -22,7 +22,7 @@ release: ## Release build: target/release/gateway and target/release/backend
 run: release ## Start 3 backends + gateway, register, run a short Locust load, print stats; Ctrl-C stops all
 	deploy/scripts/run-local.sh
 
-test: lint test-unit test-e2e ## The whole test suite (what CI runs)
+test: lint test-unit test-e2e test-observability ## The whole test suite (what CI runs)
 
 test-unit: ## Unit and integration tests (real servers on port 0)
 	$(CARGO) test --workspace --locked
@@ -39,3 +39,8 @@ fmt: ## Format the code
 
 clean: ## Remove build outputs
 	$(CARGO) clean
+
+# --- Observability: Grafana dashboards, alert rules, /metrics (deploy/grafana, deploy/prometheus) ---
+.PHONY: test-observability
+test-observability: release ## Dashboards and alert rules against a real Prometheus; promtool on rules and /metrics
+	python3 -m unittest discover -s tests/observability -v

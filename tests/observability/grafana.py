@@ -1,0 +1,131 @@
+"""Reading Grafana dashboard JSON the way Grafana does for the tests: the
+panels (rows' nested panels included), the query targets, and template
+variables resolved against a real Prometheus and substituted into the
+expressions (multi-value and "All" as a regex alternation, as Grafana's
+Prometheus data source formats them)."""
+
+import json
+import re
+from pathlib import Path
+
+# Grafana's built-in interval variables, with the value the tests use.
+BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "15m"}
+
+
+def load(path):
+    return json.loads(Path(path).read_text())
+
+
+def panels(dashboard):
+    """Every panel, rows' nested panels included, rows themselves excluded."""
+    for p in dashboard.get("panels", []):
+        if p.get("type") == "row":
+            yield from p.get("panels", [])
+        else:
+            yield p
+
+
+def rows(dashboard):
+    return [p for p in dashboard.get("panels", []) if p.get("type") == "row"]
+
+
+def targets(dashboard):
+    """(panel title, refId, expr) of every Prometheus query target."""
+    for p in panels(dashboard):
+        for t in p.get("targets", []):
+            yield p.get("title", "?"), t.get("refId", "?"), t.get("expr", "")
+
+
+def regex_escape(value):
+    """A value as a regex inside a PromQL double-quoted string."""
+    return re.escape(value).replace("\\", "\\\\")
+
+
+def format_multi(values):
+    """How Grafana's Prometheus data source renders a multi-value / All variable."""
+    escaped = [regex_escape(v) for v in values]
+    return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
+
+
+_VAR = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]")
+
+
+def substitute(text, values):
+    """Replaces $var, ${var}, ${var:fmt} and [[var]]; unknown names stay."""
+    def repl(m):
+        name = m.group(1) or m.group(2) or m.group(3)
+        return values.get(name, m.group(0))
+    return _VAR.sub(repl, text)
+
+
+def unresolved(text):
+    return [m.group(0) for m in _VAR.finditer(text)]
+
+
+_LABEL_VALUES = re.compile(r"^\s*label_values\(\s*(?:(.*),\s*)?([a-zA-Z_][a-zA-Z0-9_]*)\s*\)\s*$", re.S)
+_QUERY_RESULT = re.compile(r"^\s*query_result\((.*)\)\s*$", re.S)
+
+
+def _apply_regex(regex, texts):
+    if not regex:
+        return texts
+    m = re.match(r"^/(.*)/([gimsuy]*)$", regex, re.S)
+    pattern = re.compile(m.group(1) if m else regex, re.I if m and "i" in m.group(2) else 0)
+    out = []
+    for t in texts:
+        found = pattern.search(t)
+        if found:
+            out.append(found.group(1) if found.groups() else t)
+    return out
+
+
+def _sample_text(sample):
+    """A query_result line as Grafana renders it: name{labels} value timestamp_ms."""
+    metric = dict(sample["metric"])
+    name = metric.pop("__name__", "")
+    labels = ",".join(f'{k}="{v}"' for k, v in metric.items())
+    ts, value = sample["value"]
+    return f"{name}{{{labels}}} {value} {int(float(ts) * 1000)}"
+
+
+def resolve_variables(dashboard, prom):
+    """{name: substituted value} for every template variable, each query
+    variable resolved through `prom` (a Prometheus client with .query,
+    .series and .label_values). Raises AssertionError for a variable that
+    resolves to nothing or a type this helper does not know."""
+    values = dict(BUILTINS)
+    resolved = {}
+    for var in dashboard.get("templating", {}).get("list", []):
+        name, kind = var["name"], var.get("type")
+        if kind == "datasource":
+            continue  # only ever used as a panel's data source uid
+        if kind == "constant":
+            values[name] = var["query"]
+            continue
+        if kind == "custom":
+            options = [o.strip() for o in var["query"].split(",") if o.strip()]
+        elif kind == "query":
+            q = var.get("query")
+            definition = q.get("query") if isinstance(q, dict) else q
+            definition = substitute(definition, values)
+            left = unresolved(definition)
+            if left:
+                raise AssertionError(f"variable {name}: {left} unresolved in {definition!r}")
+            if m := _LABEL_VALUES.match(definition):
+                match, label = m.group(1), m.group(2)
+                if match:
+                    options = sorted({s[label] for s in prom.series(match) if label in s})
+                else:
+                    options = prom.label_values(label)
+            elif m := _QUERY_RESULT.match(definition):
+                options = [_sample_text(s) for s in prom.query(m.group(1))["result"]]
+            else:
+                raise AssertionError(f"variable {name}: unsupported query {definition!r}")
+            options = sorted(set(_apply_regex(var.get("regex", ""), options)))
+        else:
+            raise AssertionError(f"variable {name}: unsupported type {kind!r}")
+        if not options:
+            raise AssertionError(f"variable {name} ({var.get('definition') or var.get('query')}) resolved to no values")
+        resolved[name] = options
+        values[name] = format_multi(options) if (var.get("multi") or var.get("includeAll")) else regex_escape(options[0])
+    return values, resolved
