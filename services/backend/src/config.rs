@@ -102,7 +102,7 @@ impl Default for ShutdownSettings {
 impl Settings {
     /// Loads and validates settings from `sources`.
     pub fn load(sources: &Sources) -> Result<Settings, SettingsError> {
-        let settings: Settings = common::settings::load(sources, "BACKEND", "listen.port")?;
+        let settings: Settings = common::settings::load(sources, "BACKEND", "listen.port", &[])?;
         settings.validate()?;
         Ok(settings)
     }

@@ -70,8 +70,14 @@ impl Sources {
 /// Loads settings of type `T` with `T::default()` as the base layer.
 ///
 /// `env_prefix` is `GATEWAY` or `BACKEND`; `port_key` is the dotted key the
-/// `PORT` variable sets.
-pub fn load<T>(sources: &Sources, env_prefix: &str, port_key: &str) -> Result<T, SettingsError>
+/// `PORT` variable sets; `list_keys` are the dotted keys whose environment
+/// values are comma-separated lists.
+pub fn load<T>(
+    sources: &Sources,
+    env_prefix: &str,
+    port_key: &str,
+    list_keys: &[&str],
+) -> Result<T, SettingsError>
 where
     T: DeserializeOwned + Serialize + Default,
 {
@@ -103,13 +109,18 @@ where
         .filter(|(k, _)| k.starts_with(&prefixed))
         .cloned()
         .collect();
-    builder = builder.add_source(
-        Environment::with_prefix(env_prefix)
-            .prefix_separator("__")
-            .separator("__")
-            .try_parsing(true)
-            .source(Some(env)),
-    );
+    let mut environment = Environment::with_prefix(env_prefix)
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true)
+        .source(Some(env));
+    if !list_keys.is_empty() {
+        environment = environment.list_separator(",");
+        for key in list_keys {
+            environment = environment.with_list_parse_key(key);
+        }
+    }
+    builder = builder.add_source(environment);
 
     let merged = builder
         .build()
@@ -202,12 +213,12 @@ mod tests {
             file: Some(f.path().into()),
             env: vec![],
         };
-        let d: Demo = load(&sources, "DEMO", "listen.port").unwrap();
+        let d: Demo = load(&sources, "DEMO", "listen.port", &[]).unwrap();
         assert_eq!(d.listen.port, 9000);
         assert_eq!(d.name, "fromfile");
 
         sources.env = env(&[("PORT", "9100")]);
-        let d: Demo = load(&sources, "DEMO", "listen.port").unwrap();
+        let d: Demo = load(&sources, "DEMO", "listen.port", &[]).unwrap();
         assert_eq!(d.listen.port, 9100);
         assert_eq!(d.listen.drain_timeout_ms, 7);
 
@@ -216,7 +227,7 @@ mod tests {
             ("DEMO__LISTEN__PORT", "9200"),
             ("DEMO__NAME", "env"),
         ]);
-        let d: Demo = load(&sources, "DEMO", "listen.port").unwrap();
+        let d: Demo = load(&sources, "DEMO", "listen.port", &[]).unwrap();
         assert_eq!(d.listen.port, 9200);
         assert_eq!(d.name, "env");
     }
@@ -228,7 +239,7 @@ mod tests {
             file: Some(f.path().into()),
             env: vec![],
         };
-        let d: Demo = load(&sources, "DEMO", "listen.port").unwrap();
+        let d: Demo = load(&sources, "DEMO", "listen.port", &[]).unwrap();
         assert_eq!(d.listen.port, 1234);
         assert_eq!(d.listen.drain_timeout_ms, 100);
         assert_eq!(d.name, "demo");
@@ -244,6 +255,7 @@ mod tests {
                 },
                 "DEMO",
                 "listen.port",
+                &[],
             )
             .unwrap_err()
             .to_string()
@@ -264,7 +276,7 @@ mod tests {
             file: Some("/nonexistent/gateway.yaml".into()),
             env: vec![],
         };
-        let e = load::<Demo>(&missing, "DEMO", "listen.port")
+        let e = load::<Demo>(&missing, "DEMO", "listen.port", &[])
             .unwrap_err()
             .to_string();
         assert!(e.contains("/nonexistent/gateway.yaml"), "{e}");
@@ -277,6 +289,7 @@ mod tests {
             },
             "DEMO",
             "listen.port",
+            &[],
         )
         .unwrap_err()
         .to_string();
@@ -290,6 +303,7 @@ mod tests {
             },
             "DEMO",
             "listen.port",
+            &[],
         )
         .unwrap_err()
         .to_string();

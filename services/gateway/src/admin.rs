@@ -6,11 +6,15 @@
 //! | `PUT /api/servers/{name}` `{"url","weight"?,"name"?}` | 201 created, 200 replaced or unchanged |
 //! | `GET /api/servers` | 200 `{"servers": [...]}` |
 //! | `GET /api/servers/{name}` | 200 or 404 |
+//! | `PATCH /api/servers/{name}` `{"state": "draining" \| "up"}` | 200; draining stops new requests, in-flight ones finish |
 //! | `DELETE /api/servers/{name}` | 204 or 404; requests in flight to it finish |
 //!
-//! Bodies are limited to 64 KiB and must not carry unknown fields. When an
-//! admin token is configured, calls that change the registry need
-//! `Authorization: Bearer <token>`. Nothing changes on a refused request.
+//! Bodies are limited (`admin.max_body_bytes`, 64 KiB by default) and must
+//! not carry unknown fields. Destinations must pass the registration
+//! [`Policy`]. When an admin token is configured, calls that change the
+//! registry need `Authorization: Bearer <token>`; with `admin.listen` set,
+//! they are only accepted on that listener. Nothing changes on a refused
+//! request.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -23,10 +27,8 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use crate::errors::AdminError;
+use crate::policy::Policy;
 use crate::registry::{validate_name, Registered, Registry, ServerSpec, Source};
-
-/// Largest accepted admin request body.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// What the admin handlers share.
 #[derive(Debug)]
@@ -35,11 +37,25 @@ pub struct AdminState {
     pub registry: Arc<Registry>,
     /// Required bearer token for changes; `None` leaves the API open.
     pub token: Option<String>,
+    /// Which destinations may be registered.
+    pub policy: Policy,
+    /// Largest accepted body.
+    pub max_body_bytes: usize,
+}
+
+/// Whether this listener may change the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Changes {
+    /// Reads and changes (the admin listener, or the only one).
+    Allowed,
+    /// Reads only (the public port when a separate admin listener exists).
+    Refused,
 }
 
 /// Every `/api/servers` route.
 pub fn routes(
     state: Arc<AdminState>,
+    changes: Changes,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let list = warp::path!("api" / "servers")
         .and(warp::get())
@@ -47,8 +63,8 @@ pub fn routes(
         .map(list);
     let create = warp::path!("api" / "servers")
         .and(warp::post())
-        .and(authorized(state.clone()))
-        .and(limited_body())
+        .and(authorized(state.clone(), changes))
+        .and(limited_body(state.max_body_bytes))
         .and_then(create);
     let show = warp::path!("api" / "servers" / String)
         .and(warp::get())
@@ -56,18 +72,25 @@ pub fn routes(
         .and_then(show);
     let put = warp::path!("api" / "servers" / String)
         .and(warp::put())
-        .and(authorized(state.clone()))
-        .and(limited_body())
+        .and(authorized(state.clone(), changes))
+        .and(limited_body(state.max_body_bytes))
         .and_then(put);
+    let patch = warp::path!("api" / "servers" / String)
+        .and(warp::patch())
+        .and(authorized(state.clone(), changes))
+        .and(limited_body(state.max_body_bytes))
+        .and_then(patch);
     let delete = warp::path!("api" / "servers" / String)
         .and(warp::delete())
-        .and(authorized(state))
+        .and(authorized(state, changes))
         .and_then(delete);
     list.or(create)
         .unify()
         .or(show)
         .unify()
         .or(put)
+        .unify()
+        .or(patch)
         .unify()
         .or(delete)
         .unify()
@@ -82,11 +105,15 @@ fn with_state(
 /// Passes the state on when the request may change the registry.
 fn authorized(
     state: Arc<AdminState>,
+    changes: Changes,
 ) -> impl Filter<Extract = (Arc<AdminState>,), Error = Rejection> + Clone {
     warp::header::optional::<String>("authorization")
         .and(with_state(state))
         .and_then(
-            |header: Option<String>, state: Arc<AdminState>| async move {
+            move |header: Option<String>, state: Arc<AdminState>| async move {
+                if changes == Changes::Refused {
+                    return Err(warp::reject::custom(AdminError::AdminElsewhere));
+                }
                 match check_token(state.token.as_deref(), header.as_deref()) {
                     Ok(()) => Ok(state),
                     Err(e) => Err(warp::reject::custom(e)),
@@ -123,10 +150,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// The body, refused past [`MAX_BODY_BYTES`] whether or not the client sent
-/// a `Content-Length` (chunked bodies are counted as they arrive).
-fn limited_body() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
-    common::body::limited(MAX_BODY_BYTES).and_then(|body: Result<Bytes, BodyError>| async move {
+/// The body, refused past `limit` whether or not the client sent a
+/// `Content-Length` (chunked bodies are counted as they arrive).
+fn limited_body(limit: usize) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+    common::body::limited(limit).and_then(|body: Result<Bytes, BodyError>| async move {
         body.map_err(|e| {
             warp::reject::custom(match e {
                 BodyError::TooLarge(limit) => AdminError::BodyTooLarge(limit),
@@ -190,8 +217,19 @@ async fn show(name: String, state: Arc<AdminState>) -> Result<Response, Rejectio
     ))
 }
 
+/// Validates a spec and applies the registration policy to it.
+fn check_spec(state: &AdminState, spec: &ServerSpec) -> Result<(), Rejection> {
+    spec.validate()
+        .map_err(|e| warp::reject::custom(AdminError::InvalidField(e)))?;
+    state
+        .policy
+        .check(&spec.url)
+        .map_err(|e| warp::reject::custom(AdminError::DestinationNotAllowed(e)))
+}
+
 async fn create(state: Arc<AdminState>, body: Bytes) -> Result<Response, Rejection> {
     let spec: ServerSpec = parse_json(&body).map_err(warp::reject::custom)?;
+    check_spec(&state, &spec)?;
     let (outcome, backend) = state
         .registry
         .register(&spec, Source::Api)
@@ -219,6 +257,7 @@ async fn put(name: String, state: Arc<AdminState>, body: Bytes) -> Result<Respon
         url: body.url,
         weight: body.weight,
     };
+    check_spec(&state, &spec)?;
     let (outcome, backend) = state
         .registry
         .upsert(&spec, Source::Api)
@@ -228,6 +267,34 @@ async fn put(name: String, state: Arc<AdminState>, body: Bytes) -> Result<Respon
     }
     Ok(common::errors::json_response(
         status_for(outcome),
+        &backend.view(),
+    ))
+}
+
+/// The body of `PATCH /api/servers/{name}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchBody {
+    state: PatchState,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum PatchState {
+    Draining,
+    Up,
+}
+
+async fn patch(name: String, state: Arc<AdminState>, body: Bytes) -> Result<Response, Rejection> {
+    let body: PatchBody = parse_json(&body).map_err(warp::reject::custom)?;
+    let draining = matches!(body.state, PatchState::Draining);
+    let backend = state
+        .registry
+        .set_draining(&name, draining)
+        .ok_or_else(|| warp::reject::custom(AdminError::NotFound(name)))?;
+    tracing::info!(name = %backend.name, state = backend.health.state().as_str(), "server state set by operator");
+    Ok(common::errors::json_response(
+        StatusCode::OK,
         &backend.view(),
     ))
 }

@@ -41,9 +41,9 @@ impl Balancer {
         self.strategy
     }
 
-    /// Chooses a backend, or `None` when there are none.
+    /// Chooses an `up` backend, or `None` when there are none.
     pub fn pick<'a>(&self, snapshot: &'a Snapshot) -> Option<&'a Arc<Backend>> {
-        let backends = &snapshot.backends;
+        let backends = &snapshot.eligible;
         match backends.len() {
             0 => None,
             1 => backends.first(),
@@ -59,6 +59,7 @@ impl Balancer {
                     // A second, different index: offset by 1..n-1.
                     let b = (a + 1 + fastrand::usize(..n - 1)) % n;
                     let load = |i: usize| backends[i].active.load(Ordering::Relaxed);
+                    // Ties go to the first pick, which is itself random.
                     backends.get(if load(b) < load(a) { b } else { a })
                 }
             },
@@ -131,6 +132,29 @@ impl Ord for Turn {
 impl PartialOrd for Turn {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
+    }
+}
+
+impl Balancer {
+    /// Chooses a backend for which `accept` holds (not tried yet, not full),
+    /// asking the strategy a bounded number of times and then scanning once,
+    /// so the cost stays O(1) unless nearly everything is refused.
+    pub fn pick_where<'a>(
+        &self,
+        snapshot: &'a Snapshot,
+        accept: impl Fn(&Backend) -> bool,
+    ) -> Option<&'a Arc<Backend>> {
+        for _ in 0..3 {
+            let candidate = self.pick(snapshot)?;
+            if accept(candidate) {
+                return Some(candidate);
+            }
+        }
+        let start = fastrand::usize(..snapshot.eligible.len().max(1));
+        let n = snapshot.eligible.len();
+        (0..n)
+            .map(|i| &snapshot.eligible[(start + i) % n])
+            .find(|b| accept(b))
     }
 }
 
@@ -236,7 +260,7 @@ mod tests {
     fn least_outstanding_prefers_the_less_loaded() {
         let r = registry(&[1, 1]);
         let snap = r.snapshot();
-        let busy = snap.backends[0].clone();
+        let busy = snap.eligible[0].clone();
         let _held: Vec<_> = (0..10).map(|_| busy.begin()).collect();
         let b = Balancer::new(Strategy::LeastOutstanding);
         // With two backends both choices are always the pair, so the idle

@@ -30,6 +30,17 @@ pub struct Settings {
     pub discovery: DiscoverySettings,
     /// Protection of the registration API.
     pub admin: AdminSettings,
+    /// Active health checks of every backend.
+    pub health_check: HealthCheckSettings,
+    /// Passive outlier detection: ejecting backends that keep failing.
+    pub outlier: OutlierSettings,
+    /// Retrying failed upstream attempts on another backend.
+    pub retry: RetrySettings,
+    /// Caps on requests in flight.
+    pub limits: LimitSettings,
+    /// Where API registrations are kept across restarts; empty keeps them
+    /// in memory only.
+    pub state_file: String,
     /// Stopping gracefully.
     pub shutdown: ShutdownSettings,
     /// Limits on incoming connections.
@@ -135,7 +146,7 @@ impl Default for DiscoverySettings {
 }
 
 /// The `admin` section.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSettings {
     /// Bearer token required by calls that change the registry; empty
@@ -145,6 +156,198 @@ pub struct AdminSettings {
     /// A file holding the token (for example a mounted Kubernetes Secret);
     /// read once at start-up, surrounding white space ignored.
     pub token_file: String,
+    /// `host:port` of a separate listener for the registration API; when
+    /// set, the public port refuses registry changes. Empty: one port.
+    pub listen: String,
+    /// Largest admin request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Host names a registration may point at. `*.example` matches any name
+    /// ending in `.example`, `*` any single-label name, `**` any name.
+    /// IP addresses are checked against `allowed_networks` instead.
+    pub allowed_hosts: Vec<String>,
+    /// Networks (CIDR) a registration's IP address may be in.
+    pub allowed_networks: Vec<ipnet::IpNet>,
+    /// Host names always refused (cloud metadata aliases).
+    pub denied_hosts: Vec<String>,
+    /// Networks always refused, even inside `allowed_networks`
+    /// (link-local, cloud metadata, unspecified, multicast).
+    pub denied_networks: Vec<ipnet::IpNet>,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        let nets = |list: &[&str]| list.iter().filter_map(|n| n.parse().ok()).collect();
+        AdminSettings {
+            token: String::new(),
+            token_file: String::new(),
+            listen: String::new(),
+            max_body_bytes: 64 * 1024,
+            allowed_hosts: [
+                "localhost",
+                "*.localhost",
+                "*",
+                "*.svc",
+                "*.svc.cluster.local",
+                "*.cluster.local",
+            ]
+            .map(String::from)
+            .to_vec(),
+            allowed_networks: nets(&[
+                "127.0.0.0/8",
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "100.64.0.0/10",
+                "::1/128",
+                "fc00::/7",
+            ]),
+            denied_hosts: [
+                "metadata",
+                "metadata.google.internal",
+                "instance-data",
+                "instance-data.ec2.internal",
+            ]
+            .map(String::from)
+            .to_vec(),
+            denied_networks: nets(&[
+                "0.0.0.0/8",
+                "169.254.0.0/16",
+                "224.0.0.0/4",
+                "100.100.100.200/32",
+                "fe80::/10",
+                "ff00::/8",
+                "fd00:ec2::254/128",
+                "::/128",
+            ]),
+        }
+    }
+}
+
+/// The `health_check` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckSettings {
+    /// Probe backends at all.
+    pub enabled: bool,
+    /// Path probed with GET on each backend; any 2xx is healthy.
+    pub path: String,
+    /// Time between probes of one backend.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A probe without an answer within this time has failed.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Consecutive successes that bring a `down` backend back `up` (and end
+    /// an ejection early).
+    pub healthy_threshold: u32,
+    /// Consecutive failures that take an `up` backend `down`; above 1 so
+    /// one lost probe does not flap the state.
+    pub unhealthy_threshold: u32,
+}
+
+impl Default for HealthCheckSettings {
+    fn default() -> Self {
+        HealthCheckSettings {
+            enabled: true,
+            path: "/healthz".into(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(500),
+            healthy_threshold: 1,
+            unhealthy_threshold: 2,
+        }
+    }
+}
+
+/// The `outlier` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutlierSettings {
+    /// Eject backends that fail repeatedly.
+    pub enabled: bool,
+    /// Consecutive failed attempts (connect errors, resets, timeouts) that
+    /// eject a backend.
+    pub consecutive_failures: u32,
+    /// Count 5xx answers as failures too.
+    pub count_5xx: bool,
+    /// First ejection lasts this long; the n-th lasts n times as long.
+    #[serde(with = "humantime_serde")]
+    pub base_ejection_time: Duration,
+    /// Upper bound on one ejection.
+    #[serde(with = "humantime_serde")]
+    pub max_ejection_time: Duration,
+    /// At most this share of backends (percent) is ejected at once, so a
+    /// fleet-wide problem does not eject everything; one backend may always
+    /// be ejected.
+    pub max_ejection_percent: u32,
+}
+
+impl Default for OutlierSettings {
+    fn default() -> Self {
+        OutlierSettings {
+            enabled: true,
+            consecutive_failures: 3,
+            count_5xx: false,
+            base_ejection_time: Duration::from_secs(5),
+            max_ejection_time: Duration::from_secs(60),
+            max_ejection_percent: 50,
+        }
+    }
+}
+
+/// The `retry` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    /// Attempts per request including the first; 1 turns retries off.
+    pub max_attempts: u32,
+    /// One attempt may take this long (to the response head) before it is
+    /// abandoned and retried; the whole request is still bounded by
+    /// `upstream.request_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub per_try_timeout: Duration,
+    /// Upstream statuses that are retried too (for example `[502, 503, 504]`).
+    pub on_statuses: Vec<u16>,
+    /// Request bodies up to this size are buffered so they can be sent
+    /// again; larger or unsized bodies are streamed and never retried.
+    pub max_buffered_body_bytes: usize,
+    /// Retries allowed as a share of recent requests (last 10 s) ...
+    pub budget_ratio: f64,
+    /// ... plus this many retries per second regardless of traffic.
+    pub budget_min_per_second: u32,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            max_attempts: 3,
+            per_try_timeout: Duration::from_secs(10),
+            on_statuses: Vec::new(),
+            max_buffered_body_bytes: 64 * 1024,
+            budget_ratio: 0.2,
+            budget_min_per_second: 10,
+        }
+    }
+}
+
+/// The `limits` section.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Proxied requests in flight across the gateway; past it, 503 with
+    /// `Retry-After`. 0 means no limit.
+    pub max_in_flight: u64,
+    /// Proxied requests in flight to one backend; a full backend is skipped,
+    /// and when all are full the answer is 503. 0 means no limit.
+    pub max_in_flight_per_backend: u64,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            max_in_flight: 10_000,
+            max_in_flight_per_backend: 2_000,
+        }
+    }
 }
 
 /// The `shutdown` section.
@@ -205,7 +408,18 @@ impl GatewayLogSettings {
 impl Settings {
     /// Loads and validates settings from `sources`.
     pub fn load(sources: &Sources) -> Result<Settings, SettingsError> {
-        let mut settings: Settings = common::settings::load(sources, "GATEWAY", "listen.port")?;
+        let mut settings: Settings = common::settings::load(
+            sources,
+            "GATEWAY",
+            "listen.port",
+            &[
+                "admin.allowed_hosts",
+                "admin.allowed_networks",
+                "admin.denied_hosts",
+                "admin.denied_networks",
+                "retry.on_statuses",
+            ],
+        )?;
         settings.validate()?;
         if !settings.admin.token_file.is_empty() {
             let text = std::fs::read_to_string(&settings.admin.token_file).map_err(|e| {
@@ -272,10 +486,122 @@ impl Settings {
                 "set either admin.token or admin.token_file, not both",
             ));
         }
+        if !self.admin.listen.is_empty()
+            && self.admin.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(SettingsError::invalid(
+                "admin.listen",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:9000",
+                    self.admin.listen
+                ),
+            ));
+        }
+        if !(256..=16 * 1024 * 1024).contains(&self.admin.max_body_bytes) {
+            return Err(SettingsError::invalid(
+                "admin.max_body_bytes",
+                "must be between 256 and 16777216",
+            ));
+        }
+        for (i, pattern) in self.admin.allowed_hosts.iter().enumerate() {
+            if pattern.is_empty() || pattern.contains(['/', ':', ' ']) {
+                return Err(SettingsError::invalid(
+                    format!("admin.allowed_hosts[{i}]"),
+                    format!("{pattern:?} is not a host pattern"),
+                ));
+            }
+        }
+        let h = &self.health_check;
+        if h.enabled {
+            if !h.path.starts_with('/') {
+                return Err(SettingsError::invalid(
+                    "health_check.path",
+                    "must start with '/'",
+                ));
+            }
+            if h.interval < Duration::from_millis(50) {
+                return Err(SettingsError::invalid(
+                    "health_check.interval",
+                    "must be at least 50ms",
+                ));
+            }
+            if h.timeout.is_zero() || h.timeout > h.interval {
+                return Err(SettingsError::invalid(
+                    "health_check.timeout",
+                    "must be greater than zero and at most health_check.interval",
+                ));
+            }
+            if h.healthy_threshold == 0 || h.unhealthy_threshold == 0 {
+                return Err(SettingsError::invalid(
+                    "health_check.healthy_threshold",
+                    "both thresholds must be at least 1",
+                ));
+            }
+        }
+        let o = &self.outlier;
+        if o.enabled {
+            if o.consecutive_failures == 0 {
+                return Err(SettingsError::invalid(
+                    "outlier.consecutive_failures",
+                    "must be at least 1",
+                ));
+            }
+            if o.base_ejection_time.is_zero() || o.max_ejection_time < o.base_ejection_time {
+                return Err(SettingsError::invalid(
+                    "outlier.max_ejection_time",
+                    "base_ejection_time must be above zero and at most max_ejection_time",
+                ));
+            }
+            if o.max_ejection_percent > 100 {
+                return Err(SettingsError::invalid(
+                    "outlier.max_ejection_percent",
+                    "must be at most 100",
+                ));
+            }
+        }
+        let r = &self.retry;
+        if !(1..=10).contains(&r.max_attempts) {
+            return Err(SettingsError::invalid(
+                "retry.max_attempts",
+                "must be between 1 and 10",
+            ));
+        }
+        if r.per_try_timeout.is_zero() {
+            return Err(SettingsError::invalid(
+                "retry.per_try_timeout",
+                "must be greater than zero",
+            ));
+        }
+        if let Some(s) = r.on_statuses.iter().find(|s| !(500..=599).contains(*s)) {
+            return Err(SettingsError::invalid(
+                "retry.on_statuses",
+                format!("{s} is not a 5xx status"),
+            ));
+        }
+        if !(0.0..=10.0).contains(&r.budget_ratio) || r.budget_ratio.is_nan() {
+            return Err(SettingsError::invalid(
+                "retry.budget_ratio",
+                "must be between 0.0 and 10.0",
+            ));
+        }
+        if r.max_buffered_body_bytes > 16 * 1024 * 1024 {
+            return Err(SettingsError::invalid(
+                "retry.max_buffered_body_bytes",
+                "must be at most 16777216",
+            ));
+        }
         self.http.validate("http")?;
         common::telemetry::validate_level(&self.log.level)
             .map_err(|e| SettingsError::invalid("log.level", e))?;
         Ok(())
+    }
+
+    /// The longest one attempt may take: the per-try timeout, never more
+    /// than the whole request's.
+    pub fn attempt_timeout(&self) -> Duration {
+        self.retry
+            .per_try_timeout
+            .min(self.upstream.request_timeout)
     }
 }
 
@@ -439,6 +765,49 @@ mod tests {
             ("GATEWAY__LOG__LEVEL", "loud[", "log.level"),
             ("GATEWAY__LOG__FORMAT", "xml", "format"),
             ("GATEWAY__NOPE", "1", "nope"),
+            ("GATEWAY__ADMIN__LISTEN", "nine thousand", "admin.listen"),
+            (
+                "GATEWAY__ADMIN__ALLOWED_NETWORKS",
+                "10.0.0.0/8,10.0.0.0/33",
+                "allowed_networks",
+            ),
+            (
+                "GATEWAY__HEALTH_CHECK__PATH",
+                "healthz",
+                "health_check.path",
+            ),
+            (
+                "GATEWAY__HEALTH_CHECK__TIMEOUT",
+                "5s",
+                "health_check.timeout",
+            ),
+            (
+                "GATEWAY__HEALTH_CHECK__UNHEALTHY_THRESHOLD",
+                "0",
+                "threshold",
+            ),
+            (
+                "GATEWAY__OUTLIER__CONSECUTIVE_FAILURES",
+                "0",
+                "outlier.consecutive_failures",
+            ),
+            (
+                "GATEWAY__OUTLIER__MAX_EJECTION_PERCENT",
+                "101",
+                "outlier.max_ejection_percent",
+            ),
+            (
+                "GATEWAY__OUTLIER__BASE_EJECTION_TIME",
+                "2m",
+                "outlier.max_ejection_time",
+            ),
+            ("GATEWAY__RETRY__MAX_ATTEMPTS", "0", "retry.max_attempts"),
+            (
+                "GATEWAY__RETRY__PER_TRY_TIMEOUT",
+                "0s",
+                "retry.per_try_timeout",
+            ),
+            ("GATEWAY__RETRY__BUDGET_RATIO", "-1", "retry.budget_ratio"),
         ] {
             let env: Vec<(&str, &str)> = if key == "GATEWAY__DISCOVERY__DNS_NAME" {
                 vec![(key, value), ("GATEWAY__DISCOVERY__INTERVAL", "1ms")]

@@ -17,6 +17,17 @@ pub enum ProxyError {
     /// The registry is empty.
     #[error("no backend servers are registered; register one with POST /api/servers")]
     NoBackends,
+    /// Backends are registered but none is `up`.
+    #[error("no healthy backend: all {0} registered servers are down, ejected or draining")]
+    NoHealthyBackends(usize),
+    /// An in-flight limit was reached.
+    #[error("the gateway is at its limit of {limit} requests in flight ({which}); retry shortly")]
+    Overloaded {
+        /// `gateway` or `backend`.
+        which: &'static str,
+        /// The configured limit.
+        limit: u64,
+    },
     /// Could not connect, or the connection failed before a response.
     #[error("upstream {backend} is unreachable: {detail}")]
     Unreachable {
@@ -25,6 +36,9 @@ pub enum ProxyError {
         /// The client error, for logs.
         detail: String,
     },
+    /// The client's body could not be read.
+    #[error("{0}")]
+    BadRequestBody(String),
     /// No response head within `upstream.request_timeout`.
     #[error("upstream {backend} did not answer within {timeout_ms} ms")]
     Timeout {
@@ -40,8 +54,13 @@ impl ProxyError {
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ProxyError::NoBackends => (StatusCode::SERVICE_UNAVAILABLE, "no_backends"),
+            ProxyError::NoHealthyBackends(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "no_healthy_backends")
+            }
+            ProxyError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ProxyError::Unreachable { .. } => (StatusCode::BAD_GATEWAY, "upstream_unreachable"),
             ProxyError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+            ProxyError::BadRequestBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
         }
     }
 
@@ -49,8 +68,11 @@ impl ProxyError {
     pub fn kind(&self) -> &'static str {
         match self {
             ProxyError::NoBackends => "no_backends",
+            ProxyError::NoHealthyBackends(_) => "no_healthy_backends",
+            ProxyError::Overloaded { .. } => "overloaded",
             ProxyError::Unreachable { .. } => "unreachable",
             ProxyError::Timeout { .. } => "timeout",
+            ProxyError::BadRequestBody(_) => "bad_request_body",
         }
     }
 
@@ -58,7 +80,9 @@ impl ProxyError {
     pub fn into_response(&self) -> Response {
         let (status, code) = self.status_and_code();
         let mut response = common::errors::json_error(status, code, &self.to_string());
-        if let ProxyError::NoBackends = self {
+        // Every 503 here is temporary: a backend may register, recover or
+        // free a slot any moment.
+        if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(
                 http::header::RETRY_AFTER,
                 http::HeaderValue::from_static("1"),
@@ -96,6 +120,15 @@ pub enum AdminError {
     /// A token was sent but it is wrong.
     #[error("the admin token is not valid")]
     Forbidden,
+    /// The registration policy refuses the destination.
+    #[error("{0}")]
+    DestinationNotAllowed(FieldError),
+    /// Registry changes are only accepted on the separate admin listener.
+    #[error("the registry cannot be changed on this port; use the admin listener")]
+    AdminElsewhere,
+    /// The state file could not be written, so nothing changed.
+    #[error("{0}")]
+    NotSaved(String),
 }
 
 impl warp::reject::Reject for AdminError {}
@@ -106,6 +139,7 @@ impl From<RegistryError> for AdminError {
             RegistryError::Invalid(f) => AdminError::InvalidField(f),
             RegistryError::Conflict { .. } => AdminError::Conflict(e.to_string()),
             RegistryError::Full(_) => AdminError::Full(e.to_string()),
+            RegistryError::Persist(message) => AdminError::NotSaved(message),
         }
     }
 }
@@ -122,6 +156,11 @@ impl AdminError {
             AdminError::Full(_) => (StatusCode::CONFLICT, "registry_full"),
             AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AdminError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            AdminError::DestinationNotAllowed(_) => {
+                (StatusCode::FORBIDDEN, "destination_not_allowed")
+            }
+            AdminError::AdminElsewhere => (StatusCode::FORBIDDEN, "admin_port_only"),
+            AdminError::NotSaved(_) => (StatusCode::INTERNAL_SERVER_ERROR, "state_not_saved"),
         }
     }
 

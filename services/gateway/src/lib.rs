@@ -12,6 +12,11 @@
 //!   (`common::stats`) and [`metrics`].
 //! - [`errors`]: every error the gateway answers with, mapped to its status
 //!   in one place (no backends 503, unreachable 502, timeout 504, ...).
+//! - [`health`]: backend states (up, down, ejected, draining) and the active
+//!   health checks; [`outlier`]: passive ejection of failing backends;
+//!   [`retry`]: what may be retried, and the retry budget.
+//! - [`policy`]: which destinations the admin API may register;
+//!   [`state_file`]: registrations that survive restarts.
 //! - [`discovery`]: optional DNS discovery that keeps the registry in step
 //!   with a headless Service.
 //! - [`config`]: typed, layered settings; [`startup`]: [`run`], which wires
@@ -22,10 +27,15 @@ pub mod balancer;
 pub mod config;
 pub mod discovery;
 pub mod errors;
+pub mod health;
 pub mod metrics;
+pub mod outlier;
+pub mod policy;
 pub mod proxy;
 pub mod registry;
+pub mod retry;
 pub mod routes;
 pub mod startup;
+pub mod state_file;
 
 pub use startup::run;

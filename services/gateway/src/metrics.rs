@@ -8,6 +8,12 @@
 //! - `gateway_upstream_active_requests{upstream}`: requests in flight per backend.
 //! - `gateway_proxy_errors_total{error_type}`: requests the gateway answered
 //!   itself because no upstream answer was possible (including `no_backends`).
+//! - `gateway_backend_state{upstream, state}`: 1 for each backend's current
+//!   state, 0 for the others.
+//! - `gateway_health_checks_total{upstream, result}`: active probes.
+//! - `gateway_outlier_ejections_total{upstream}`: passive ejections.
+//! - `gateway_retries_total{reason}` and `gateway_retry_budget_exhausted_total`.
+//! - `gateway_limit_rejections_total{limit}`: 503s from the in-flight caps.
 //!
 //! Gauges that mirror the registry are refreshed when `/metrics` is
 //! scraped, so they can never drift from what `/api/servers` shows.
@@ -16,6 +22,9 @@ use std::time::Duration;
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
+use prometheus::IntCounter;
+
+use crate::health::State;
 use crate::registry::Snapshot;
 
 /// Handles to the gateway-specific metrics.
@@ -25,6 +34,12 @@ pub struct GatewayMetrics {
     backends: IntGaugeVec,
     upstream_active: IntGaugeVec,
     proxy_errors: IntCounterVec,
+    backend_state: IntGaugeVec,
+    health_checks: IntCounterVec,
+    ejections: IntCounterVec,
+    retries: IntCounterVec,
+    budget_exhausted: IntCounter,
+    limit_rejections: IntCounterVec,
 }
 
 impl GatewayMetrics {
@@ -56,20 +71,85 @@ impl GatewayMetrics {
             ),
             &["error_type"],
         )?;
+        let backend_state = IntGaugeVec::new(
+            Opts::new(
+                "gateway_backend_state",
+                "1 for each backend's current state, 0 for the others.",
+            ),
+            &["upstream", "state"],
+        )?;
+        let health_checks = IntCounterVec::new(
+            Opts::new(
+                "gateway_health_checks_total",
+                "Active health probes by result.",
+            ),
+            &["upstream", "result"],
+        )?;
+        let ejections = IntCounterVec::new(
+            Opts::new(
+                "gateway_outlier_ejections_total",
+                "Backends ejected by outlier detection.",
+            ),
+            &["upstream"],
+        )?;
+        let retries = IntCounterVec::new(
+            Opts::new(
+                "gateway_retries_total",
+                "Upstream attempts retried, by the failure that caused them.",
+            ),
+            &["reason"],
+        )?;
+        let budget_exhausted = IntCounter::with_opts(Opts::new(
+            "gateway_retry_budget_exhausted_total",
+            "Retries not made because the retry budget was used up.",
+        ))?;
+        let limit_rejections = IntCounterVec::new(
+            Opts::new(
+                "gateway_limit_rejections_total",
+                "Requests refused with 503 because an in-flight limit was reached.",
+            ),
+            &["limit"],
+        )?;
         registry.register(Box::new(client_duration.clone()))?;
         registry.register(Box::new(backends.clone()))?;
         registry.register(Box::new(upstream_active.clone()))?;
         registry.register(Box::new(proxy_errors.clone()))?;
+        registry.register(Box::new(backend_state.clone()))?;
+        registry.register(Box::new(health_checks.clone()))?;
+        registry.register(Box::new(ejections.clone()))?;
+        registry.register(Box::new(retries.clone()))?;
+        registry.register(Box::new(budget_exhausted.clone()))?;
+        registry.register(Box::new(limit_rejections.clone()))?;
         // Present from the start so dashboards and alerts see a zero, not nothing.
-        backends.with_label_values(&["up"]).set(0);
-        for kind in ["no_backends", "unreachable", "timeout"] {
+        for state in State::ALL {
+            backends.with_label_values(&[state.as_str()]).set(0);
+        }
+        for kind in [
+            "no_backends",
+            "no_healthy_backends",
+            "unreachable",
+            "timeout",
+            "overloaded",
+        ] {
             proxy_errors.with_label_values(&[kind]);
+        }
+        for reason in ["connect", "reset", "timeout", "status"] {
+            retries.with_label_values(&[reason]);
+        }
+        for limit in ["gateway", "backend"] {
+            limit_rejections.with_label_values(&[limit]);
         }
         Ok(Self {
             client_duration,
             backends,
             upstream_active,
             proxy_errors,
+            backend_state,
+            health_checks,
+            ejections,
+            retries,
+            budget_exhausted,
+            limit_rejections,
         })
     }
 
@@ -98,17 +178,56 @@ impl GatewayMetrics {
         self.proxy_errors.with_label_values(&[error_type]).inc();
     }
 
+    /// Counts one active probe.
+    pub fn health_check(&self, upstream: &str, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.health_checks
+            .with_label_values(&[upstream, result])
+            .inc();
+    }
+
+    /// Counts one ejection.
+    pub fn ejection(&self, upstream: &str) {
+        self.ejections.with_label_values(&[upstream]).inc();
+    }
+
+    /// Counts one retry.
+    pub fn retry(&self, reason: &str) {
+        self.retries.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a retry the budget refused.
+    pub fn retry_budget_exhausted(&self) {
+        self.budget_exhausted.inc();
+    }
+
+    /// Counts a request refused by an in-flight limit (`gateway` or `backend`).
+    pub fn limit_rejection(&self, limit: &str) {
+        self.limit_rejections.with_label_values(&[limit]).inc();
+    }
+
     /// Brings the registry mirrors up to date; called on every scrape.
     pub fn refresh(&self, snapshot: &Snapshot) {
-        self.backends
-            .with_label_values(&["up"])
-            .set(i64::try_from(snapshot.backends.len()).unwrap_or(i64::MAX));
+        let mut by_state = [0i64; 4];
         self.upstream_active.reset();
+        self.backend_state.reset();
         for b in &snapshot.backends {
+            let state = b.health.state();
+            for s in State::ALL {
+                self.backend_state
+                    .with_label_values(&[b.name.as_str(), s.as_str()])
+                    .set(i64::from(s == state));
+            }
+            if let Some(i) = State::ALL.iter().position(|s| *s == state) {
+                by_state[i] += 1;
+            }
             let active = b.active.load(std::sync::atomic::Ordering::Relaxed);
             self.upstream_active
                 .with_label_values(&[b.name.as_str()])
                 .set(i64::try_from(active).unwrap_or(i64::MAX));
+        }
+        for (state, n) in State::ALL.iter().zip(by_state) {
+            self.backends.with_label_values(&[state.as_str()]).set(n);
         }
     }
 }

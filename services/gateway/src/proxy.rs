@@ -1,11 +1,15 @@
 //! The proxied path: every request that is not one of the gateway's own
-//! routes. It reads top to bottom: pick a backend, forward the request,
-//! stream the answer back, record what happened.
+//! routes. [`handle`] reads top to bottom: admit the request under the
+//! in-flight limit, prepare the body (buffered when small, so it can be
+//! retried), then per attempt pick an `up` backend not tried yet, forward,
+//! classify the outcome, and either stream the answer back or retry on
+//! another backend while the retry rules and budget allow.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Buf;
+use bytes::{Buf, Bytes};
 use common::server::ClientAddr;
 use common::stats::{Outcome, Recorder};
 use futures_util::{Stream, StreamExt};
@@ -15,9 +19,12 @@ use warp::reply::Response;
 use warp::Reply;
 
 use crate::balancer::Balancer;
+use crate::config::{LimitSettings, RetrySettings};
 use crate::errors::ProxyError;
 use crate::metrics::GatewayMetrics;
+use crate::outlier::{AttemptOutcome, Outlier};
 use crate::registry::{Backend, Registry};
+use crate::retry::{retryable, Failure, RetryBudget};
 
 /// What the proxied path needs, shared by all requests.
 #[derive(Debug)]
@@ -28,14 +35,36 @@ pub struct ProxyState {
     pub balancer: Balancer,
     /// One pooled keep-alive client for all backends.
     pub client: reqwest::Client,
-    /// Longest wait for a response head.
+    /// Longest wait for a response head, over all attempts.
     pub request_timeout: Duration,
+    /// Longest wait for one attempt.
+    pub attempt_timeout: Duration,
+    /// Retry rules.
+    pub retry: RetrySettings,
+    /// Shared across requests so retries stay a bounded share of traffic.
+    pub budget: RetryBudget,
+    /// Passive ejection of failing backends.
+    pub outlier: Outlier,
+    /// In-flight caps.
+    pub limits: LimitSettings,
+    /// Proxied requests in flight now, for `limits.max_in_flight`.
+    pub in_flight: AtomicU64,
     /// Gateway-wide stats windows (proxied requests only).
     pub stats: Arc<Recorder>,
     /// Upstream metrics.
     pub metrics: GatewayMetrics,
     /// Whether to write one log line per request.
     pub access_log: bool,
+}
+
+/// The request body, as far as retries are concerned.
+enum RequestBody<S> {
+    /// Nothing to send.
+    Empty,
+    /// Read in full, so it can be sent again.
+    Buffered(Bytes),
+    /// Streamed through once; the request cannot be retried.
+    Streaming(Option<S>),
 }
 
 /// One proxied request, from arrival to response head.
@@ -53,86 +82,285 @@ where
 {
     let started = Instant::now();
     let request_id = request_id(&headers);
+    let request = RequestInfo {
+        method: &method,
+        path: &path_and_query,
+        request_id: &request_id,
+        started,
+    };
 
-    let snapshot = state.registry.snapshot();
-    let Some(backend) = state.balancer.pick(&snapshot).cloned() else {
+    let Some(_admitted) = admit(&state) else {
+        let limit = state.limits.max_in_flight;
         return answer_error(
             &state,
-            &method,
-            &path_and_query,
-            &request_id,
+            &request,
             None,
-            ProxyError::NoBackends,
-            started,
+            ProxyError::Overloaded {
+                which: "gateway",
+                limit,
+            },
         );
     };
-    let in_flight = backend.begin();
-
-    let url = format!("{}{}", backend.base.prefix, path_and_query);
-    let mut upstream = state
-        .client
-        .request(method.clone(), url)
-        .headers(forward_headers(&headers, client_addr, &request_id));
-    if has_body(&headers) {
-        let body = body.map(|chunk| chunk.map(|mut buf| buf.copy_to_bytes(buf.remaining())));
-        upstream = upstream.body(reqwest::Body::wrap_stream(body));
-    }
-
-    let sent = tokio::time::timeout(state.request_timeout, upstream.send()).await;
-    let elapsed = started.elapsed();
-    let upstream_response = match sent {
-        Ok(Ok(response)) => response,
-        Ok(Err(e)) => {
-            let error = ProxyError::Unreachable {
-                backend: backend.name.clone(),
-                detail: error_chain(&e),
-            };
-            return answer_error(
-                &state,
-                &method,
-                &path_and_query,
-                &request_id,
-                Some(&backend),
-                error,
-                started,
-            );
-        }
-        Err(_) => {
-            let error = ProxyError::Timeout {
-                backend: backend.name.clone(),
-                timeout_ms: state.request_timeout.as_millis(),
-            };
-            return answer_error(
-                &state,
-                &method,
-                &path_and_query,
-                &request_id,
-                Some(&backend),
-                error,
-                started,
-            );
-        }
+    let mut body = match prepare_body(&headers, body, state.retry.max_buffered_body_bytes).await {
+        Ok(body) => body,
+        Err(e) => return answer_error(&state, &request, None, e),
     };
+    let forwarded = forward_headers(&headers, client_addr, &request_id);
+    state.budget.record_request();
 
-    let status = upstream_response.status();
-    record(&state, &backend, Some(status.as_u16()), elapsed);
+    let deadline = started + state.request_timeout;
+    let mut tried: Vec<Arc<Backend>> = Vec::new();
+    loop {
+        let backend = match choose_backend(&state, &tried) {
+            Ok(b) => b,
+            Err(e) => return answer_error(&state, &request, tried.last(), e),
+        };
+        let in_flight = backend.begin();
+        let attempt_started = Instant::now();
+        let timeout = state
+            .attempt_timeout
+            .min(deadline.saturating_duration_since(attempt_started));
+
+        let url = format!("{}{}", backend.base.prefix, path_and_query);
+        let mut upstream = state
+            .client
+            .request(method.clone(), url)
+            .headers(forwarded.clone());
+        upstream = match &mut body {
+            RequestBody::Empty => upstream,
+            RequestBody::Buffered(bytes) => upstream.body(bytes.clone()),
+            RequestBody::Streaming(stream) => match stream.take() {
+                Some(stream) => {
+                    let chunks =
+                        stream.map(|chunk| chunk.map(|mut buf| buf.copy_to_bytes(buf.remaining())));
+                    upstream.body(reqwest::Body::wrap_stream(chunks))
+                }
+                None => upstream,
+            },
+        };
+        let sent = tokio::time::timeout(timeout, upstream.send()).await;
+        let elapsed = attempt_started.elapsed();
+
+        // Classify the attempt: an answer to pass on, or a failure.
+        let (failure, response) = match sent {
+            Ok(Ok(response)) => {
+                let status = response.status().as_u16();
+                if state.retry.on_statuses.contains(&status) {
+                    (Some(Failure::Status(status)), Some(response))
+                } else {
+                    (None, Some(response))
+                }
+            }
+            Ok(Err(e)) => {
+                let failure = if e.is_connect() {
+                    Failure::Connect
+                } else {
+                    Failure::Reset
+                };
+                tracing::warn!(
+                    backend = %backend.name,
+                    upstream = %backend.base.authority,
+                    request_id = request_id.to_str().unwrap_or(""),
+                    attempt = tried.len() + 1,
+                    "upstream error: {}",
+                    error_chain(&e)
+                );
+                (Some(failure), None)
+            }
+            Err(_) => {
+                tracing::warn!(
+                    backend = %backend.name,
+                    request_id = request_id.to_str().unwrap_or(""),
+                    attempt = tried.len() + 1,
+                    "upstream timeout after {} ms",
+                    timeout.as_millis()
+                );
+                (Some(Failure::Timeout), None)
+            }
+        };
+        record_attempt(
+            &state,
+            &backend,
+            &method,
+            response.as_ref().map(|r| r.status().as_u16()),
+            failure,
+            elapsed,
+        );
+
+        let Some(failure) = failure else {
+            // Success: stream the answer back.
+            let Some(response) = response else {
+                return answer_error(&state, &request, Some(&backend), ProxyError::NoBackends);
+            };
+            return pass_through(&state, &request, &backend, response, in_flight);
+        };
+        tried.push(backend.clone());
+        let can_retry = retryable(&method, failure)
+            && !matches!(body, RequestBody::Streaming(_))
+            && tried.len() < state.retry.max_attempts as usize
+            && Instant::now() < deadline;
+        if can_retry && state.budget.try_retry() {
+            state.metrics.retry(failure.as_str());
+            continue;
+        }
+        if can_retry {
+            state.metrics.retry_budget_exhausted();
+        }
+        // Out of retries: a status failure is still a real answer.
+        if let Some(response) = response {
+            return pass_through(&state, &request, &backend, response, in_flight);
+        }
+        let error = match failure {
+            Failure::Timeout => ProxyError::Timeout {
+                backend: backend.name.clone(),
+                timeout_ms: timeout.as_millis(),
+            },
+            _ => ProxyError::Unreachable {
+                backend: backend.name.clone(),
+                detail: failure.as_str().to_owned(),
+            },
+        };
+        return answer_error(&state, &request, Some(&backend), error);
+    }
+}
+
+/// What the log lines and error answers need to know about the request.
+struct RequestInfo<'a> {
+    method: &'a Method,
+    path: &'a str,
+    request_id: &'a HeaderValue,
+    started: Instant,
+}
+
+/// Holds a place under `limits.max_in_flight` until dropped.
+struct Admitted<'a>(&'a AtomicU64);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn admit(state: &ProxyState) -> Option<Admitted<'_>> {
+    let now = state.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+    let admitted = Admitted(&state.in_flight);
+    if state.limits.max_in_flight != 0 && now > state.limits.max_in_flight {
+        state.metrics.limit_rejection("gateway");
+        return None;
+    }
+    Some(admitted)
+}
+
+/// An `up` backend not tried yet and not at its in-flight limit. When every
+/// `up` backend has been tried, one may be tried again (a failure on a
+/// stale pooled connection is worth a second go on the same host).
+fn choose_backend(state: &ProxyState, tried: &[Arc<Backend>]) -> Result<Arc<Backend>, ProxyError> {
+    let snapshot = state.registry.snapshot();
+    if snapshot.backends.is_empty() {
+        return Err(ProxyError::NoBackends);
+    }
+    if snapshot.eligible.is_empty() {
+        return Err(ProxyError::NoHealthyBackends(snapshot.backends.len()));
+    }
+    let limit = state.limits.max_in_flight_per_backend;
+    let has_room = |b: &Backend| limit == 0 || b.active.load(Ordering::Relaxed) < limit;
+    let untried = |b: &Backend| !tried.iter().any(|t| t.name == b.name);
+    let chosen = state
+        .balancer
+        .pick_where(&snapshot, |b| untried(b) && has_room(b))
+        .or_else(|| state.balancer.pick_where(&snapshot, has_room));
+    match chosen {
+        Some(b) => Ok(b.clone()),
+        None => {
+            state.metrics.limit_rejection("backend");
+            Err(ProxyError::Overloaded {
+                which: "backend",
+                limit,
+            })
+        }
+    }
+}
+
+/// Buffers small bodies (so they can be retried) and streams the rest.
+async fn prepare_body<S, B>(
+    headers: &HeaderMap,
+    body: S,
+    max_buffered: usize,
+) -> Result<RequestBody<S>, ProxyError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    if !has_body(headers) {
+        return Ok(RequestBody::Empty);
+    }
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    match length {
+        Some(n) if n <= max_buffered => common::body::read_limited(body, max_buffered)
+            .await
+            .map(RequestBody::Buffered)
+            .map_err(|e| ProxyError::BadRequestBody(e.to_string())),
+        _ => Ok(RequestBody::Streaming(Some(body))),
+    }
+}
+
+/// Books one attempt on the backend: stats, metrics, outlier detection.
+fn record_attempt(
+    state: &ProxyState,
+    backend: &Arc<Backend>,
+    method: &Method,
+    status: Option<u16>,
+    failure: Option<Failure>,
+    elapsed: Duration,
+) {
+    backend.stats.record(Outcome {
+        status,
+        latency: elapsed,
+    });
+    if status.is_none_or(|s| s >= 500) {
+        backend.failures.fetch_add(1, Ordering::Relaxed);
+    }
+    let error_type = match failure {
+        Some(Failure::Status(_)) | None => "",
+        Some(f) => f.as_str(),
+    };
     state
         .metrics
-        .upstream_call(&backend.name, &method, Some(status.as_u16()), "", elapsed);
-    if state.access_log {
-        access_log(
-            &method,
-            &path_and_query,
-            status.as_u16(),
-            &backend.name,
-            elapsed,
-            &request_id,
-        );
-    }
+        .upstream_call(&backend.name, method, status, error_type, elapsed);
+    let outcome = match status {
+        None => AttemptOutcome::ConnectionFailure,
+        Some(s) if s >= 500 => AttemptOutcome::ServerError,
+        Some(_) => AttemptOutcome::Success,
+    };
+    state.outlier.report(backend, outcome);
+}
 
+/// Streams an upstream answer to the client and books the request.
+fn pass_through(
+    state: &ProxyState,
+    request: &RequestInfo<'_>,
+    backend: &Arc<Backend>,
+    upstream_response: reqwest::Response,
+    in_flight: crate::registry::InFlight,
+) -> Response {
+    let status = upstream_response.status();
+    let elapsed = request.started.elapsed();
+    state.stats.record(Outcome {
+        status: Some(status.as_u16()),
+        latency: elapsed,
+    });
+    if state.access_log {
+        access_log(request, status.as_u16(), &backend.name, elapsed);
+    }
     let mut response_headers = upstream_response.headers().clone();
     strip_hop_by_hop(&mut response_headers);
-    response_headers.insert(HeaderName::from_static("x-request-id"), request_id);
+    response_headers.insert(
+        HeaderName::from_static("x-request-id"),
+        request.request_id.clone(),
+    );
     // The in-flight guard rides along with the body, so a streaming answer
     // counts as outstanding (for least_outstanding) until it is finished.
     let body = upstream_response.bytes_stream().map(move |chunk| {
@@ -145,38 +373,22 @@ where
     response
 }
 
-/// Answers a request the gateway could not forward, and records it.
+/// Answers a request the gateway could not forward, and records it. The
+/// failed attempts themselves were already booked by `record_attempt`.
 fn answer_error(
     state: &ProxyState,
-    method: &Method,
-    path: &str,
-    request_id: &HeaderValue,
+    request: &RequestInfo<'_>,
     backend: Option<&Arc<Backend>>,
     error: ProxyError,
-    started: Instant,
 ) -> Response {
-    let elapsed = started.elapsed();
+    let elapsed = request.started.elapsed();
     let (status, _) = error.status_and_code();
     state.metrics.proxy_error(error.kind());
-    match backend {
-        Some(b) => {
-            tracing::warn!(
-                backend = %b.name,
-                upstream = %b.base.authority,
-                request_id = request_id.to_str().unwrap_or(""),
-                "upstream error: {error}"
-            );
-            b.failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            b.stats.record(Outcome {
-                status: None,
-                latency: elapsed,
-            });
-            state
-                .metrics
-                .upstream_call(&b.name, method, None, error.kind(), elapsed);
-        }
-        None => tracing::warn!("{error}"),
+    if backend.is_none() {
+        tracing::warn!(
+            request_id = request.request_id.to_str().unwrap_or(""),
+            "{error}"
+        );
     }
     state.stats.record(Outcome {
         status: Some(status.as_u16()),
@@ -184,42 +396,25 @@ fn answer_error(
     });
     if state.access_log {
         let name = backend.map_or("-", |b| b.name.as_str());
-        access_log(method, path, status.as_u16(), name, elapsed, request_id);
+        access_log(request, status.as_u16(), name, elapsed);
     }
     let mut response = error.into_response();
-    response
-        .headers_mut()
-        .insert(HeaderName::from_static("x-request-id"), request_id.clone());
+    response.headers_mut().insert(
+        HeaderName::from_static("x-request-id"),
+        request.request_id.clone(),
+    );
     response
 }
 
-fn record(state: &ProxyState, backend: &Backend, status: Option<u16>, latency: Duration) {
-    let outcome = Outcome { status, latency };
-    state.stats.record(outcome);
-    backend.stats.record(outcome);
-    if status.is_none_or(|s| s >= 500) {
-        backend
-            .failures
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-fn access_log(
-    method: &Method,
-    path: &str,
-    status: u16,
-    backend: &str,
-    elapsed: Duration,
-    id: &HeaderValue,
-) {
+fn access_log(request: &RequestInfo<'_>, status: u16, backend: &str, elapsed: Duration) {
     tracing::info!(
         target: "access",
-        method = %method,
-        path,
+        method = %request.method,
+        path = request.path,
         status,
         backend,
         latency_ms = (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
-        request_id = id.to_str().unwrap_or(""),
+        request_id = request.request_id.to_str().unwrap_or(""),
         "request"
     );
 }
@@ -314,7 +509,7 @@ fn forward_headers(
 }
 
 /// A client error with its causes, for one readable log line.
-fn error_chain(e: &reqwest::Error) -> String {
+pub fn error_chain(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {

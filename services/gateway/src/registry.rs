@@ -7,7 +7,6 @@
 //! snapshot (including the weighted schedule) and swap it in. A removed
 //! backend lives on for as long as requests in flight hold its `Arc`.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -18,6 +17,8 @@ use common::stats::Recorder;
 use serde::{Deserialize, Serialize};
 
 use crate::balancer;
+use crate::health::{Health, State, StateChange};
+use crate::state_file::StateFile;
 
 /// A backend as written in config or in a registration request.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -174,6 +175,8 @@ pub struct Backend {
     pub failures: AtomicU64,
     /// Its own stats windows (`servers` in `/api/stats`).
     pub stats: Arc<Recorder>,
+    /// Up, down, ejected or draining, and the counters behind it.
+    pub health: Health,
 }
 
 impl Backend {
@@ -184,13 +187,25 @@ impl Backend {
         InFlight(self.clone())
     }
 
+    /// The spec it was registered with.
+    pub fn spec(&self) -> ServerSpec {
+        ServerSpec {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            weight: Some(self.weight),
+        }
+    }
+
     /// What `GET /api/servers` shows.
     pub fn view(&self) -> ServerView {
         ServerView {
             name: self.name.clone(),
             url: self.url.clone(),
             weight: self.weight,
-            state: "up",
+            state: self.health.state(),
+            last_state_change: self.health.last_change(),
+            ejections: self.health.ejections.load(Ordering::Relaxed),
+            consecutive_failures: self.health.consecutive_failures.load(Ordering::Relaxed),
             source: self.source,
             registered_at: humantime::format_rfc3339_seconds(self.registered_at).to_string(),
             active_requests: self.active.load(Ordering::Relaxed),
@@ -220,8 +235,14 @@ pub struct ServerView {
     pub url: String,
     /// Effective weight.
     pub weight: u32,
-    /// `up`: it receives traffic.
-    pub state: &'static str,
+    /// `up` (receives traffic), `down`, `ejected` or `draining`.
+    pub state: State,
+    /// When and why `state` last changed.
+    pub last_state_change: StateChange,
+    /// Outlier ejections so far (the multiplier of the next one).
+    pub ejections: u32,
+    /// Failed attempts in a row right now.
+    pub consecutive_failures: u32,
     /// `config`, `api` or `discovery`.
     pub source: Source,
     /// RFC 3339.
@@ -234,12 +255,15 @@ pub struct ServerView {
     pub failures_total: u64,
 }
 
-/// An immutable view of the backend set, swapped whole on every change.
+/// An immutable view of the backend set, swapped whole on every change of
+/// membership or state.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    /// In registration order.
+    /// Every registered backend, in registration order.
     pub backends: Vec<Arc<Backend>>,
-    /// Indices into `backends` in smooth weighted round-robin order.
+    /// Those that are `up`: the ones the balancer picks from.
+    pub eligible: Vec<Arc<Backend>>,
+    /// Indices into `eligible` in smooth weighted round-robin order.
     pub weighted: Vec<u32>,
 }
 
@@ -271,6 +295,9 @@ pub enum RegistryError {
     /// Too many backends.
     #[error("the registry is full ({0} servers)")]
     Full(usize),
+    /// The state file could not be written; nothing changed.
+    #[error("{0}")]
+    Persist(String),
 }
 
 /// Most backends the registry holds; bounds memory (each has stats windows).
@@ -282,6 +309,8 @@ pub struct Registry {
     /// Serializes writers; readers never take it.
     write: Mutex<()>,
     clock: Arc<dyn Clock>,
+    /// Where API registrations are saved, when configured.
+    state_file: Option<StateFile>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -299,7 +328,52 @@ impl Registry {
             current: ArcSwap::from_pointee(Snapshot::default()),
             write: Mutex::new(()),
             clock,
+            state_file: None,
         }
+    }
+
+    /// Saves API registrations to `file` on every change from now on.
+    pub fn with_state_file(mut self, file: StateFile) -> Self {
+        self.state_file = Some(file);
+        self
+    }
+
+    /// Rebuilds the snapshot after backends changed state, so the balancer
+    /// only sees `up` ones. Membership is unchanged.
+    pub fn refresh(&self) {
+        let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let backends = self.current.load().backends.clone();
+        self.current.store(Arc::new(build_snapshot(backends)));
+    }
+
+    /// Starts or ends an operator drain of `name`.
+    pub fn set_draining(&self, name: &str, draining: bool) -> Option<Arc<Backend>> {
+        let backend = self.get(name)?;
+        let reason = if draining {
+            "drained by operator"
+        } else {
+            "drain ended by operator"
+        };
+        if backend.health.set_draining(draining, reason) {
+            self.refresh();
+        }
+        Some(backend)
+    }
+
+    /// Writes the API registrations in `backends` to the state file, if any.
+    fn persist(&self, backends: &[Arc<Backend>]) -> Result<(), RegistryError> {
+        let Some(file) = &self.state_file else {
+            return Ok(());
+        };
+        let specs: Vec<ServerSpec> = backends
+            .iter()
+            .filter(|b| b.source == Source::Api)
+            .map(|b| b.spec())
+            .collect();
+        file.save(&specs).map_err(|e| {
+            tracing::error!(error = %e, "registry change not applied");
+            RegistryError::Persist(e.to_string())
+        })
     }
 
     /// The current backend set; lock-free.
@@ -368,12 +442,15 @@ impl Registry {
         let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.current.load_full();
         let removed = current.backends.iter().find(|b| b.name == name).cloned()?;
-        let backends = current
+        let backends: Vec<Arc<Backend>> = current
             .backends
             .iter()
             .filter(|b| b.name != name)
             .cloned()
             .collect();
+        if removed.source == Source::Api && self.persist(&backends).is_err() {
+            return None;
+        }
         self.current.store(Arc::new(build_snapshot(backends)));
         Some(removed)
     }
@@ -411,11 +488,18 @@ impl Registry {
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             stats: Recorder::new(self.clock.clone()),
+            health: Health::default(),
         });
         let mut backends: Vec<Arc<Backend>> = current.backends.clone();
-        match backends.iter_mut().find(|b| b.name == spec.name) {
-            Some(slot) => *slot = backend.clone(),
-            None => backends.push(backend.clone()),
+        let replaced = match backends.iter_mut().find(|b| b.name == spec.name) {
+            Some(slot) => Some(std::mem::replace(slot, backend.clone())),
+            None => {
+                backends.push(backend.clone());
+                None
+            }
+        };
+        if source == Source::Api || replaced.is_some_and(|r| r.source == Source::Api) {
+            self.persist(&backends)?;
         }
         self.current.store(Arc::new(build_snapshot(backends)));
         Ok(backend)
@@ -423,20 +507,17 @@ impl Registry {
 }
 
 fn build_snapshot(backends: Vec<Arc<Backend>>) -> Snapshot {
-    let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
+    let eligible: Vec<Arc<Backend>> = backends
+        .iter()
+        .filter(|b| b.health.state() == State::Up)
+        .cloned()
+        .collect();
+    let weights: Vec<u32> = eligible.iter().map(|b| b.weight).collect();
     Snapshot {
         weighted: balancer::smooth_weighted_schedule(&weights),
+        eligible,
         backends,
     }
-}
-
-/// Backends by name, for quick lookups in tests and reconciliation.
-pub fn by_name(snapshot: &Snapshot) -> HashMap<&str, &Arc<Backend>> {
-    snapshot
-        .backends
-        .iter()
-        .map(|b| (b.name.as_str(), b))
-        .collect()
 }
 
 #[cfg(test)]

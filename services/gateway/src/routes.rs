@@ -19,7 +19,7 @@ use serde::Serialize;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use crate::admin::{self, AdminState};
+use crate::admin::{self, AdminState, Changes};
 use crate::errors::AdminError;
 use crate::proxy::{self, ProxyState};
 
@@ -59,11 +59,13 @@ fn is_own_path(path: &str) -> bool {
     classify(path).template != "/*"
 }
 
-/// The whole routing table.
+/// The whole routing table of the public port. `changes` says whether the
+/// registry may be changed here (not when a separate admin listener exists).
 pub fn routes(
     state: Arc<AppState>,
+    changes: Changes,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
-    admin::routes(state.admin.clone())
+    admin::routes(state.admin.clone(), changes)
         .or(stats(state.clone()))
         .unify()
         .or(metrics(state.clone()))
@@ -71,6 +73,20 @@ pub fn routes(
         .or(health(state.clone()))
         .unify()
         .or(proxied(state.proxy.clone()))
+        .unify()
+        .recover(recover)
+        .unify()
+}
+
+/// The separate admin listener's routes: the registration API, plus health
+/// and metrics so it can be probed and scraped on its own.
+pub fn admin_routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    admin::routes(state.admin.clone(), Changes::Allowed)
+        .or(health(state.clone()))
+        .unify()
+        .or(metrics(state))
         .unify()
         .recover(recover)
         .unify()
@@ -127,7 +143,7 @@ fn stats_report(state: &AppState, window: Window) -> StatsReport {
                 b.name.clone(),
                 ServerStats {
                     summary: b.stats.summary(window),
-                    state: view.state,
+                    state: view.state.as_str(),
                     url: view.url,
                 },
             )

@@ -160,8 +160,15 @@ async fn unreachable_backend_is_502() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "upstream_unreachable");
     let stats: Value = json(client().get(gw.url("/api/stats/1m")).send().await.unwrap()).await;
+    assert_eq!(stats["requests"], 1);
     assert_eq!(stats["errors"], 1);
-    assert_eq!(stats["servers"]["dead"]["status"]["no_response"], 1);
+    // Every attempt (the first and its retries) shows on the backend.
+    assert_eq!(stats["servers"]["dead"]["status"]["no_response"], 3);
+    // Three connect failures in a row ejected it: nothing healthy is left.
+    let r = client().get(gw.url("/api/data")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(json(r).await["error"]["code"], "no_healthy_backends");
 }
 
 #[tokio::test]

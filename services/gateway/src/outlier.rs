@@ -1,0 +1,131 @@
+//! Passive outlier detection: ejecting a backend that keeps failing real
+//! requests, without waiting for the active checks.
+//!
+//! Every attempt reports its outcome. `outlier.consecutive_failures` failed
+//! attempts in a row (connect errors, resets, timeouts, and 5xx answers when
+//! `outlier.count_5xx`) eject the backend for `base_ejection_time` times its
+//! number of ejections, capped at `max_ejection_time`; a timer brings it
+//! back. At most `max_ejection_percent` of the backends are ejected at once
+//! (one may always be), so a fleet-wide failure does not empty the pool.
+//! A backend that stays up for `max_ejection_time` has its count forgiven.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::OutlierSettings;
+use crate::health::{EjectionCause, State};
+use crate::metrics::GatewayMetrics;
+use crate::registry::{Backend, Registry};
+
+/// What an attempt did, as outlier detection sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// An answer below 500 (or any answer when 5xx are not counted).
+    Success,
+    /// A 5xx answer.
+    ServerError,
+    /// No answer: connect error, reset or timeout.
+    ConnectionFailure,
+}
+
+/// The detector, shared by all requests.
+#[derive(Debug)]
+pub struct Outlier {
+    settings: OutlierSettings,
+    registry: Arc<Registry>,
+    metrics: GatewayMetrics,
+}
+
+impl Outlier {
+    /// A detector working on `registry`.
+    pub fn new(
+        settings: OutlierSettings,
+        registry: Arc<Registry>,
+        metrics: GatewayMetrics,
+    ) -> Self {
+        Outlier {
+            settings,
+            registry,
+            metrics,
+        }
+    }
+
+    /// Feeds one attempt's outcome; may eject the backend.
+    pub fn report(&self, backend: &Arc<Backend>, outcome: AttemptOutcome) {
+        if !self.settings.enabled {
+            return;
+        }
+        let failed = match outcome {
+            AttemptOutcome::Success => false,
+            AttemptOutcome::ServerError => self.settings.count_5xx,
+            AttemptOutcome::ConnectionFailure => true,
+        };
+        let health = &backend.health;
+        if !failed {
+            // Cheap on the hot path: a load, and a store only after failures.
+            if health.consecutive_failures.load(Ordering::Relaxed) != 0 {
+                health.consecutive_failures.store(0, Ordering::Relaxed);
+            }
+            return;
+        }
+        let failures = health.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures < self.settings.consecutive_failures || health.state() != State::Up {
+            return;
+        }
+        if !self.may_eject() {
+            tracing::warn!(backend = %backend.name, failures, "not ejecting: max_ejection_percent reached");
+            return;
+        }
+        let cause = if outcome == AttemptOutcome::ConnectionFailure {
+            EjectionCause::Connection
+        } else {
+            EjectionCause::Errors
+        };
+        if health.up_for() >= self.settings.max_ejection_time {
+            health.ejections.store(0, Ordering::Relaxed);
+        }
+        let count = health.ejections.fetch_add(1, Ordering::Relaxed) + 1;
+        let duration = self
+            .settings
+            .base_ejection_time
+            .saturating_mul(count)
+            .min(self.settings.max_ejection_time);
+        let reason = format!(
+            "ejected for {} ms after {failures} consecutive failures (ejection {count})",
+            duration.as_millis()
+        );
+        if !health.set_ejected(Some(cause), &reason) {
+            return;
+        }
+        health.consecutive_failures.store(0, Ordering::Relaxed);
+        self.metrics.ejection(&backend.name);
+        tracing::warn!(backend = %backend.name, %reason, "backend ejected");
+        self.registry.refresh();
+        self.schedule_return(backend.clone(), duration);
+    }
+
+    fn may_eject(&self) -> bool {
+        let snapshot = self.registry.snapshot();
+        let total = snapshot.backends.len();
+        let ejected = snapshot
+            .backends
+            .iter()
+            .filter(|b| b.health.state() == State::Ejected)
+            .count();
+        ejected == 0 || (ejected + 1) * 100 <= total * self.settings.max_ejection_percent as usize
+    }
+
+    fn schedule_return(&self, backend: Arc<Backend>, after: Duration) {
+        let registry = self.registry.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            if backend.health.ejection_cause().is_some()
+                && backend.health.set_ejected(None, "ejection time over")
+            {
+                tracing::info!(backend = %backend.name, "backend back from ejection");
+                registry.refresh();
+            }
+        });
+    }
+}

@@ -1,0 +1,450 @@
+//! Resilience in-process: retries, outlier ejection, health checks, limits,
+//! drain, the registration policy, the separate admin listener and the
+//! state file. Process-level chaos (SIGKILL, SIGSTOP, slow clients) lives in
+//! `tests/resilience/` at the repository root.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+
+async fn state_of(gw: &TestGateway, name: &str) -> String {
+    let v = json(
+        client()
+            .get(gw.url(&format!("/api/servers/{name}")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    v["state"].as_str().unwrap().to_owned()
+}
+
+async fn register_url(gw: &TestGateway, name: &str, url: String) -> reqwest::Response {
+    client()
+        .post(gw.url("/api/servers"))
+        .json(&json!({"name": name, "url": url}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_dead_backend_costs_no_client_failures_and_is_ejected() {
+    let mut settings = gateway_settings();
+    settings.health_check.enabled = false;
+    let (gw, backends) = gateway_with_three(settings).await;
+    let dead = closed_port().await;
+    register_url(&gw, "dead", format!("http://{dead}")).await;
+    let c = client();
+    for _ in 0..60 {
+        let r = c.get(gw.url("/api/data")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(state_of(&gw, "dead").await, "ejected");
+    let servers = json(c.get(gw.url("/api/servers/dead")).send().await.unwrap()).await;
+    assert!(servers["last_state_change"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("consecutive failures"));
+    let metrics = c
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"gateway_outlier_ejections_total{upstream="dead"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"gateway_retries_total{reason="connect"}"#));
+    assert!(metrics.contains(r#"gateway_backend_state{state="ejected",upstream="dead"} 1"#));
+    assert!(metrics.contains(r#"gateway_backends{state="ejected"} 1"#));
+    drop(backends);
+}
+
+#[tokio::test]
+async fn ejected_backends_come_back_after_the_ejection_time() {
+    let mut settings = gateway_settings();
+    settings.health_check.enabled = false;
+    settings.outlier.count_5xx = true;
+    settings.outlier.consecutive_failures = 2;
+    settings.outlier.base_ejection_time = Duration::from_millis(400);
+    settings.retry.max_attempts = 1;
+    let (gw, _backends) = gateway_with_three(settings).await;
+    let c = client();
+    // server1 and server2 answer 500 to the same requests; make server1 fail
+    // twice in a row by sending it only failing requests: round robin
+    // visits it every third request.
+    for _ in 0..6 {
+        c.get(gw.url("/api/data?status=500")).send().await.unwrap();
+    }
+    let states: Vec<String> =
+        futures_util::future::join_all(["server1", "server2", "server3"].map(|n| state_of(&gw, n)))
+            .await;
+    let ejected = states.iter().filter(|s| *s == "ejected").count();
+    // max_ejection_percent (50%) of 3 lets one go, never all.
+    assert_eq!(ejected, 1, "{states:?}");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    for n in ["server1", "server2", "server3"] {
+        assert_eq!(state_of(&gw, n).await, "up");
+    }
+}
+
+#[tokio::test]
+async fn health_checks_take_a_dead_backend_down_and_bring_it_back() {
+    let mut settings = gateway_settings();
+    settings.health_check.interval = Duration::from_millis(100);
+    settings.health_check.timeout = Duration::from_millis(80);
+    settings.outlier.enabled = false;
+    let gw = spawn_gateway(settings).await;
+    let b = spawn_backend("flaky").await;
+    let addr = b.addr;
+    register(&gw, "flaky", &b).await;
+    assert_eq!(b.stop().await, common::server::Drain::Complete);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(state_of(&gw, "flaky").await, "down");
+    let r = client().get(gw.url("/api/data")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(json(r).await["error"]["code"], "no_healthy_backends");
+
+    // Restart on the same port: back within a couple of intervals.
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let (_tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(backend::run(
+        listener,
+        backend_settings("flaky"),
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(state_of(&gw, "flaky").await, "up");
+    let r = client().get(gw.url("/api/data")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_hung_backend_is_retried_elsewhere_within_the_per_try_timeout() {
+    let mut settings = gateway_settings();
+    settings.retry.per_try_timeout = Duration::from_millis(200);
+    settings.health_check.enabled = false;
+    let (gw, _backends) = gateway_with_three(settings).await;
+    // A socket that accepts connections and never answers.
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hung_addr = hung.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hung.accept().await {
+            held.push(s);
+        }
+    });
+    register_url(&gw, "hung", format!("http://{hung_addr}")).await;
+    let c = client();
+    for _ in 0..12 {
+        let started = std::time::Instant::now();
+        let r = c.get(gw.url("/api/data")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(started.elapsed() < Duration::from_millis(1500));
+    }
+    assert_eq!(state_of(&gw, "hung").await, "ejected");
+}
+
+#[tokio::test]
+async fn statuses_are_retried_only_when_configured_and_posts_are_not_retried() {
+    let mut settings = gateway_settings();
+    settings.retry.on_statuses = vec![503];
+    settings.health_check.enabled = false;
+    settings.outlier.enabled = false;
+    let (gw, _backends) = gateway_with_three(settings).await;
+    let c = client();
+    // Every backend answers 503 to this: 3 attempts, then the last answer.
+    let r = c.get(gw.url("/api/data?status=503")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let stats = json(c.get(gw.url("/api/stats/1m")).send().await.unwrap()).await;
+    assert_eq!(stats["requests"], 1);
+    let attempts: u64 = stats["servers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|s| s["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(attempts, 3);
+    // A POST is not idempotent: one attempt only.
+    let r = c
+        .post(gw.url("/api/echo?status=503"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c.post(gw.url("/api/data?status=503")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+}
+
+#[tokio::test]
+async fn the_retry_budget_stops_retry_storms() {
+    let mut settings = gateway_settings();
+    settings.health_check.enabled = false;
+    settings.outlier.enabled = false;
+    settings.retry.budget_ratio = 0.0;
+    settings.retry.budget_min_per_second = 1; // 10 retries per 10 s
+    let gw = spawn_gateway(settings).await;
+    let dead = closed_port().await;
+    register_url(&gw, "dead", format!("http://{dead}")).await;
+    let c = client();
+    for _ in 0..20 {
+        c.get(gw.url("/api/data")).send().await.unwrap();
+    }
+    let metrics = c
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"gateway_retries_total{reason="connect"} 10"#),
+        "{metrics}"
+    );
+    // Five requests used two retries each; the other fifteen were refused one.
+    assert!(
+        metrics.contains("gateway_retry_budget_exhausted_total 15"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn in_flight_limits_answer_503_with_retry_after() {
+    let mut settings = gateway_settings();
+    settings.limits.max_in_flight = 2;
+    let (gw, _backends) = gateway_with_three(settings).await;
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let url = gw.url("/api/data?delay_ms=600");
+            tokio::spawn(async move { client().get(url).send().await.unwrap().status() })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = client().get(gw.url("/api/data")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(json(r).await["error"]["code"], "overloaded");
+    for s in slow {
+        assert_eq!(s.await.unwrap(), 200);
+    }
+    let metrics = client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains(r#"gateway_limit_rejections_total{limit="gateway"} 1"#));
+}
+
+#[tokio::test]
+async fn per_backend_limits_skip_a_full_backend() {
+    let mut settings = gateway_settings();
+    settings.limits.max_in_flight_per_backend = 1;
+    let (gw, _backends) = gateway_with_three(settings).await;
+    let url = gw.url("/api/data?delay_ms=600");
+    let parked = tokio::spawn(async move { client().get(url).send().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let mut served: HashMap<String, usize> = HashMap::new();
+    for _ in 0..6 {
+        let r = client().get(gw.url("/api/data")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        *served
+            .entry(r.headers()["x-served-by"].to_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    let parked = parked.await.unwrap();
+    let busy = parked.headers()["x-served-by"].to_str().unwrap().to_owned();
+    assert!(
+        !served.contains_key(&busy),
+        "{busy} was full but got traffic: {served:?}"
+    );
+}
+
+#[tokio::test]
+async fn draining_stops_new_requests_and_can_be_undone() {
+    let (gw, _backends) = gateway_with_three(gateway_settings()).await;
+    let c = client();
+    let r = c
+        .patch(gw.url("/api/servers/server2"))
+        .json(&json!({"state": "draining"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(json(r).await["state"], "draining");
+    for _ in 0..9 {
+        let r = c.get(gw.url("/api/data")).send().await.unwrap();
+        assert_ne!(r.headers()["x-served-by"], "backend-2");
+    }
+    let r = c
+        .patch(gw.url("/api/servers/server2"))
+        .json(&json!({"state": "up"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(r).await["state"], "up");
+    let r = c
+        .patch(gw.url("/api/servers/server2"))
+        .json(&json!({"state": "gone"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = c
+        .patch(gw.url("/api/servers/nope"))
+        .json(&json!({"state": "up"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn the_registration_policy_refuses_metadata_and_foreign_addresses() {
+    let gw = spawn_gateway(gateway_settings()).await;
+    for url in [
+        "http://169.254.169.254/latest/meta-data",
+        "http://[fe80::1]:80",
+        "http://metadata.google.internal",
+        "http://8.8.8.8",
+        "http://example.com",
+    ] {
+        let r = register_url(&gw, "evil", url.into()).await;
+        assert_eq!(r.status(), 403, "{url}");
+        let body = json(r).await;
+        assert_eq!(body["error"]["code"], "destination_not_allowed", "{url}");
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("url:"));
+    }
+    let list = json(client().get(gw.url("/api/servers")).send().await.unwrap()).await;
+    assert_eq!(list["servers"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn a_separate_admin_listener_keeps_the_public_port_read_only() {
+    let settings = gateway_settings();
+    let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (public_addr, admin_addr) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let listeners = gateway::startup::Listeners {
+        public,
+        admin: Some(admin),
+    };
+    let handle = tokio::spawn(gateway::startup::run_with(
+        listeners,
+        settings,
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    let c = client();
+    let body = json!({"name": "a", "url": "http://127.0.0.1:5000"});
+    let r = c
+        .post(format!("http://{public_addr}/api/servers"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(json(r).await["error"]["code"], "admin_port_only");
+    let r = c
+        .post(format!("http://{admin_addr}/api/servers"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = c
+        .get(format!("http://{public_addr}/api/servers/a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .get(format!("http://{admin_addr}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    tx.send(()).unwrap();
+    handle.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn registrations_survive_a_restart_with_a_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.json");
+    let mut settings = gateway_settings();
+    settings.state_file = path.to_str().unwrap().to_owned();
+    let gw = spawn_gateway(settings.clone()).await;
+    let c = client();
+    for (name, port) in [("one", 5001), ("two", 5002)] {
+        let r = register_url(&gw, name, format!("http://127.0.0.1:{port}")).await;
+        assert_eq!(r.status(), 201);
+    }
+    c.put(gw.url("/api/servers/two"))
+        .json(&json!({"url": "http://127.0.0.1:5003", "weight": 4}))
+        .send()
+        .await
+        .unwrap();
+    c.post(gw.url("/api/servers"))
+        .json(&json!({"name": "three", "url": "http://127.0.0.1:5004"}))
+        .send()
+        .await
+        .unwrap();
+    c.delete(gw.url("/api/servers/three")).send().await.unwrap();
+    gw.stop().await;
+
+    let gw = spawn_gateway(settings.clone()).await;
+    let list = json(c.get(gw.url("/api/servers")).send().await.unwrap()).await;
+    let got: Vec<(String, String, u64)> = list["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().into(),
+                s["url"].as_str().unwrap().into(),
+                s["weight"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("one".into(), "http://127.0.0.1:5001".into(), 1),
+            ("two".into(), "http://127.0.0.1:5003".into(), 4)
+        ]
+    );
+    gw.stop().await;
+
+    std::fs::write(&path, "{ not json").unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = gateway::run(listener, settings, async {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("corrupt") && err.contains("registry.json"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "{ not json");
+}
