@@ -22,7 +22,7 @@ release: ## Release build: target/release/gateway and target/release/backend
 run: release ## Start 3 backends + gateway, register, run a short Locust load, print stats; Ctrl-C stops all
 	deploy/scripts/run-local.sh
 
-test: lint test-unit test-e2e test-observability ## The whole test suite (what CI runs)
+test: lint test-unit test-e2e test-observability test-helm ## The whole test suite (what CI runs)
 
 test-unit: ## Unit and integration tests (real servers on port 0)
 	$(CARGO) test --workspace --locked
@@ -44,3 +44,28 @@ clean: ## Remove build outputs
 .PHONY: test-observability
 test-observability: release ## Dashboards and alert rules against a real Prometheus; promtool on rules and /metrics
 	python3 -m unittest discover -s tests/observability -v
+
+# --- Benchmarks (issue 7): bench/, services/gateway/benches ---
+.PHONY: bench bench-compile
+bench: release ## Gateway vs NGINX vs HAProxy vs direct, wrk on loopback (BENCH_DURATION, BENCH_ROUNDS, ...); writes target/bench/
+	python3 bench/bench.py
+
+bench-compile: ## Compile the criterion micro-benchmarks without running them (run them: cargo bench -p gateway)
+	$(CARGO) bench --workspace --no-run --locked
+
+# --- Helm chart (issue 5): helm/gatewaylab, tests/helm ---
+.PHONY: helm-lint test-helm helm-package helm-docs
+HELM_DIST ?= target/helm
+
+helm-lint: ## helm lint --strict the chart with its defaults and each ci/ values file
+	helm lint --strict helm/gatewaylab
+	for f in helm/gatewaylab/ci/*.yaml; do helm lint --strict helm/gatewaylab -f "$$f" || exit 1; done
+
+test-helm: release ## Chart: lint, render, Kubernetes schemas, policy checks, render-and-run with the release binaries
+	python3 -m unittest discover -s tests/helm -v
+
+helm-package: ## Package the chart (links to deploy/ resolved) into $(HELM_DIST)/
+	helm package helm/gatewaylab --destination $(HELM_DIST)
+
+helm-docs: ## Regenerate the chart README's table of values from values.yaml
+	python3 tests/helm/values_table.py --write

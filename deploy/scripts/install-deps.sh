@@ -25,10 +25,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   pkill -f prometheus-node-exporter 2>/dev/null || true
 fi
 
-if [ ! -x .venv/bin/locust ] || [ ! -x .venv/bin/kubernetes-validate ]; then
+# Also (re)installs when a requirements file changed since the last install.
+if [ ! -x .venv/bin/locust ] || [ ! -x .venv/bin/kubernetes-validate ] \
+   || [ requirements.txt -nt .venv/.requirements-installed ] \
+   || [ requirements-dev.txt -nt .venv/.requirements-installed ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -r requirements.txt -r requirements-dev.txt
+  touch .venv/.requirements-installed
 fi
 
 if [ ! -x .cache/bin/helm ]; then

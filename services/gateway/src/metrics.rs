@@ -221,6 +221,12 @@ impl GatewayMetrics {
             if let Some(i) = State::ALL.iter().position(|s| *s == state) {
                 by_state[i] += 1;
             }
+            // Touching the per-backend counters creates them at zero, so
+            // dashboards and alerts see every backend before its first event.
+            self.ejections.with_label_values(&[b.name.as_str()]);
+            for result in ["success", "failure"] {
+                self.health_checks.with_label_values(&[b.name.as_str(), result]);
+            }
             let active = b.active.load(std::sync::atomic::Ordering::Relaxed);
             self.upstream_active
                 .with_label_values(&[b.name.as_str()])
