@@ -1,0 +1,226 @@
+{{/* The chart name, or nameOverride. */}}
+{{- define "gatewaylab.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The prefix of every resource name: fullnameOverride, else the release name when
+it already contains the chart name, else <release>-<chart>. Truncated so that
+suffixes such as "-backend-headless" still fit the 63-character DNS label.
+*/}}
+{{- define "gatewaylab.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "gatewaylab.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every resource. Call with (dict "ctx" $ "component" "gateway"). */}}
+{{- define "gatewaylab.labels" -}}
+helm.sh/chart: {{ include "gatewaylab.chart" .ctx }}
+{{ include "gatewaylab.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: {{ include "gatewaylab.name" .ctx }}
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels. Call with (dict "ctx" $ "component" "gateway"). */}}
+{{- define "gatewaylab.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "gatewaylab.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "gatewaylab.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "gatewaylab.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Resource names. */}}
+{{- define "gatewaylab.gateway.fullname" -}}{{ include "gatewaylab.fullname" . }}-gateway{{- end }}
+{{- define "gatewaylab.backend.fullname" -}}{{ include "gatewaylab.fullname" . }}-backend{{- end }}
+{{- define "gatewaylab.backend.headless" -}}{{ include "gatewaylab.fullname" . }}-backend-headless{{- end }}
+{{- define "gatewaylab.locust.fullname" -}}{{ include "gatewaylab.fullname" . }}-locust{{- end }}
+{{- define "gatewaylab.locust.jobName" -}}{{ include "gatewaylab.fullname" . }}-locust-r{{ .Release.Revision }}{{- end }}
+{{- define "gatewaylab.locust.master" -}}{{ include "gatewaylab.fullname" . }}-locust-master{{- end }}
+
+{{/* The Secret holding the admin token, and its key. */}}
+{{- define "gatewaylab.adminSecretName" -}}
+{{- default (printf "%s-admin" (include "gatewaylab.fullname" .)) .Values.admin.existingSecret }}
+{{- end }}
+
+{{/* image: "<repository>:<tag>", tag defaulting to the chart's appVersion. Call with (dict "image" .Values.x.image "ctx" $). */}}
+{{- define "gatewaylab.image" -}}
+{{- printf "%s:%s" .image.repository (default .ctx.Chart.AppVersion .image.tag | toString) }}
+{{- end }}
+
+{{/* In-cluster URLs. */}}
+{{- define "gatewaylab.namespaceDomain" -}}
+{{- printf "%s.svc.%s" .Release.Namespace .Values.clusterDomain }}
+{{- end }}
+{{- define "gatewaylab.gateway.url" -}}
+{{- printf "http://%s.%s:%v" (include "gatewaylab.gateway.fullname" .) (include "gatewaylab.namespaceDomain" .) .Values.gateway.service.port }}
+{{- end }}
+{{- define "gatewaylab.backend.dnsName" -}}
+{{- printf "%s.%s" (include "gatewaylab.backend.headless" .) (include "gatewaylab.namespaceDomain" .) }}
+{{- end }}
+
+{{/*
+The backend pods by stable DNS name, as a list of {name, url}: server1 is
+<fullname>-backend-0.<headless>.<ns>.svc.<clusterDomain>, and so on, the
+names the original setup registered.
+*/}}
+{{- define "gatewaylab.backend.servers" -}}
+{{- $servers := list }}
+{{- range $i := until (int .Values.backend.replicaCount) }}
+{{- $host := printf "%s-%d.%s" (include "gatewaylab.backend.fullname" $) $i (include "gatewaylab.backend.dnsName" $) }}
+{{- $servers = append $servers (dict "name" (printf "server%d" (add1 $i)) "url" (printf "http://%s:%v" $host $.Values.backend.port)) }}
+{{- end }}
+{{- toYaml $servers }}
+{{- end }}
+
+{{/*
+A duration such as 250ms, 5s, 2m, 1h or 1m30s, in whole seconds rounded up.
+values.schema.json restricts durations to this form.
+*/}}
+{{- define "gatewaylab.seconds" -}}
+{{- $ms := 0 }}
+{{- range $part := regexFindAll "[0-9]+(ms|s|m|h)" (toString .) -1 }}
+{{- $n := regexFind "^[0-9]+" $part | int }}
+{{- if hasSuffix "ms" $part }}{{ $ms = add $ms $n }}
+{{- else if hasSuffix "s" $part }}{{ $ms = add $ms (mul $n 1000) }}
+{{- else if hasSuffix "m" $part }}{{ $ms = add $ms (mul $n 60000) }}
+{{- else }}{{ $ms = add $ms (mul $n 3600000) }}
+{{- end }}
+{{- end }}
+{{- div (add $ms 999) 1000 }}
+{{- end }}
+
+{{/* The gateway's settings file, from values. */}}
+{{- define "gatewaylab.gateway.config" -}}
+{{- $c := deepCopy .Values.gateway.config }}
+{{- $servers := list }}
+{{- if eq .Values.gateway.backends.mode "static" }}
+{{- $servers = include "gatewaylab.backend.servers" . | fromYamlArray }}
+{{- end }}
+{{- $servers = concat $servers .Values.gateway.backends.extraServers }}
+{{- if $servers }}
+{{- $_ := set $c "servers" $servers }}
+{{- end }}
+{{- $discovery := deepCopy $c.discovery }}
+{{- $_ := set $discovery "dns_name" (ternary (include "gatewaylab.backend.dnsName" .) "" (eq .Values.gateway.backends.mode "dns")) }}
+{{- $_ := set $c "discovery" $discovery }}
+{{- $admin := dict "token_file" "/etc/gateway/admin/token" }}
+{{- range $key, $value := $c.admin }}
+{{- if not (kindIs "invalid" $value) }}{{ $_ := set $admin $key $value }}{{ end }}
+{{- end }}
+{{- $_ := set $c "admin" $admin }}
+{{- if .Values.gateway.persistRegistrations }}
+{{- $_ := set $c "state_file" "/var/lib/gateway/registrations.json" }}
+{{- end }}
+{{- $c = mustMergeOverwrite $c (deepCopy .Values.gateway.extraConfig) }}
+{{- toYaml $c }}
+{{- end }}
+
+{{/* Pod security context and container security context. */}}
+{{- define "gatewaylab.podSecurityContext" -}}
+{{- toYaml .Values.podSecurityContext }}
+{{- end }}
+{{- define "gatewaylab.securityContext" -}}
+{{- toYaml .Values.securityContext }}
+{{- end }}
+
+{{/* The locust containers' common environment. */}}
+{{- define "gatewaylab.locust.env" -}}
+- name: HOME
+  value: /tmp
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: BACKENDS
+  value: {{ include "gatewaylab.locust.backends" . | quote }}
+- name: GATEWAY_ADMIN_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "gatewaylab.adminSecretName" . }}
+      key: {{ .Values.admin.secretKey }}
+{{- with .Values.locust.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* BACKENDS for the locustfile: server1=http://<backend-0 stable name>:5000,... */}}
+{{- define "gatewaylab.locust.backends" -}}
+{{- $pairs := list }}
+{{- range (include "gatewaylab.backend.servers" . | fromYamlArray) }}
+{{- $pairs = append $pairs (printf "%s=%s" .name .url) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
+
+{{/* Checks of value combinations the schema cannot express. */}}
+{{- define "gatewaylab.validate" -}}
+{{- if eq .Values.gateway.backends.mode "register" }}
+{{- if not .Values.locust.enabled }}
+{{- fail "gateway.backends.mode=register needs locust.enabled=true: nothing else registers the backends (use static or dns)" }}
+{{- end }}
+{{- if gt (int .Values.gateway.replicaCount) 1 }}
+{{- fail "gateway.backends.mode=register works with one gateway replica only: registrations reach one pod (use static or dns)" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Liveness (/healthz) and readiness (/readyz) probes on the `http` port. Call with a component's values. */}}
+{{- define "gatewaylab.probes" -}}
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: http
+  periodSeconds: {{ .livenessProbe.periodSeconds }}
+  timeoutSeconds: {{ .livenessProbe.timeoutSeconds }}
+  failureThreshold: {{ .livenessProbe.failureThreshold }}
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: http
+  periodSeconds: {{ .readinessProbe.periodSeconds }}
+  timeoutSeconds: {{ .readinessProbe.timeoutSeconds }}
+  failureThreshold: {{ .readinessProbe.failureThreshold }}
+{{- end }}
+
+{{/* nodeSelector, tolerations, affinity and topology spread of a pod. Call with a component's values. */}}
+{{- define "gatewaylab.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,466 @@
+"""The chart, checked offline with the real helm binary: lint, render every
+ci/ values file, validate every manifest against the Kubernetes API schemas,
+and policy checks on what is rendered.
+
+Run with `make test-helm` (or `.venv/bin/python -m unittest discover -s tests/helm`).
+"""
+
+import json
+import re
+import tarfile
+import tempfile
+import unittest
+from pathlib import Path
+
+import kubernetes_validate
+import yaml
+
+import chartlib as c
+import values_table
+
+RENDERED = {name: c.render(values, args) for name, values, args in c.ci_cases()}
+
+
+def k8s_versions():
+    """The oldest and newest supported versions, which kubernetes-validate must bundle.
+    (Every version in between was checked once by hand; the chart uses no API
+    that appeared or went away inside the range.)"""
+    schemas = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
+    found = set()
+    for d in schemas.iterdir():
+        m = re.match(r"v(\d+)\.(\d+)\.\d+-local-strict$", d.name)
+        if m:
+            found.add((int(m.group(1)), int(m.group(2))))
+    for version in (c.OLDEST_K8S, c.NEWEST_K8S):
+        assert version in found, f"kubernetes-validate bundles {sorted(found)}, not {version}"
+    return ["%d.%d.0" % c.OLDEST_K8S, "%d.%d.0" % c.NEWEST_K8S]
+
+
+def labels_match(selector, labels):
+    return all((labels or {}).get(k) == v for k, v in selector.items())
+
+
+def matches_expressions(expressions, labels):
+    for e in expressions or []:
+        value = (labels or {}).get(e["key"])
+        op = e["operator"]
+        if op == "In" and value not in e["values"]:
+            return False
+        if op == "NotIn" and value in e["values"]:
+            return False
+        if op == "Exists" and value is None:
+            return False
+        if op == "DoesNotExist" and value is not None:
+            return False
+    return True
+
+
+def workloads(docs):
+    return [(d, *c.pod_template(d)) for d in docs if d["kind"] in c.WORKLOAD_KINDS]
+
+
+def is_hook_test(doc):
+    return (doc["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test"
+
+
+class LintAndRender(unittest.TestCase):
+    def test_lint_strict_with_defaults_and_every_ci_file(self):
+        for name, values, args in c.ci_cases():
+            with self.subTest(case=name):
+                lint = ["lint", "--strict", str(c.CHART)]
+                if values:
+                    lint += ["-f", str(values)]
+                proc = c.helm(*lint, check=False)
+                self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+                self.assertIn("0 chart(s) failed", proc.stdout)
+
+    def test_ci_folder_covers_the_required_cases(self):
+        names = {name for name, _, _ in c.ci_cases()}
+        for required in ("defaults", "distributed-values", "dns-discovery-values", "servicemonitor-values"):
+            self.assertIn(required, names)
+        self.assertTrue(one_of(RENDERED["distributed-values"], "Job", "locust-worker"))
+        self.assertFalse(c.find(RENDERED["dns-discovery-values"], "Job"))
+        cfg = gateway_config(RENDERED["dns-discovery-values"])
+        self.assertEqual(cfg["discovery"]["dns_name"],
+                         f"gatewaylab-backend-headless.{c.NAMESPACE}.svc.cluster.local")
+        self.assertNotIn("servers", cfg)
+        self.assertTrue(c.find(RENDERED["servicemonitor-values"], "ServiceMonitor"))
+
+    def test_kube_version_constraint_accepts_the_supported_range(self):
+        for version in (c.OLDEST_K8S, c.NEWEST_K8S):
+            with self.subTest(version=version):
+                c.helm(*c.template_args(extra=["--kube-version", "%d.%d.0" % version]))
+        proc = c.helm(*c.template_args(extra=["--kube-version", "1.24.0"]), check=False)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("kubeVersion", proc.stderr + proc.stdout)
+
+
+def one_of(docs, kind, component):
+    return c.find(docs, kind, component=component)
+
+
+def gateway_config(docs):
+    cm = c.one(docs, "ConfigMap", name="gatewaylab-gateway")
+    return yaml.safe_load(cm["data"]["gateway.yaml"])
+
+
+class KubernetesSchemas(unittest.TestCase):
+    def test_every_manifest_validates_strictly_against_oldest_and_newest_supported_version(self):
+        versions = k8s_versions()
+        for name, docs in RENDERED.items():
+            for doc in docs:
+                if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+                    continue  # a CRD: checked in test_service_monitor
+                for version in versions:
+                    with self.subTest(case=name, kind=doc["kind"], name=doc["metadata"]["name"], k8s=version):
+                        try:
+                            kubernetes_validate.validate(doc, version, strict=True)
+                        except kubernetes_validate.ValidationError as e:
+                            self.fail(f"{e.message}")
+
+    def test_strict_validation_catches_an_unknown_field(self):
+        # The check above could pass vacuously if strict mode ignored extras.
+        doc = json.loads(json.dumps(c.one(RENDERED["defaults"], "Deployment")))
+        doc["spec"]["template"]["spec"]["containers"][0]["livenessProbes"] = {}
+        with self.assertRaises(kubernetes_validate.ValidationError):
+            kubernetes_validate.validate(doc, "%d.%d.0" % c.NEWEST_K8S, strict=True)
+
+
+class Policy(unittest.TestCase):
+    REQUIRED_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component",
+                       "app.kubernetes.io/version", "app.kubernetes.io/managed-by", "app.kubernetes.io/part-of",
+                       "helm.sh/chart")
+
+    def each_case(self):
+        for name, docs in RENDERED.items():
+            yield name, docs
+
+    def test_standard_labels_on_every_resource_and_pod(self):
+        for name, docs in self.each_case():
+            for d in docs:
+                labels = d["metadata"].get("labels") or {}
+                for key in self.REQUIRED_LABELS:
+                    self.assertIn(key, labels, f"{name}: {d['kind']}/{d['metadata']['name']}")
+                self.assertEqual(labels["app.kubernetes.io/instance"], c.RELEASE)
+            for d, meta, _ in workloads(docs):
+                for key in self.REQUIRED_LABELS:
+                    self.assertIn(key, meta.get("labels") or {}, f"{name}: pod of {d['metadata']['name']}")
+
+    def test_containers_have_resources_security_and_pinned_images(self):
+        for name, docs in self.each_case():
+            for d, _, spec in workloads(docs):
+                where = f"{name}: {d['kind']}/{d['metadata']['name']}"
+                self.assertIs(spec.get("automountServiceAccountToken"), False, where)
+                psc = spec.get("securityContext") or {}
+                self.assertIs(psc.get("runAsNonRoot"), True, where)
+                self.assertEqual(psc.get("runAsUser"), 65532, where)
+                self.assertEqual((psc.get("seccompProfile") or {}).get("type"), "RuntimeDefault", where)
+                for ctr in c.all_containers(spec):
+                    w = f"{where} container {ctr['name']}"
+                    res = ctr.get("resources") or {}
+                    for key in ("cpu", "memory"):
+                        self.assertIn(key, res.get("requests") or {}, w)
+                    self.assertIn("memory", res.get("limits") or {}, w)
+                    sc = ctr.get("securityContext") or {}
+                    self.assertIs(sc.get("allowPrivilegeEscalation"), False, w)
+                    self.assertIs(sc.get("readOnlyRootFilesystem"), True, w)
+                    self.assertIs(sc.get("runAsNonRoot"), True, w)
+                    self.assertEqual(sc.get("runAsUser"), 65532, w)
+                    self.assertIn("ALL", (sc.get("capabilities") or {}).get("drop") or [], w)
+                    self.assertFalse((sc.get("capabilities") or {}).get("add"), w)
+                    self.assertEqual((sc.get("seccompProfile") or {}).get("type"), "RuntimeDefault", w)
+                    self.assertIs(sc.get("privileged", False), False, w)
+                    image = ctr["image"]
+                    m = re.fullmatch(r"[a-z0-9./_-]+(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]*))?(?:@sha256:[0-9a-f]{64})?", image)
+                    self.assertTrue(m and m.group("tag"), f"{w}: image {image!r} has no tag")
+                    self.assertNotEqual(m.group("tag"), "latest", w)
+                    self.assertIn(ctr.get("imagePullPolicy"), ("IfNotPresent", "Always", "Never"), w)
+
+    def test_long_running_containers_have_probes_on_declared_ports(self):
+        for name, docs in self.each_case():
+            for d, _, spec in workloads(docs):
+                if d["kind"] == "Job" or is_hook_test(d):
+                    continue
+                for ctr in spec["containers"]:
+                    w = f"{name}: {d['metadata']['name']} container {ctr['name']}"
+                    ports = {p["name"]: p["containerPort"] for p in ctr.get("ports") or []}
+                    for probe in ("livenessProbe", "readinessProbe"):
+                        self.assertIn(probe, ctr, w)
+                        http = ctr[probe].get("httpGet")
+                        self.assertTrue(http, f"{w}: {probe} is not an HTTP probe")
+                        self.assertIn(http["port"], ports, f"{w}: {probe} port {http['port']} is not a named port")
+
+    def test_jobs_do_not_retry_forever_or_restart_in_place(self):
+        for name, docs in self.each_case():
+            for d in c.find(docs, "Job"):
+                w = f"{name}: {d['metadata']['name']}"
+                spec = d["spec"]
+                self.assertIn(spec["template"]["spec"]["restartPolicy"], ("Never", "OnFailure"), w)
+                self.assertIn("activeDeadlineSeconds", spec, w)
+                self.assertIn("backoffLimit", spec, w)
+            for d in c.find(docs, "Job", component="locust") + c.find(docs, "Job", component="locust-master"):
+                self.assertRegex(d["metadata"]["name"], r"-locust-r1$")
+                args = d["spec"]["template"]["spec"]["containers"][0]["args"]
+                locust_args = args[args.index("--") + 1:]
+                self.assertIn("--headless", locust_args)
+                i = locust_args.index("--exit-code-on-error")
+                self.assertEqual(locust_args[i + 1], "1")
+
+    def test_selectors_match_pod_labels(self):
+        for name, docs in self.each_case():
+            pods = workloads(docs)
+            for d, meta, _ in pods:
+                if d["kind"] in ("Deployment", "StatefulSet"):
+                    sel = d["spec"]["selector"]["matchLabels"]
+                    self.assertTrue(labels_match(sel, meta["labels"]), f"{name}: {d['metadata']['name']}")
+                    self.assertIn("app.kubernetes.io/component", sel)
+            for pdb in c.find(docs, "PodDisruptionBudget"):
+                sel = pdb["spec"]["selector"]["matchLabels"]
+                hits = [d for d, meta, _ in pods if labels_match(sel, meta.get("labels"))]
+                self.assertTrue(hits, f"{name}: PDB {pdb['metadata']['name']} selects no pods")
+                for d in hits:
+                    self.assertGreater(d["spec"].get("replicas", 1), 1,
+                                       f"{name}: PDB {pdb['metadata']['name']} over a single replica blocks drains")
+            for sts in c.find(docs, "StatefulSet"):
+                svc = c.one(docs, "Service", name=sts["spec"]["serviceName"])
+                self.assertEqual(svc["spec"].get("clusterIP"), "None", "the StatefulSet's Service must be headless")
+                self.assertTrue(labels_match(svc["spec"]["selector"], sts["spec"]["template"]["metadata"]["labels"]))
+
+    def test_every_service_targets_a_named_port_of_its_pods(self):
+        for name, docs in self.each_case():
+            pods = workloads(docs)
+            for svc in c.find(docs, "Service"):
+                w = f"{name}: Service {svc['metadata']['name']}"
+                selected = [(d, spec) for d, meta, spec in pods
+                            if labels_match(svc["spec"]["selector"], meta.get("labels")) and not is_hook_test(d)]
+                self.assertTrue(selected, f"{w} selects no pods")
+                for port in svc["spec"]["ports"]:
+                    target = port["targetPort"]
+                    self.assertIsInstance(target, str, f"{w}: targetPort should name a container port")
+                    for d, spec in selected:
+                        names = {p["name"] for ctr in spec["containers"] for p in ctr.get("ports") or []}
+                        self.assertIn(target, names, f"{w}: {d['metadata']['name']} has no port {target!r}")
+
+    def test_every_referenced_configmap_and_secret_is_rendered(self):
+        for name, docs in self.each_case():
+            cms = {d["metadata"]["name"]: d for d in c.find(docs, "ConfigMap")}
+            secrets = {d["metadata"]["name"]: d for d in c.find(docs, "Secret")}
+            for d, _, spec in workloads(docs):
+                w = f"{name}: {d['metadata']['name']}"
+                vols = {v["name"]: v for v in spec.get("volumes") or []}
+                for v in vols.values():
+                    if "configMap" in v:
+                        cm = cms.get(v["configMap"]["name"])
+                        self.assertIsNotNone(cm, f"{w}: ConfigMap {v['configMap']['name']} not rendered")
+                        for item in v["configMap"].get("items") or []:
+                            self.assertIn(item["key"], cm["data"], w)
+                    if "secret" in v:
+                        s = secrets.get(v["secret"]["secretName"])
+                        self.assertIsNotNone(s, f"{w}: Secret {v['secret']['secretName']} not rendered")
+                        for item in v["secret"].get("items") or []:
+                            self.assertIn(item["key"], s.get("data") or {}, w)
+                for ctr in c.all_containers(spec):
+                    for m in ctr.get("volumeMounts") or []:
+                        self.assertIn(m["name"], vols, f"{w}: mount of undeclared volume {m['name']}")
+                        vol = vols[m["name"]]
+                        if "subPath" in m and "configMap" in vol:
+                            self.assertIn(m["subPath"], cms[vol["configMap"]["name"]]["data"], w)
+                    for e in ctr.get("env") or []:
+                        src = e.get("valueFrom") or {}
+                        if "secretKeyRef" in src:
+                            ref = src["secretKeyRef"]
+                            self.assertIn(ref["name"], secrets, f"{w}: env {e['name']}")
+                            self.assertIn(ref["key"], secrets[ref["name"]]["data"], f"{w}: env {e['name']}")
+                        if "configMapKeyRef" in src:
+                            ref = src["configMapKeyRef"]
+                            self.assertIn(ref["key"], cms[ref["name"]]["data"], f"{w}: env {e['name']}")
+                sa = spec.get("serviceAccountName")
+                if sa:
+                    self.assertTrue(c.find(docs, "ServiceAccount", name=sa), f"{w}: ServiceAccount {sa}")
+
+    def test_gateway_pod_rolls_when_its_config_changes(self):
+        def annotations(docs):
+            return c.one(docs, "Deployment", component="gateway")["spec"]["template"]["metadata"]["annotations"]
+        base = annotations(RENDERED["defaults"])["checksum/config"]
+        changed = annotations(c.render(sets=["gateway.config.upstream.request_timeout=5s"]))["checksum/config"]
+        self.assertNotEqual(base, changed)
+        self.assertEqual(base, annotations(c.render())["checksum/config"])
+
+    def test_grace_period_covers_shutdown_delay_and_drain(self):
+        docs = RENDERED["defaults"]
+        gw = c.one(docs, "Deployment", component="gateway")["spec"]["template"]["spec"]
+        self.assertEqual(gw["terminationGracePeriodSeconds"], 5 + 15 + 5)
+        be = c.one(docs, "StatefulSet", component="backend")["spec"]["template"]["spec"]
+        self.assertEqual(be["terminationGracePeriodSeconds"], 5 + 10 + 5)
+        docs = c.render(sets=["gateway.config.shutdown.delay=1m30s", "gateway.config.shutdown.drain_timeout=1500ms"])
+        gw = c.one(docs, "Deployment", component="gateway")["spec"]["template"]["spec"]
+        self.assertEqual(gw["terminationGracePeriodSeconds"], 90 + 2 + 5)
+        docs = c.render(sets=["gateway.terminationGracePeriodSeconds=7"])
+        gw = c.one(docs, "Deployment", component="gateway")["spec"]["template"]["spec"]
+        self.assertEqual(gw["terminationGracePeriodSeconds"], 7)
+
+
+class ValuesAndOptions(unittest.TestCase):
+    def assert_rejected(self, sets, message):
+        proc = c.helm(*c.template_args(sets=sets), check=False)
+        self.assertNotEqual(proc.returncode, 0, f"--set {sets} was accepted")
+        self.assertIn(message, proc.stderr)
+
+    def test_schema_rejects_unknown_keys_and_wrong_types(self):
+        self.assert_rejected(["replicas=3"], "additional properties 'replicas' not allowed")
+        self.assert_rejected(["gateway.replicaCount=two"], "want integer")
+        self.assert_rejected(["gateway.config.upstream.conect_timeout=1s"], "conect_timeout")
+        self.assert_rejected(["gateway.config.balancer.strategy=random"], "round_robin")
+        self.assert_rejected(["gateway.config.shutdown.delay=soon"], "/gateway/config/shutdown/delay")
+        self.assert_rejected(["backend.faults.error_rate=1.5"], "error_rate")
+        self.assert_rejected(["locust.users=0"], "/locust/users")
+        self.assert_rejected(["locust.image.tag=2.47.0:bad"], "/locust/image/tag")
+
+    def test_impossible_combinations_fail_with_a_reason(self):
+        self.assert_rejected(["gateway.backends.mode=register", "locust.enabled=false"], "nothing else registers")
+        self.assert_rejected(["gateway.backends.mode=register", "gateway.replicaCount=2"], "one gateway replica")
+
+    def test_admin_token_given_existing_or_generated(self):
+        docs = c.render(sets=["admin.token=s3cret"])
+        self.assertEqual(c.secret_value(docs, "gatewaylab-admin", "token"), "s3cret")
+        generated = c.secret_value(RENDERED["defaults"], "gatewaylab-admin", "token")
+        self.assertRegex(generated, r"^[A-Za-z0-9]{40}$")
+        docs = c.render(sets=["admin.existingSecret=my-token", "admin.secretKey=tok"])
+        self.assertFalse(c.find(docs, "Secret"))
+        gw = c.one(docs, "Deployment", component="gateway")["spec"]["template"]["spec"]
+        vol = [v for v in gw["volumes"] if "secret" in v][0]["secret"]
+        self.assertEqual((vol["secretName"], vol["items"][0]["key"]), ("my-token", "tok"))
+        job = c.one(docs, "Job", component="locust")["spec"]["template"]["spec"]["containers"][0]
+        ref = [e for e in job["env"] if e["name"] == "GATEWAY_ADMIN_TOKEN"][0]["valueFrom"]["secretKeyRef"]
+        self.assertEqual((ref["name"], ref["key"]), ("my-token", "tok"))
+
+    def test_service_monitor_needs_the_api_and_selects_both_services(self):
+        values = c.CI_DIR / "servicemonitor-values.yaml"
+        self.assertFalse(c.find(c.render(values), "ServiceMonitor"), "rendered without the CRD's API")
+        docs = RENDERED["servicemonitor-values"]
+        sm = c.one(docs, "ServiceMonitor")
+        self.assertEqual(sm["apiVersion"], "monitoring.coreos.com/v1")
+        self.assertEqual(sm["metadata"]["labels"]["release"], "kube-prometheus-stack")
+        sel = sm["spec"]["selector"]
+        picked = [s for s in c.find(docs, "Service")
+                  if labels_match(sel["matchLabels"], s["metadata"]["labels"])
+                  and matches_expressions(sel.get("matchExpressions"), s["metadata"]["labels"])]
+        self.assertEqual(sorted(s["metadata"]["labels"]["app.kubernetes.io/component"] for s in picked),
+                         ["backend", "gateway"])
+        for endpoint in sm["spec"]["endpoints"]:
+            self.assertEqual(endpoint["path"], "/metrics")
+            for s in picked:
+                self.assertIn(endpoint["port"], [p["name"] for p in s["spec"]["ports"]])
+        self.assertEqual(set(sm["spec"]) - {"selector", "namespaceSelector", "endpoints", "jobLabel"}, set())
+        for d in c.find(docs, "StatefulSet") + c.find(docs, "Deployment"):
+            self.assertNotIn("prometheus.io/scrape", d["spec"]["template"]["metadata"].get("annotations") or {})
+
+    def test_prometheus_annotations_point_at_the_metrics_port(self):
+        for d in c.find(RENDERED["defaults"], "Deployment") + c.find(RENDERED["defaults"], "StatefulSet"):
+            ann = d["spec"]["template"]["metadata"]["annotations"]
+            self.assertEqual(ann["prometheus.io/scrape"], "true")
+            self.assertEqual(ann["prometheus.io/path"], "/metrics")
+            ports = [p["containerPort"] for p in d["spec"]["template"]["spec"]["containers"][0]["ports"]]
+            self.assertIn(int(ann["prometheus.io/port"]), ports)
+
+    def test_dashboards_are_configmaps_for_the_grafana_sidecar(self):
+        docs = RENDERED["servicemonitor-values"]
+        dashboards = sorted(p.name for p in (c.CHART / "dashboards").glob("*.json"))
+        self.assertIn("gateway.json", dashboards)
+        cms = [d for d in c.find(docs, "ConfigMap") if d["metadata"]["labels"].get("grafana_dashboard") == "1"]
+        self.assertEqual(sorted(k for cm in cms for k in cm["data"]), dashboards)
+        for cm in cms:
+            self.assertEqual(cm["metadata"]["namespace"], "monitoring")
+            self.assertEqual(cm["metadata"]["annotations"]["grafana_folder"], "gatewaylab")
+            for text in cm["data"].values():
+                dash = json.loads(text)
+                self.assertNotIn("id", dash)
+                self.assertTrue(dash["uid"])
+
+    def test_distributed_mode_wires_workers_to_the_master(self):
+        docs = RENDERED["distributed-values"]
+        master = c.one(docs, "Job", component="locust-master")
+        worker = c.one(docs, "Job", component="locust-worker")
+        svc = c.one(docs, "Service", component="locust-master")
+        self.assertEqual(worker["spec"]["parallelism"], 3)
+        self.assertEqual(worker["spec"]["completions"], 3)
+        margs = master["spec"]["template"]["spec"]["containers"][0]["args"]
+        self.assertEqual(margs[margs.index("--expect-workers") + 1], "3")
+        wargs = worker["spec"]["template"]["spec"]["containers"][0]["args"]
+        self.assertEqual(wargs[wargs.index("--master-host") + 1], svc["metadata"]["name"])
+        self.assertEqual(int(wargs[wargs.index("--master-port") + 1]), svc["spec"]["ports"][0]["port"])
+
+    def test_notes_give_the_commands(self):
+        # `helm install --dry-run` has no --api-versions: rendered without the
+        # monitoring API, the ServiceMonitor case must warn instead.
+        for name, values, _ in c.ci_cases():
+            notes = notes_for(values)
+            with self.subTest(case=name):
+                self.assertIn(f"kubectl -n {c.NAMESPACE} port-forward service/gatewaylab-gateway 8000:8000", notes)
+                for path in ("/api/stats/1m", "/api/stats/5m", "/api/stats/1h", "/api/servers"):
+                    self.assertIn(f"curl -s http://127.0.0.1:8000{path}", notes)
+                docs = RENDERED[name]
+                for job in c.find(docs, "Job", component="locust") + c.find(docs, "Job", component="locust-master"):
+                    self.assertIn(f"logs -f job/{job['metadata']['name']}", notes)
+                    self.assertIn("gunzip > locust-report.html", notes)
+                if c.find(docs, "Deployment", component="locust-ui"):
+                    self.assertIn("port-forward service/gatewaylab-locust-ui 8089:8089", notes)
+                if name == "servicemonitor-values":
+                    self.assertIn("WARNING: monitoring.serviceMonitor.enabled is set but", notes)
+
+
+def notes_for(values=None):
+    cmd = ["install", c.RELEASE, str(c.CHART), "--dry-run=client", "--namespace", c.NAMESPACE]
+    if values:
+        cmd += ["-f", str(values)]
+    out = c.helm(*cmd).stdout
+    return out.split("NOTES:", 1)[1]
+
+
+class SourcesOfTruth(unittest.TestCase):
+    """The chart links to the project's locustfile and dashboards instead of
+    copying them; helm follows the links in lint, template, install and
+    package. These tests fail if a link is replaced by a (drifting) copy or
+    points elsewhere."""
+
+    def test_chart_links_to_the_projects_locustfile_and_dashboards(self):
+        for link, target in (("files/locustfile.py", "deploy/locust/locustfile.py"),
+                             ("dashboards", "deploy/grafana")):
+            path = c.CHART / link
+            self.assertTrue(path.is_symlink(), f"helm/gatewaylab/{link} must be a link to {target}")
+            self.assertFalse(Path(path.readlink()).is_absolute(), "the link must be relative")
+            self.assertEqual(path.resolve(), (c.ROOT / target).resolve())
+
+    def test_readme_lists_every_value_with_its_default(self):
+        readme = (c.CHART / "README.md").read_text()
+        self.assertEqual(readme, values_table.readme_with_table(readme),
+                         "helm/gatewaylab/README.md's values table is stale: run `make helm-docs`")
+
+    def test_packaged_chart_holds_the_linked_files(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            c.helm("package", str(c.CHART), "--destination", tmp)
+            tgz = next(Path(tmp).glob("gatewaylab-*.tgz"))
+            with tarfile.open(tgz) as tar:
+                members = {m.name: m for m in tar.getmembers()}
+                self.assertFalse([n for n, m in members.items() if m.issym() or m.islnk()], "links in the package")
+                packed = tar.extractfile("gatewaylab/files/locustfile.py").read()
+                dashboards = {Path(n).name: tar.extractfile(n).read() for n in members
+                              if n.startswith("gatewaylab/dashboards/") and n.endswith(".json")}
+            self.assertEqual(packed, (c.ROOT / "deploy" / "locust" / "locustfile.py").read_bytes())
+            expected = {p.name: p.read_bytes() for p in (c.ROOT / "deploy" / "grafana").glob("*.json")}
+            self.assertTrue(expected, "deploy/grafana/ has no dashboards")
+            self.assertEqual(dashboards, expected)
+            for required in ("gatewaylab/values.schema.json", "gatewaylab/files/run_locust.py",
+                             "gatewaylab/templates/NOTES.txt", "gatewaylab/README.md"):
+                self.assertIn(required, members)
+            self.assertFalse([n for n in members if n.startswith("gatewaylab/ci/")], "ci/ is for tests only")
+            # The package alone installs with no values at all.
+            docs = [d for d in yaml.safe_load_all(c.helm("template", "demo", str(tgz)).stdout) if d]
+            cms = [d for d in docs if d["kind"] == "ConfigMap"]
+            self.assertEqual(sorted(k for d in cms if d["metadata"]["labels"].get("grafana_dashboard") for k in d["data"]),
+                             sorted(expected))
+            locust_cm = [d for d in cms if d["metadata"]["name"] == "demo-gatewaylab-locust"][0]
+            self.assertEqual(locust_cm["data"]["locustfile.py"].encode(), packed)
+
+if __name__ == "__main__":
+    unittest.main()

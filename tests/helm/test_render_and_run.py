@@ -1,0 +1,502 @@
+"""Render and run: start what the chart renders, on loopback.
+
+For each case the chart is rendered with `helm template`; the gateway,
+backend and Locust containers' command, arguments, environment (with the
+downward API and Secret references resolved as the kubelet would) and mounted
+ConfigMap/Secret files are taken as they are and run with the project's
+release binaries (target/release/gateway and backend) and the project's Locust
+(.venv). Only these are changed: listen ports and addresses (everything on
+127.0.0.x with free ports), the in-cluster host names (to those loopback
+ports), mount paths (to temporary copies) and, for Locust, the run time.
+The binaries reject unknown settings keys and unknown GATEWAY__/BACKEND__
+variables, so a setting renamed in a binary but not in the chart fails here;
+the negative tests prove that the harness notices.
+
+DNS discovery runs the gateway in a private mount namespace (`unshare -m`)
+whose /etc/hosts gives the headless Service's name three loopback addresses,
+so the rendered dns_name is resolved as it is, like the cluster's DNS would.
+"""
+
+import atexit
+import csv
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+import chartlib as c
+
+BIN = c.ROOT / "target" / "release"
+VENV_BIN = c.ROOT / ".venv" / "bin"
+ENTRYPOINTS = {  # image repository -> what its ENTRYPOINT runs
+    "gatewaylab/gateway": str(BIN / "gateway"),
+    "gatewaylab/backend": str(BIN / "backend"),
+    "locustio/locust": str(VENV_BIN / "locust"),
+}
+LOCUST_RUN_TIME = "12s"
+
+
+class StartupFailed(AssertionError):
+    pass
+
+
+class Processes:
+    """Processes this test started; all stopped by stop_all, whatever happens
+    (test cleanup, SIGTERM, or at exit after Ctrl-C: they run in their own
+    sessions, so a terminal's signals do not reach them)."""
+
+    def __init__(self, logdir):
+        self.logdir = Path(logdir)
+        self.procs = []
+        atexit.register(self.stop_all)
+
+    def start(self, name, argv, env, cwd=None):
+        log = open(self.logdir / f"{name}.log", "wb")
+        proc = subprocess.Popen(argv, env=env, cwd=cwd or self.logdir, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()  # the child has its own copy
+        proc.name, proc.logfile = name, self.logdir / f"{name}.log"
+        self.procs.append(proc)
+        return proc
+
+    def log(self, proc, tail=4000):
+        return proc.logfile.read_text(errors="replace")[-tail:]
+
+    def stop_all(self):
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 10
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+
+
+def free_port(host="127.0.0.1"):
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_free_on(port, hosts):
+    for host in hosts:
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                return False
+    return True
+
+
+def http_get(url, headers=None, timeout=5):
+    """(status, headers, body) without raising on HTTP errors."""
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+def http_post(url, body, headers=None):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def wait_ready(procs, proc, url, timeout=20):
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StartupFailed(f"{proc.name} exited with {proc.returncode}:\n{procs.log(proc)}")
+        try:
+            status, _, _ = http_get(url, timeout=1)
+            if 200 <= status < 300:
+                return
+            last = f"HTTP {status}"
+        except (OSError, http.client.HTTPException) as e:
+            last = str(e)
+        time.sleep(0.1)
+    raise StartupFailed(f"{proc.name}: {url} not ready after {timeout}s ({last}):\n{procs.log(proc)}")
+
+
+def base_env():
+    """What the image and the kubelet provide besides the rendered env."""
+    return {"PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+class Remap:
+    """In-cluster host:port pairs and bare host names -> loopback."""
+
+    def __init__(self):
+        self.pairs = {}   # "host:port" -> "127.0.0.1:port"
+        self.hosts = {}   # "host" -> "127.0.0.1"
+
+    def add(self, host, port, local_port, also_short=None):
+        self.pairs[f"{host}:{port}"] = f"127.0.0.1:{local_port}"
+        if also_short:
+            self.pairs[f"{also_short}:{port}"] = f"127.0.0.1:{local_port}"
+
+    def __call__(self, text):
+        keys = sorted(self.pairs, key=len, reverse=True)
+        if keys:
+            text = re.sub(r"(?<![\w.-])(" + "|".join(map(re.escape, keys)) + r")(?![\w-])",
+                          lambda m: self.pairs[m.group(1)], text)
+        for host in sorted(self.hosts, key=len, reverse=True):
+            text = re.sub(r"(?<![\w.-])" + re.escape(host) + r"(?![\w.:-])", self.hosts[host], text)
+        return text
+
+
+class Deployment:
+    """A rendered release started on loopback."""
+
+    def __init__(self, test, docs, procs, workdir):
+        self.t, self.docs, self.procs, self.workdir = test, docs, procs, Path(workdir)
+        self.remap = Remap()
+        self.gateway_port = free_port()
+        self.backend_names = []
+        gw_svc = c.one(docs, "Service", component="gateway")
+        fqdn = f"{gw_svc['metadata']['name']}.{c.NAMESPACE}.svc.cluster.local"
+        self.remap.add(fqdn, gw_svc["spec"]["ports"][0]["port"], self.gateway_port,
+                       also_short=gw_svc["metadata"]["name"])
+        self.gateway_url = f"http://127.0.0.1:{self.gateway_port}"
+        self.token = None
+
+    # -- helpers ---------------------------------------------------------
+    def container(self, workload, name=None):
+        _, spec = c.pod_template(workload)
+        ctrs = [x for x in spec["containers"] if name is None or x["name"] == name]
+        self.t.assertEqual(len(ctrs), 1)
+        return spec, ctrs[0]
+
+    def argv(self, ctr, mounts):
+        """command + args as the container runtime would run them."""
+        if "command" in ctr:
+            argv = list(ctr["command"]) + list(ctr.get("args") or [])
+        else:
+            repo = ctr["image"].rsplit(":", 1)[0]
+            argv = [ENTRYPOINTS[repo]] + list(ctr.get("args") or [])
+        return [self.remap(c.remap_paths(str(a), mounts)) for a in argv]
+
+    def env(self, ctr, pod_name, mounts):
+        env = c.resolve_env(self.docs, ctr, pod_name)
+        env = {k: self.remap(c.remap_paths(v, mounts)) for k, v in env.items()}
+        return env
+
+    def assert_no_cluster_names(self, what, strings):
+        for s in strings:
+            self.t.assertNotIn(".svc.cluster.local", s, f"{what}: unmapped in-cluster name in {s!r}")
+
+    def check_probes(self, proc, ctr, port):
+        for probe in ("readinessProbe", "livenessProbe"):
+            path = ctr[probe]["httpGet"]["path"]
+            wait_ready(self.procs, proc, f"http://127.0.0.1:{port}{path}")
+
+    # -- backends --------------------------------------------------------
+    def start_backends(self, hosts=None, shared_port=None):
+        """One process per StatefulSet pod, each on its own port (or each on
+        its own loopback address and `shared_port`, for DNS discovery)."""
+        sts = c.one(self.docs, "StatefulSet", component="backend")
+        headless = sts["spec"]["serviceName"]
+        spec, ctr = self.container(sts)
+        container_port = ctr["ports"][0]["containerPort"]
+        self.backend_addrs = []
+        for i in range(sts["spec"]["replicas"]):
+            pod = f"{sts['metadata']['name']}-{i}"
+            host = hosts[i] if hosts else "127.0.0.1"
+            port = shared_port or free_port()
+            self.remap.add(f"{pod}.{headless}.{c.NAMESPACE}.svc.cluster.local", container_port, port)
+            mounts = c.materialize_mounts(self.docs, spec, ctr, self.workdir / pod)
+            env = self.env(ctr, pod, mounts)
+            # Remapped, not added: the chart must set the listen port itself.
+            self.t.assertEqual(env.get("BACKEND__LISTEN__PORT"), str(container_port))
+            env["BACKEND__LISTEN__PORT"] = str(port)
+            env["BACKEND__LISTEN__HOST"] = host
+            argv = self.argv(ctr, mounts)
+            self.assert_no_cluster_names(pod, argv + list(env.values()))
+            proc = self.procs.start(pod, argv, {**base_env(), "HOSTNAME": pod, **env})
+            for probe in ("readinessProbe", "livenessProbe"):
+                wait_ready(self.procs, proc, f"http://{host}:{port}{ctr[probe]['httpGet']['path']}")
+            self.backend_names.append(env.get("BACKEND__NAME", pod))
+            self.backend_addrs.append((host, port))
+        self.t.assertEqual(self.backend_names, [f"{sts['metadata']['name']}-{i}" for i in range(len(self.backend_names))])
+
+    # -- gateway ---------------------------------------------------------
+    def gateway_settings(self, discovery_port=None):
+        """(argv, env, config path) of the gateway pod, remapped."""
+        dep = c.one(self.docs, "Deployment", component="gateway")
+        spec, ctr = self.container(dep, "gateway")
+        self.gateway_ctr = ctr
+        pod = f"{dep['metadata']['name']}-0"
+        mounts = c.materialize_mounts(self.docs, spec, ctr, self.workdir / "gateway")
+        argv = self.argv(ctr, mounts)
+        env = self.env(ctr, pod, mounts)
+        config_path = Path(argv[argv.index("--config") + 1])
+        config = yaml.safe_load(config_path.read_text())
+        self.t.assertEqual(config["listen"]["port"], ctr["ports"][0]["containerPort"])
+        text = c.remap_paths(self.remap(config_path.read_text()), mounts)
+        config = yaml.safe_load(text)
+        config["listen"]["port"] = self.gateway_port
+        config["listen"]["host"] = "127.0.0.1"
+        if discovery_port:
+            config["discovery"]["port"] = discovery_port
+        config_path.write_text(yaml.safe_dump(config))
+        token_file = config["admin"]["token_file"]
+        self.token = Path(token_file).read_text().strip()
+        return argv, {**base_env(), "HOSTNAME": pod, **env}, config
+
+    def start_gateway(self, discovery_hosts=None, discovery_port=None):
+        argv, env, config = self.gateway_settings(discovery_port)
+        if not discovery_hosts:
+            self.assert_no_cluster_names("gateway", argv + [json.dumps(config)])
+        # The effective settings are the rendered ones (the file is read and every key known).
+        printed = subprocess.run(argv + ["--print-config"], env=env, capture_output=True, text=True)
+        if printed.returncode != 0:
+            raise StartupFailed(f"gateway --print-config: {printed.stderr}")
+        effective = json.loads(printed.stdout)
+        for key, value in config.items():
+            if isinstance(value, dict):
+                for sub, v in value.items():
+                    self.t.assertEqual(effective[key][sub], v, f"gateway setting {key}.{sub}")
+            else:
+                self.t.assertEqual(effective[key], value, f"gateway setting {key}")
+        if discovery_hosts:
+            hosts = Path(self.workdir / "hosts")
+            dns_name = config["discovery"]["dns_name"]
+            hosts.write_text(Path("/etc/hosts").read_text() + "".join(f"{ip} {dns_name}\n" for ip in discovery_hosts))
+            script = 'mount --bind "$1" /etc/hosts && shift && exec "$@"'
+            argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(hosts), *argv]
+        self.gateway = self.procs.start("gateway", argv, env)
+        self.check_probes(self.gateway, self.gateway_ctr, self.gateway_port)
+
+    def servers(self):
+        status, _, body = http_get(f"{self.gateway_url}/api/servers")
+        self.t.assertEqual(status, 200)
+        return {s["name"]: s for s in json.loads(body)["servers"]}
+
+    def assert_data_from_all_backends(self, requests=30):
+        served = set()
+        for i in range(requests):
+            status, headers, body = http_get(f"{self.gateway_url}/api/data", {"X-Request-Id": f"helm-{i}"})
+            self.t.assertEqual(status, 200, body[:300])
+            self.t.assertEqual(headers.get("x-request-id"), f"helm-{i}")
+            served.add(json.loads(body)["instance"]["name"])
+        self.t.assertEqual(served, set(self.backend_names), "not every backend pod answered through the gateway")
+
+    def assert_admin_token_required(self):
+        status, _ = http_post(f"{self.gateway_url}/api/servers", {"name": "intruder", "url": "http://127.0.0.1:9"})
+        self.t.assertEqual(status, 401, "the admin token from the Secret is not enforced")
+
+    # -- helm test pod ---------------------------------------------------
+    def run_helm_test_pod(self):
+        pod = [d for d in c.find(self.docs, "Pod")
+               if (d["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test"][0]
+        for ctr in c.all_containers(pod["spec"]):  # init containers first, in order, as the kubelet does
+            argv = self.argv(ctr, {})
+            self.assert_no_cluster_names(ctr["name"], argv)
+            proc = subprocess.run(argv, env=base_env(), capture_output=True, text=True, timeout=30)
+            self.t.assertEqual(proc.returncode, 0, f"helm test step {ctr['name']}: {proc.stderr}{proc.stdout}")
+
+    # -- locust ----------------------------------------------------------
+    def locust_process(self, workload, name, pod, run_time=LOCUST_RUN_TIME, ports=None):
+        spec, ctr = self.container(workload)
+        mounts = c.materialize_mounts(self.docs, spec, ctr, self.workdir / name)
+        argv = self.argv(ctr, mounts)
+        for flag, value in (ports or {}).items():
+            argv[argv.index(flag) + 1] = str(value)
+        if "--run-time" in argv:
+            argv[argv.index("--run-time") + 1] = run_time
+        if "--keep-alive" in argv:  # the pod's wait for `kubectl cp`, not needed here
+            argv[argv.index("--keep-alive") + 1] = "0"
+        env = self.env(ctr, pod, mounts)
+        self.assert_no_cluster_names(name, argv + list(env.values()))
+        return self.procs.start(name, argv, {**base_env(), "HOSTNAME": pod, **env},
+                                cwd=mounts.get("/tmp")), mounts
+
+    def run_locust(self):
+        """Runs the Locust Job (and its workers in distributed mode); returns
+        (stdout log, reports dir)."""
+        master = (c.find(self.docs, "Job", component="locust") +
+                  c.find(self.docs, "Job", component="locust-master"))
+        self.t.assertEqual(len(master), 1)
+        master = master[0]
+        workers = c.find(self.docs, "Job", component="locust-worker")
+        ports = {}
+        worker_procs = []
+        if workers:
+            svc = c.one(self.docs, "Service", component="locust-master")
+            mport = free_port()
+            name, port = svc["metadata"]["name"], svc["spec"]["ports"][0]["port"]
+            self.remap.add(name, port, mport)
+            self.remap.hosts[name] = "127.0.0.1"
+            ports = {"--master-bind-port": mport}
+            for i in range(workers[0]["spec"]["parallelism"]):
+                proc, _ = self.locust_process(workers[0], f"locust-worker-{i}", f"worker-{i}",
+                                              ports={"--master-port": mport})
+                worker_procs.append(proc)
+        proc, mounts = self.locust_process(master, "locust", master["metadata"]["name"], ports=ports)
+        try:
+            rc = proc.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            self.t.fail(f"Locust did not finish:\n{self.procs.log(proc)}")
+        log = proc.logfile.read_text(errors="replace")
+        self.t.assertEqual(rc, 0, f"the rendered Locust command failed ({rc}):\n{log[-6000:]}")
+        for w in worker_procs:
+            try:
+                self.t.assertEqual(w.wait(timeout=30), 0, self.procs.log(w))
+            except subprocess.TimeoutExpired:
+                self.t.fail(f"{w.name} did not stop after the master:\n{self.procs.log(w)}")
+        return log, Path(mounts["/reports"])
+
+    def assert_locust_report(self, log, reports):
+        with open(reports / "locust_stats.csv") as f:
+            rows = {(r["Type"], r["Name"]): r for r in csv.DictReader(f)}
+        total = rows[("", "Aggregated")]
+        self.t.assertGreater(int(total["Request Count"]), 0)
+        self.t.assertEqual(int(total["Failure Count"]), 0)
+        self.t.assertGreater(int(rows[("GET", "/api/data")]["Request Count"]), 0)
+        self.t.assertGreater(int(rows[("POST", "/api/servers [register]")]["Request Count"]), 0)
+        self.t.assertTrue((reports / "report.html").exists())
+        # The NOTES' command recovers the HTML report from the log.
+        notes = c.helm("install", c.RELEASE, str(c.CHART), "--dry-run=client", "--namespace", c.NAMESPACE,
+                       *sum((["--set", s] for s in self.sets), []),
+                       *(["-f", str(self.values)] if self.values else [])).stdout
+        m = re.search(r"^ *(kubectl -n \S+ logs job/\S+) \\\n(.*?> locust-report\.html)$", notes, re.M | re.S)
+        self.t.assertTrue(m, "NOTES lack the report command")
+        logfile = self.workdir / "job.log"
+        logfile.write_text(log)
+        pipeline = m.group(2).replace("\\\n", " ").replace("locust-report.html", str(self.workdir / "report.html"))
+        subprocess.run(["bash", "-o", "pipefail", "-c", f"cat {logfile} {pipeline}"], check=True)
+        self.t.assertEqual((self.workdir / "report.html").read_bytes(), (reports / "report.html").read_bytes())
+
+
+class RenderAndRun(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        for binary in ("gateway", "backend"):
+            if not (BIN / binary).exists():
+                raise AssertionError(f"target/release/{binary} is missing: run `make release`")
+        if not (VENV_BIN / "locust").exists():
+            raise AssertionError(".venv/bin/locust is missing: run `make deps`")
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="helm-run-")
+        self.procs = Processes(self.tmp.name)
+        self.addCleanup(self.tmp.cleanup)
+        self.addCleanup(self.procs.stop_all)
+        # A SIGTERM to the test run still stops what it started.
+        previous = signal.signal(signal.SIGTERM, lambda *_: (self.procs.stop_all(), os._exit(143)))
+        self.addCleanup(signal.signal, signal.SIGTERM, previous)
+
+    def deploy(self, values=None, sets=()):
+        docs = c.render(values, sets=sets)
+        d = Deployment(self, docs, self.procs, self.tmp.name)
+        d.values, d.sets = values, list(sets)
+        return d
+
+    def test_defaults_static_backends_and_the_locust_job(self):
+        d = self.deploy()
+        d.start_backends()
+        d.start_gateway()
+        self.assertEqual(sorted(d.servers()), ["server1", "server2", "server3"])
+        d.assert_admin_token_required()
+        d.assert_data_from_all_backends()
+        d.run_helm_test_pod()
+        log, reports = d.run_locust()
+        d.assert_locust_report(log, reports)
+        self.assertEqual(sorted(d.servers()), ["server1", "server2", "server3"], "Locust re-registered differently")
+        _, _, body = http_get(f"{d.gateway_url}/api/stats/1m")
+        per_server = json.loads(body)["servers"]
+        for name in ("server1", "server2", "server3"):
+            self.assertGreater(per_server[name]["requests"], 0, name)
+
+    def test_register_mode_locust_registers_the_backends(self):
+        d = self.deploy(c.CI_DIR / "register-values.yaml")
+        d.start_backends()
+        d.start_gateway()
+        self.assertEqual(d.servers(), {}, "register mode starts without backends")
+        d.assert_admin_token_required()
+        log, reports = d.run_locust()
+        d.assert_locust_report(log, reports)
+        self.assertEqual(sorted(d.servers()), ["server1", "server2", "server3"])
+        d.assert_data_from_all_backends()
+        d.run_helm_test_pod()
+
+    def test_distributed_locust_master_and_workers(self):
+        d = self.deploy(c.CI_DIR / "distributed-values.yaml")
+        d.start_backends()
+        d.start_gateway()
+        d.assert_data_from_all_backends()
+        log, reports = d.run_locust()
+        d.assert_locust_report(log, reports)
+        self.assertIn("--master", log)
+
+    def test_dns_discovery_resolves_the_headless_service(self):
+        d = self.deploy(c.CI_DIR / "dns-discovery-values.yaml")
+        hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+        for _ in range(20):
+            port = free_port(hosts[0])
+            if port_free_on(port, hosts[1:] + ["0.0.0.0"]):
+                break
+        d.start_backends(hosts=hosts, shared_port=port)
+        d.start_gateway(discovery_hosts=hosts, discovery_port=port)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(d.servers()) < 3:
+            time.sleep(0.2)
+        servers = d.servers()
+        self.assertEqual(sorted(s["url"] for s in servers.values()), sorted(f"http://{h}:{port}" for h in hosts))
+        for name in servers:
+            self.assertTrue(name.startswith("gatewaylab-backend-headless-"), name)
+        d.assert_data_from_all_backends()
+        d.run_helm_test_pod()
+
+    def test_interactive_locust_ui_serves_its_probes(self):
+        d = self.deploy(c.CI_DIR / "interactive-values.yaml")
+        d.start_backends()
+        d.start_gateway()
+        ui = c.one(d.docs, "Deployment", component="locust-ui")
+        port = free_port()
+        proc, _ = d.locust_process(ui, "locust-ui", f"{ui['metadata']['name']}-0", ports={"--web-port": port})
+        _, ctr = d.container(ui)
+        d.check_probes(proc, ctr, port)
+        self.assertEqual(d.token, "demo-token-for-ci")
+
+    def test_a_setting_the_gateway_does_not_know_fails_the_run(self):
+        d = self.deploy(sets=["gateway.extraConfig.upstream.connect_timout=1s"])
+        d.start_backends()
+        with self.assertRaisesRegex(StartupFailed, "connect_timout"):
+            d.start_gateway()
+
+    def test_a_variable_the_backend_does_not_know_fails_the_run(self):
+        d = self.deploy(sets=["backend.extraEnv[0].name=BACKEND__FAULTS__LATENCI", "backend.extraEnv[0].value=1ms"])
+        with self.assertRaisesRegex(StartupFailed, "(?i)latenci"):
+            d.start_backends()
+
+
+if __name__ == "__main__":
+    unittest.main()
