@@ -1,0 +1,300 @@
+#!/usr/bin/env python3
+"""Turns the runs of bench/bench.py into medians, ratios against NGINX, the
+issue's target checks, a Markdown table and a PNG chart.
+
+bench.py calls `summarize` and `write_all`; on its own,
+    python3 bench/report.py [target/bench/results.json]
+re-renders results.md and results.png from an existing results.json.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ORDER = ["gateway", "gateway-nolog", "nginx", "haproxy", "direct"]
+LABELS = {
+    "gateway": "gateway (stats, metrics, access log)",
+    "gateway-nolog": "gateway, access log off",
+    "nginx": "NGINX",
+    "haproxy": "HAProxy",
+    "direct": "direct to one backend",
+}
+COLORS = {
+    "gateway": "#d62728",
+    "gateway-nolog": "#ff9896",
+    "nginx": "#2ca02c",
+    "haproxy": "#1f77b4",
+    "direct": "#7f7f7f",
+}
+
+# Issue 7's targets, checked on the medians (informative only: the test
+# suite makes no timing assertions).
+RPS_VS_PEERS = 1.10
+CPU_VS_NGINX = 0.85
+LOGGING_COST = 0.05
+RSS_LIMIT_MIB = 30.0
+
+
+def _median(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def summarize(conditions: dict, runs: list[dict]) -> dict:
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for run in runs:
+        groups.setdefault((run["target"], run["connections"]), []).append(run)
+
+    summary = []
+    for (target, conns), rs in groups.items():
+        rss = [r["peak_rss_kib"] for r in rs if r["peak_rss_kib"]]
+        summary.append(
+            {
+                "target": target,
+                "connections": conns,
+                "rounds": len(rs),
+                "rps": _median([r["rps"] for r in rs]),
+                "rps_min": min(r["rps"] for r in rs),
+                "rps_max": max(r["rps"] for r in rs),
+                "p50_ms": _median([r["latency_ms"]["p50"] for r in rs]),
+                "p99_ms": _median([r["latency_ms"]["p99"] for r in rs]),
+                "cpu_us_per_request": _median([r["proxy_cpu_us_per_request"] for r in rs]),
+                "peak_rss_mib": max(rss) / 1024 if rss else None,
+                "requests": sum(r["requests"] for r in rs),
+                "errors": sum(r["errors_total"] for r in rs),
+                "backend_cpu_us_per_request": _median([r["backend_cpu_us_per_request"] for r in rs]),
+                "other_cpu_cores": _median([r["other_cpu_cores"] for r in rs]),
+            }
+        )
+    by = {(s["target"], s["connections"]): s for s in summary}
+    for s in summary:
+        nginx = by.get(("nginx", s["connections"]))
+        s["vs_nginx"] = {
+            "rps": _ratio(s["rps"], nginx and nginx["rps"]),
+            "p99": _ratio(s["p99_ms"], nginx and nginx["p99_ms"]),
+            "cpu": _ratio(s["cpu_us_per_request"], nginx and nginx["cpu_us_per_request"]),
+            "rss": _ratio(s["peak_rss_mib"], nginx and nginx["peak_rss_mib"]),
+        }
+    summary.sort(key=lambda s: (s["connections"], ORDER.index(s["target"])))
+
+    logging_cost = []
+    for conns in sorted({s["connections"] for s in summary}):
+        on, off = by.get(("gateway", conns)), by.get(("gateway-nolog", conns))
+        if on and off and off["rps"]:
+            logging_cost.append(
+                {
+                    "connections": conns,
+                    "throughput_cost": 1 - on["rps"] / off["rps"],
+                    "cpu_us_per_request_added": (on["cpu_us_per_request"] or 0) - (off["cpu_us_per_request"] or 0),
+                }
+            )
+
+    return {
+        "conditions": conditions,
+        "summary": summary,
+        "logging_cost": logging_cost,
+        "targets": check_targets(by, logging_cost),
+        "runs": runs,
+    }
+
+
+def check_targets(by: dict, logging_cost: list[dict]) -> list[dict]:
+    checks = []
+
+    def add(what: str, value: str, met: bool) -> None:
+        checks.append({"target": what, "measured": value, "met": met})
+
+    for conns in sorted({c for (_, c) in by}):
+        gw = by.get(("gateway", conns))
+        if not gw:
+            continue
+        for peer, name in (("nginx", "NGINX"), ("haproxy", "HAProxy")):
+            p = by.get((peer, conns))
+            if p and p["rps"]:
+                r = gw["rps"] / p["rps"]
+                add(f"req/s >= {RPS_VS_PEERS}x {name} at {conns} conns", f"{r:.2f}x", r >= RPS_VS_PEERS)
+        n = by.get(("nginx", conns))
+        if n and n["cpu_us_per_request"] and gw["cpu_us_per_request"]:
+            r = gw["cpu_us_per_request"] / n["cpu_us_per_request"]
+            add(f"CPU/request <= {CPU_VS_NGINX}x NGINX at {conns} conns", f"{r:.2f}x", r <= CPU_VS_NGINX)
+        if n and n["p99_ms"]:
+            add(
+                f"p99 <= NGINX's at {conns} conns",
+                f"{gw['p99_ms']:.2f} ms vs {n['p99_ms']:.2f} ms",
+                gw["p99_ms"] <= n["p99_ms"],
+            )
+        if conns >= 256 and gw["peak_rss_mib"]:
+            add(
+                f"RSS < {RSS_LIMIT_MIB:.0f} MiB at {conns} conns",
+                f"{gw['peak_rss_mib']:.1f} MiB",
+                gw["peak_rss_mib"] < RSS_LIMIT_MIB,
+            )
+    for lc in logging_cost:
+        add(
+            f"access logging costs <= {LOGGING_COST:.0%} of req/s at {lc['connections']} conns",
+            f"{lc['throughput_cost']:.1%}",
+            lc["throughput_cost"] <= LOGGING_COST,
+        )
+    return checks
+
+
+# --------------------------------------------------------------------------
+# Markdown
+
+
+def _f(value: float | None, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def _x(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}×"
+
+
+def markdown(results: dict) -> str:
+    c = results["conditions"]
+    lines = [
+        "# Gateway vs NGINX vs HAProxy",
+        "",
+        f"{c['date']}, commit {c['commit']}: {c['cores']} cores ({c['cpu']}), Linux {c['kernel']}. "
+        f"wrk -t{c['wrk_threads']} ({c['wrk']}), GET {c['path']} on loopback, "
+        f"{c['duration_s']} s per run after {c['warmup_s']} s warm-up, median of {c['rounds']} rounds "
+        f"with the targets' order rotated each round; each proxy started fresh for every run. "
+        f"Three project backends behind every proxy, round robin. {c['nginx']} (2 workers, upstream keepalive "
+        f"1024), {c['haproxy'].split(' - ')[0]} (nbthread 2, http-reuse always); access log per request "
+        f"{'on for NGINX and HAProxy too' if c['peer_access_log'] else 'off for NGINX and HAProxy'}. "
+        f"Gateway: stats and metrics always on (they cannot be switched off yet); access log on, "
+        f"and off in the `access log off` row.",
+        "",
+        "| target | conns | req/s | vs NGINX | p50 ms | p99 ms | p99 vs NGINX | CPU µs/req | CPU vs NGINX "
+        "| peak RSS MiB | errors / requests |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in results["summary"]:
+        v = s["vs_nginx"]
+        lines.append(
+            f"| {LABELS[s['target']]} | {s['connections']} | {s['rps']:,.0f} | {_x(v['rps'])} "
+            f"| {_f(s['p50_ms'], '.2f')} | {_f(s['p99_ms'], '.2f')} | {_x(v['p99'])} "
+            f"| {_f(s['cpu_us_per_request'], '.1f')} | {_x(v['cpu'])} | {_f(s['peak_rss_mib'], '.1f')} "
+            f"| {s['errors']} / {s['requests']:,} |"
+        )
+    lines += [
+        "",
+        "req/s, latency and CPU are medians over the rounds; peak RSS is the largest over the rounds "
+        "(sum of VmHWM over the proxy's processes). CPU per request is the proxy's own user+system "
+        "time (all processes and threads, from /proc) over the measured run divided by the requests "
+        "served. Errors are socket errors plus HTTP statuses >= 400, as wrk counts them.",
+        "",
+    ]
+    other = [s["other_cpu_cores"] for s in results["summary"] if s["other_cpu_cores"] is not None]
+    if other:
+        lines += [
+            f"Other load on the machine during the runs (CPU not used by the proxy, the backends or wrk): "
+            f"median {statistics.median(other):.2f}, worst {max(other):.2f} cores of {c['cores']}. "
+            f"Load average when the run started: {', '.join(f'{x:.2f}' for x in c['load_average_at_start'])}.",
+            "",
+        ]
+    if results["logging_cost"]:
+        lines.append("Access logging cost in the gateway (access log on vs off): " + "; ".join(
+            f"{lc['throughput_cost']:.1%} of req/s and {lc['cpu_us_per_request_added']:+.1f} µs CPU/request "
+            f"at {lc['connections']} conns"
+            for lc in results["logging_cost"]
+        ) + ".")
+        lines.append("")
+    if results["targets"]:
+        lines += ["Issue 7 targets (gateway with access log on):", ""]
+        for t in results["targets"]:
+            lines.append(f"- {'met' if t['met'] else 'NOT met'}: {t['target']} (measured {t['measured']})")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------
+# Chart
+
+
+def chart_support_problem() -> str | None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return "matplotlib is missing (it draws results.png): run `make deps` (requirements-dev.txt)"
+    return None
+
+
+def chart(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    summary = results["summary"]
+    conns = sorted({s["connections"] for s in summary})
+    targets = [t for t in ORDER if any(s["target"] == t for s in summary)]
+    by = {(s["target"], s["connections"]): s for s in summary}
+    panels = [
+        ("requests per second (median)", lambda s: s["rps"], ",.0f"),
+        ("p99 latency, ms", lambda s: s["p99_ms"], ".2f"),
+        ("proxy CPU per request, µs", lambda s: s["cpu_us_per_request"], ".1f"),
+        ("peak RSS, MiB", lambda s: s["peak_rss_mib"], ".1f"),
+    ]
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
+    for ax, (title, get, fmt) in zip(axes.flat, panels):
+        # Only the targets this figure applies to (direct has no proxy CPU
+        # or RSS), centred on each connection count.
+        shown = [t for t in targets if any(get(s) is not None for s in summary if s["target"] == t)]
+        width = 0.8 / max(1, len(shown))
+        for i, t in enumerate(shown):
+            xs, ys = [], []
+            for j, c in enumerate(conns):
+                s = by.get((t, c))
+                value = get(s) if s else None
+                if value is not None:
+                    xs.append(j + (i - (len(shown) - 1) / 2) * width)
+                    ys.append(value)
+            if not ys:
+                continue
+            bars = ax.bar(xs, ys, width * 0.95, label=LABELS[t], color=COLORS[t])
+            ax.bar_label(bars, labels=[format(y, fmt) for y in ys], fontsize=7, rotation=90, padding=2)
+        ax.set_title(title)
+        ax.set_xticks(range(len(conns)), [f"{c} connections" for c in conns])
+        ax.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
+        ax.margins(y=0.2)
+        ax.grid(axis="y", alpha=0.3)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9)
+    c = results["conditions"]
+    fig.suptitle(
+        f"make bench, {c['date']}, {c['commit']}: wrk -t{c['wrk_threads']}, {c['duration_s']} s x {c['rounds']} rounds, "
+        f"{c['cores']} cores, loopback"
+    )
+    fig.tight_layout(rect=(0, 0.05, 1, 0.96))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_all(results: dict, out: Path) -> None:
+    (out / "results.md").write_text(markdown(results))
+    chart(results, out / "results.png")
+
+
+def main() -> int:
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "target/bench/results.json"
+    problem = chart_support_problem()
+    if problem:
+        print(f"report: {problem}", file=sys.stderr)
+        return 1
+    results = json.loads(path.read_text())
+    write_all(results, path.parent)
+    print(f"report: wrote {path.parent / 'results.md'} and {path.parent / 'results.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
