@@ -18,14 +18,15 @@
 #![allow(missing_docs)]
 
 use std::hint::black_box;
-use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use common::clock::SystemClock;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gateway::balancer::Balancer;
 use gateway::config::Strategy;
 use gateway::registry::{Registry, ServerSpec, Source};
+
+mod support;
 
 const STRATEGIES: [(Strategy, &str); 3] = [
     (Strategy::RoundRobin, "round_robin"),
@@ -69,35 +70,6 @@ fn pick(c: &mut Criterion) {
     group.finish();
 }
 
-/// Runs `iters` picks on each of `threads` threads, started together;
-/// returns the wall time of the slowest.
-fn picks_on_threads(reg: &Registry, balancer: &Balancer, threads: usize, iters: u64) -> Duration {
-    let start = Barrier::new(threads);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    start.wait();
-                    let began = Instant::now();
-                    for _ in 0..iters {
-                        let snapshot = reg.snapshot();
-                        black_box(balancer.pick(black_box(&snapshot)).map(|b| b.weight));
-                    }
-                    began.elapsed()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| panic!("a bench thread panicked"))
-            })
-            .max()
-            .unwrap_or_default()
-    })
-}
-
 fn pick_threads(c: &mut Criterion) {
     let mut group = c.benchmark_group("pick_threads");
     let reg = registry(3);
@@ -106,7 +78,14 @@ fn pick_threads(c: &mut Criterion) {
             let balancer = Balancer::new(strategy);
             group.throughput(Throughput::Elements(threads as u64));
             group.bench_with_input(BenchmarkId::new(name, threads), &threads, |b, &t| {
-                b.iter_custom(|iters| picks_on_threads(&reg, &balancer, t, iters))
+                b.iter_custom(|iters| {
+                    support::on_threads(t, iters, |_, iters| {
+                        for _ in 0..iters {
+                            let snapshot = reg.snapshot();
+                            black_box(balancer.pick(black_box(&snapshot)).map(|b| b.weight));
+                        }
+                    })
+                })
             });
         }
     }

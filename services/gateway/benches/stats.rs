@@ -20,12 +20,14 @@
 #![allow(missing_docs)]
 
 use std::hint::black_box;
-use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use common::clock::{ManualClock, SystemClock};
 use common::stats::{Outcome, Recorder, Window};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+mod support;
 
 /// Deterministic spread of latencies between 100 µs and ~50 ms and of
 /// statuses (mostly 200, some 404, 503 and no answer), so that recording
@@ -42,42 +44,19 @@ fn outcome(i: u64) -> Outcome {
     Outcome { status, latency }
 }
 
-/// Runs `iters` records on each of `threads` threads, started together;
-/// returns the wall time of the slowest.
-fn records_on_threads(recorder: &Recorder, threads: usize, iters: u64) -> Duration {
-    let start = Barrier::new(threads);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads as u64)
-            .map(|t| {
-                let start = &start;
-                s.spawn(move || {
-                    start.wait();
-                    let began = Instant::now();
-                    for i in 0..iters {
-                        recorder.record(black_box(outcome(i ^ (t << 32))));
-                    }
-                    began.elapsed()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| panic!("a bench thread panicked"))
-            })
-            .max()
-            .unwrap_or_default()
-    })
-}
-
 fn record(c: &mut Criterion) {
     let mut group = c.benchmark_group("record");
     for threads in [1usize, 2, 4] {
         let recorder = Recorder::new(Arc::new(SystemClock));
         group.throughput(Throughput::Elements(threads as u64));
         group.bench_with_input(BenchmarkId::new("threads", threads), &threads, |b, &t| {
-            b.iter_custom(|iters| records_on_threads(&recorder, t, iters))
+            b.iter_custom(|iters| {
+                support::on_threads(t, iters, |thread, iters| {
+                    for i in 0..iters {
+                        recorder.record(black_box(outcome(i ^ (thread << 32))));
+                    }
+                })
+            })
         });
     }
     group.finish();
