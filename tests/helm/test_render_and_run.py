@@ -62,10 +62,9 @@ class Processes:
         atexit.register(self.stop_all)
 
     def start(self, name, argv, env, cwd=None):
-        log = open(self.logdir / f"{name}.log", "wb")
-        proc = subprocess.Popen(argv, env=env, cwd=cwd or self.logdir, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-        log.close()  # the child has its own copy
+        with open(self.logdir / f"{name}.log", "wb") as log:
+            proc = subprocess.Popen(argv, env=env, cwd=cwd or self.logdir, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
         proc.name, proc.logfile = name, self.logdir / f"{name}.log"
         self.procs.append(proc)
         return proc
@@ -196,12 +195,11 @@ class Deployment:
 
     def argv(self, ctr, mounts):
         """command + args as the container runtime would run them."""
+        rendered = list(ctr.get("command") or []) + list(ctr.get("args") or [])
+        rendered = [self.remap(c.remap_paths(str(a), mounts)) for a in rendered]
         if "command" in ctr:
-            argv = list(ctr["command"]) + list(ctr.get("args") or [])
-        else:
-            repo = ctr["image"].rsplit(":", 1)[0]
-            argv = [ENTRYPOINTS[repo]] + list(ctr.get("args") or [])
-        return [self.remap(c.remap_paths(str(a), mounts)) for a in argv]
+            return rendered
+        return [ENTRYPOINTS[ctr["image"].rsplit(":", 1)[0]]] + rendered
 
     def env(self, ctr, pod_name, mounts):
         env = c.resolve_env(self.docs, ctr, pod_name)
