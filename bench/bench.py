@@ -56,6 +56,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
@@ -132,7 +133,7 @@ class Processes:
     def __init__(self) -> None:
         self.live: list[subprocess.Popen] = []
 
-    def start(self, argv: list[str], log: Path, env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
+    def start(self, argv: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
         out = open(log, "ab")
         try:
             proc = subprocess.Popen(
@@ -141,7 +142,6 @@ class Processes:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **(env or {})},
-                cwd=cwd,
                 start_new_session=True,
             )
         finally:
@@ -570,6 +570,8 @@ def conditions(cfg: dict) -> dict:
             cpu_model = line.split(":", 1)[1].strip()
             break
     commit = command_output(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    haproxy = command_output(["haproxy", "-v"]).splitlines()
+    wrk = command_output(["wrk", "-v"]).splitlines()
     dirty = command_output(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "services"])
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -579,8 +581,8 @@ def conditions(cfg: dict) -> dict:
         "kernel": platform.release(),
         "load_average_at_start": os.getloadavg(),
         "nginx": command_output(["nginx", "-v"]).replace("nginx version: ", ""),
-        "haproxy": command_output(["haproxy", "-v"]).splitlines()[0] if command_output(["haproxy", "-v"]) else "",
-        "wrk": command_output(["wrk", "-v"]).splitlines()[0] if command_output(["wrk", "-v"]) else "",
+        "haproxy": haproxy[0] if haproxy else "",
+        "wrk": wrk[0] if wrk else "",
         "duration_s": cfg["duration_s"],
         "warmup_s": cfg["warmup_s"],
         "rounds": cfg["rounds"],

@@ -169,8 +169,8 @@ def markdown(results: dict) -> str:
         f"Three project backends behind every proxy, round robin. {c['nginx']} (2 workers, upstream keepalive "
         f"1024), {c['haproxy'].split(' - ')[0]} (nbthread 2, http-reuse always); access log per request "
         f"{'on for NGINX and HAProxy too' if c['peer_access_log'] else 'off for NGINX and HAProxy'}. "
-        f"Gateway: stats and metrics always on (they cannot be switched off yet); access log on, "
-        f"and off in the `access log off` row.",
+        f"Gateway with its default settings (round robin; stats and metrics are always on, they cannot "
+        f"be switched off yet); access log on, and off in the `access log off` row.",
         "",
         "| target | conns | req/s | vs NGINX | p50 ms | p99 ms | p99 vs NGINX | CPU µs/req | CPU vs NGINX "
         "| peak RSS MiB | errors / requests |",
