@@ -66,7 +66,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    common::telemetry::init(&settings.log);
+    let telemetry = common::telemetry::init(&settings.log, "backend");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -74,7 +74,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let address = format!("{}:{}", settings.listen.host, settings.listen.port);
         let listener = match tokio::net::TcpListener::bind(&address).await {
             Ok(l) => l,
@@ -90,5 +90,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // Flush the spans of the last requests before exiting.
+    telemetry.shutdown();
+    code
 }

@@ -9,7 +9,8 @@
 //! - [`clock`]: the time source the windows read, swappable in tests.
 //! - [`metrics`]: the Prometheus registry, the HTTP server metrics both
 //!   services export on `/metrics`, and the text encoder.
-//! - [`telemetry`]: logging start-up (plain text or JSON lines).
+//! - [`telemetry`]: logging (plain text or JSON lines) and OpenTelemetry
+//!   tracing start-up, W3C trace-context propagation helpers.
 //! - [`settings`]: layered configuration loading (defaults, file,
 //!   environment) with errors that name the offending key.
 //! - [`server`]: serving a warp filter on a listener we bound ourselves, with
@@ -30,3 +31,9 @@ pub mod settings;
 pub mod shutdown;
 pub mod stats;
 pub mod telemetry;
+
+/// Installs the TLS crypto provider (ring) that every reqwest client in the
+/// process needs, https backends and the OTLP exporter alike. Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

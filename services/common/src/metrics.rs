@@ -185,6 +185,10 @@ impl crate::server::Observe for ServerObserver {
         }
     }
 
+    fn route(&self, path: &str) -> &'static str {
+        (self.classify)(path).template
+    }
+
     fn finish(&self, token: ObserverToken, status: http::StatusCode) {
         let elapsed = token.started.elapsed();
         self.metrics.observe(

@@ -16,6 +16,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tracing::Instrument;
 use warp::{Filter, Reply};
 
 /// The peer address of a request's connection, stored in the request's
@@ -81,6 +82,8 @@ pub trait Observe: Clone + Send + Sync + 'static {
     type Token: Send + 'static;
     /// Called when a request arrives.
     fn start(&self, method: &http::Method, path: &str) -> Self::Token;
+    /// The route template of `path`, for span names.
+    fn route(&self, path: &str) -> &'static str;
     /// Called when the response head is ready.
     fn finish(&self, token: Self::Token, status: http::StatusCode);
 }
@@ -128,12 +131,23 @@ where
         let observer = observer.clone();
         let hyper_service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
             req.extensions_mut().insert(ClientAddr(peer));
-            let token = observer.start(req.method(), req.uri().path());
+            let path = req.uri().path();
+            let token = observer.start(req.method(), path);
+            let span = crate::telemetry::server_span(
+                req.method(),
+                observer.route(path),
+                path,
+                req.headers(),
+            );
             let observer = observer.clone();
             let mut service = service.clone();
-            let response = tower_service::Service::call(&mut service, req);
+            let response = {
+                let _entered = span.enter();
+                tower_service::Service::call(&mut service, req)
+            };
             async move {
-                let response = response.await?;
+                let response = response.instrument(span.clone()).await?;
+                crate::telemetry::record_status(&span, response.status().as_u16());
                 observer.finish(token, response.status());
                 Ok::<_, std::convert::Infallible>(response)
             }

@@ -103,6 +103,20 @@ where
     }
 
     let prefixed = format!("{env_prefix}__");
+    // The config crate would turn GATEWAY____X into a key with empty parts
+    // and report it in terms the user never wrote; name the variable instead.
+    for (name, _) in sources.env.iter().filter(|(k, _)| k.starts_with(&prefixed)) {
+        let rest = &name[prefixed.len()..];
+        if rest
+            .split("__")
+            .any(|part| part.is_empty() || part.starts_with('_') || part.ends_with('_'))
+        {
+            return Err(SettingsError::invalid(
+                name.clone(),
+                format!("is not of the form {env_prefix}__SECTION__KEY"),
+            ));
+        }
+    }
     let env: config::Map<String, String> = sources
         .env
         .iter()
@@ -125,9 +139,33 @@ where
     let merged = builder
         .build()
         .map_err(|e| SettingsError::Parse(e.to_string()))?;
-    merged
-        .try_deserialize::<T>()
-        .map_err(|e| SettingsError::Parse(e.to_string()))
+    merged.try_deserialize::<T>().map_err(|e| {
+        SettingsError::Parse(with_variable_hint(e.to_string(), &prefixed, &sources.env))
+    })
+}
+
+/// serde names an unknown key by its last part only (`unknown field
+/// `prot``); when the key came from the environment, add the variable so
+/// the user sees exactly what to fix.
+fn with_variable_hint(message: String, prefixed: &str, env: &[(String, String)]) -> String {
+    let Some(field) = message
+        .split_once("unknown field `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(field, _)| field.to_ascii_lowercase())
+    else {
+        return message;
+    };
+    let variable = env.iter().map(|(k, _)| k).find(|k| {
+        k.strip_prefix(prefixed).is_some_and(|rest| {
+            rest.to_ascii_lowercase()
+                .split("__")
+                .any(|part| part == field)
+        })
+    });
+    match variable {
+        Some(name) => format!("{message} (set by the environment variable {name})"),
+        None => message,
+    }
 }
 
 fn file_source(path: &Path) -> Result<File<config::FileSourceFile, FileFormat>, SettingsError> {

@@ -531,11 +531,13 @@ impl Settings {
                     "must be greater than zero and at most health_check.interval",
                 ));
             }
-            if h.healthy_threshold == 0 || h.unhealthy_threshold == 0 {
-                return Err(SettingsError::invalid(
-                    "health_check.healthy_threshold",
-                    "both thresholds must be at least 1",
-                ));
+            for (key, value) in [
+                ("health_check.healthy_threshold", h.healthy_threshold),
+                ("health_check.unhealthy_threshold", h.unhealthy_threshold),
+            ] {
+                if value == 0 {
+                    return Err(SettingsError::invalid(key, "must be at least 1"));
+                }
             }
         }
         let o = &self.outlier;

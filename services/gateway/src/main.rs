@@ -68,7 +68,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    common::telemetry::init(&settings.log.common());
+    let telemetry = common::telemetry::init(&settings.log.common(), "gateway");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -76,7 +76,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let address = format!("{}:{}", settings.listen.host, settings.listen.port);
         let listener = match tokio::net::TcpListener::bind(&address).await {
             Ok(l) => l,
@@ -92,5 +92,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // Flush the spans of the last requests before exiting.
+    telemetry.shutdown();
+    code
 }

@@ -225,7 +225,8 @@ impl GatewayMetrics {
             // dashboards and alerts see every backend before its first event.
             self.ejections.with_label_values(&[b.name.as_str()]);
             for result in ["success", "failure"] {
-                self.health_checks.with_label_values(&[b.name.as_str(), result]);
+                self.health_checks
+                    .with_label_values(&[b.name.as_str(), result]);
             }
             let active = b.active.load(std::sync::atomic::Ordering::Relaxed);
             self.upstream_active

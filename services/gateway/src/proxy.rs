@@ -15,6 +15,7 @@ use common::stats::{Outcome, Recorder};
 use futures_util::{Stream, StreamExt};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Method;
+use tracing::Instrument;
 use warp::reply::Response;
 use warp::Reply;
 
@@ -122,10 +123,13 @@ where
             .min(deadline.saturating_duration_since(attempt_started));
 
         let url = format!("{}{}", backend.base.prefix, path_and_query);
+        let span = client_span(&method, &url, &backend, tried.len() + 1);
+        let mut attempt_headers = forwarded.clone();
+        common::telemetry::inject(&span, &mut attempt_headers);
         let mut upstream = state
             .client
             .request(method.clone(), url)
-            .headers(forwarded.clone());
+            .headers(attempt_headers);
         upstream = match &mut body {
             RequestBody::Empty => upstream,
             RequestBody::Buffered(bytes) => upstream.body(bytes.clone()),
@@ -138,7 +142,9 @@ where
                 None => upstream,
             },
         };
-        let sent = tokio::time::timeout(timeout, upstream.send()).await;
+        let sent = tokio::time::timeout(timeout, upstream.send())
+            .instrument(span.clone())
+            .await;
         let elapsed = attempt_started.elapsed();
 
         // Classify the attempt: an answer to pass on, or a failure.
@@ -178,6 +184,15 @@ where
                 (Some(Failure::Timeout), None)
             }
         };
+        match (&failure, &response) {
+            (_, Some(r)) => common::telemetry::record_status(&span, r.status().as_u16()),
+            (Some(f), None) => {
+                span.record("error.type", f.as_str());
+                span.record("otel.status_code", "ERROR");
+            }
+            (None, None) => {}
+        }
+        drop(span);
         record_attempt(
             &state,
             &backend,
@@ -222,6 +237,26 @@ where
         };
         return answer_error(&state, &request, Some(&backend), error);
     }
+}
+
+/// A client span for one upstream attempt; retries show as siblings.
+fn client_span(method: &Method, url: &str, backend: &Backend, attempt: usize) -> tracing::Span {
+    if !common::telemetry::tracing_enabled() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        "HTTP client",
+        otel.name = %method,
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        url.full = url,
+        server.address = %backend.base.authority,
+        upstream = %backend.name,
+        http.request.resend_count = i64::try_from(attempt).unwrap_or(1) - 1,
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
 }
 
 /// What the log lines and error answers need to know about the request.
@@ -407,6 +442,9 @@ fn answer_error(
 }
 
 fn access_log(request: &RequestInfo<'_>, status: u16, backend: &str, elapsed: Duration) {
+    // Runs inside the request's server span, whose trace id links the line
+    // to its trace (empty when tracing is off).
+    let trace_id = common::telemetry::trace_id(&tracing::Span::current()).unwrap_or_default();
     tracing::info!(
         target: "access",
         method = %request.method,
@@ -415,6 +453,7 @@ fn access_log(request: &RequestInfo<'_>, status: u16, backend: &str, elapsed: Du
         backend,
         latency_ms = (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
         request_id = request.request_id.to_str().unwrap_or(""),
+        trace_id,
         "request"
     );
 }

@@ -275,5 +275,5 @@ fn upstream_client(settings: &UpstreamSettings) -> Result<reqwest::Client, reqwe
 /// Installs the TLS crypto provider that https backends (and any other
 /// reqwest client in this process) use. Idempotent.
 pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    common::install_crypto_provider();
 }
