@@ -22,7 +22,7 @@ release: ## Release build: target/release/gateway and target/release/backend
 run: release ## Start 3 backends + gateway, register, run a short Locust load, print stats; Ctrl-C stops all
 	deploy/scripts/run-local.sh
 
-test: lint test-unit test-e2e test-observability test-helm ## The whole test suite (what CI runs)
+test: lint test-unit test-e2e test-observability test-helm test-images compose-check ## The whole test suite (what CI runs)
 
 test-unit: ## Unit and integration tests (real servers on port 0)
 	$(CARGO) test --workspace --locked
@@ -69,3 +69,23 @@ helm-package: ## Package the chart (links to deploy/ resolved) into $(HELM_DIST)
 
 helm-docs: ## Regenerate the chart README's table of values from values.yaml
 	python3 tests/helm/values_table.py --write
+
+# --- Container images (issue 4): Dockerfile, deploy/scripts/{images,base-images}.sh, deploy/compose.yaml, tests/images ---
+.PHONY: images base-images test-images compose-check
+IMAGE_REPO ?= gatewaylab
+IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n1)
+CONTAINER_ENGINE ?= auto
+AIRGAP ?= auto
+IMAGE_ENV = IMAGE_REPO=$(IMAGE_REPO) IMAGE_TAG=$(IMAGE_TAG) CONTAINER_ENGINE=$(CONTAINER_ENGINE) AIRGAP=$(AIRGAP)
+
+images: ## Build the gateway and backend images (IMAGE_REPO, IMAGE_TAG): docker when it runs, else podman on local stand-in bases
+	$(IMAGE_ENV) deploy/scripts/images.sh
+
+base-images: ## Air-gapped base stand-ins (Rust builder, distroless runtime) from Debian packages; kept once made
+	deploy/scripts/base-images.sh
+
+test-images: ## Build both images, run 3 backends + gateway in containers (read-only, uid 65532): API, probe, SIGTERM, sizes
+	$(IMAGE_ENV) tests/images/images_test.sh
+
+compose-check: release ## Validate deploy/compose.yaml offline: compose config, binaries' --print-config, promtool
+	python3 tests/images/compose_check.py

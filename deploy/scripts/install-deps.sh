@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 need_apt=()
-for pkg in podman buildah runc debootstrap uidmap fuse-overlayfs prometheus nginx-light haproxy wrk curl jq unzip python3-venv; do
+for pkg in podman buildah runc debootstrap uidmap fuse-overlayfs docker-compose prometheus nginx-light haproxy wrk curl jq unzip python3-venv; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
