@@ -1,17 +1,33 @@
 """The dashboards and alert rules against the real thing: three release
-backends and the release gateway on free loopback ports, a real Prometheus
-(Debian's package) scraping all four every second and evaluating
-deploy/prometheus/alerts.yml, a short bounded load through the gateway with
-errors (?status=500, a backend with fault injection, a registered backend
-that does not listen) and slow requests (?delay_ms=). Then:
+backends and three release gateways on free loopback ports, a real
+Prometheus (Debian's package) scraping all six every second and evaluating
+deploy/prometheus/alerts.yml, and a short bounded load:
+
+- through the `main` gateway (default resilience settings): plain requests,
+  errors (?status=500, a backend with fault injection), slow requests
+  (?delay_ms=), and a fourth backend (not scraped) that is killed a quarter
+  into the load: its failed attempts are retried on the other backends, it
+  is ejected, then marked down by the health checks;
+- through the `no_budget` gateway (retry budget 0, no health checks, no
+  outlier detection), whose second backend `dead` does not listen: every
+  retry is refused by the budget and the client gets a 502;
+- through the `limited` gateway (limits.max_in_flight=3,
+  limits.max_in_flight_per_backend=1, two backends): rounds of a client
+  holding back its body, two slow requests and one more, so that both
+  in-flight limits refuse requests.
+
+Then:
 
 - every query of every panel of both dashboards, template variables resolved
   through Prometheus as Grafana would, returns at least one finite value, and
-  every selector inside it matches at least one series;
+  every selector inside it matches at least one series; the resilience panels
+  (and a few others) must show the non-zero values the load produced, and the
+  backend state timeline must show the killed backend up, ejected, then down;
 - every rule in alerts.yml evaluates without error in that Prometheus and
-  every selector it reads matches a series;
-- `promtool check metrics` reports nothing on the gateway's and the backends'
-  /metrics.
+  every selector it reads matches a series, and the resilience alerts are
+  pending for exactly the gateways and backends the load broke;
+- `promtool check metrics` reports nothing on the gateways' and the
+  backends' /metrics.
 
 Every process started here is stopped when the module ends, pass or fail
 (module cleanup, atexit and a SIGTERM handler)."""
@@ -51,6 +67,9 @@ HOST = "127.0.0.1"
 LOAD_SECONDS = float(os.environ.get("OBS_LOAD_SECONDS", "8"))
 LOAD_WORKERS = 6
 MAX_REQUESTS_PER_WORKER = 1500
+GATEWAYS = ("main", "no_budget", "limited")
+LIMITED_MAX_IN_FLIGHT = 3
+SLOW_MS = 1500  # the slow requests that fill the limited gateway's backends
 
 STACK = None
 
@@ -82,6 +101,12 @@ class Prometheus:
 
     def label_values(self, label):
         return self._get(f"/api/v1/label/{label}/values", {})
+
+    def query_range(self, expr, start, end, step=1):
+        return self._get("/api/v1/query_range", {"query": expr, "start": start, "end": end, "step": step})
+
+    def alerts(self):
+        return self._get("/api/v1/alerts", {})["alerts"]
 
     def targets(self):
         return self._get("/api/v1/targets", {"state": "active"})["activeTargets"]
@@ -188,25 +213,40 @@ def setUpModule():
     atexit.register(stack.stop)
     signal.signal(signal.SIGTERM, _on_sigterm)
 
-    b_ports = free_ports(6)
-    gw_port, prom_port, dead_port = b_ports[3:]
-    b_ports = b_ports[:3]
-    stack.backends = [f"{HOST}:{p}" for p in b_ports]
-    stack.gateway = f"{HOST}:{gw_port}"
-    stack.dead = f"{HOST}:{dead_port}"  # registered with the gateway, nothing listens
+    ports = free_ports(9)
+    b_ports, gw_ports, (victim_port, prom_port, dead_port) = ports[:3], ports[3:6], ports[6:]
+    stack.backends = [f"{HOST}:{p}" for p in b_ports]  # scraped by Prometheus
+    stack.gateways = dict(zip(GATEWAYS, (f"{HOST}:{p}" for p in gw_ports)))
+    stack.victim = f"{HOST}:{victim_port}"  # the main gateway's server4, killed during the load
+    stack.dead = f"{HOST}:{dead_port}"  # the no_budget gateway's `dead`: nothing listens
 
     quiet = {"BACKEND__LOG__LEVEL": "warn", "GATEWAY__LOG__LEVEL": "warn", "GATEWAY__LOG__ACCESS_LOG": "false"}
-    for i, port in enumerate(b_ports):
+    for i, port in enumerate(b_ports + [victim_port]):
         env = {"PORT": str(port), "BACKEND__LISTEN__HOST": HOST, "BACKEND__NAME": f"backend{i + 1}", **quiet}
         if i == 2:
             env["BACKEND__FAULTS__ERROR_RATE"] = "0.3"
         proc, log = stack.start(f"backend{i + 1}", [str(BIN / "backend")], env)
         wait_until(f"backend{i + 1}", lambda p=port: http_get(f"http://{HOST}:{p}/healthz")[0] == 200, 15, proc, log)
-    servers = ",".join(f"server{i + 1}=http://{b}" for i, b in enumerate(stack.backends))
-    proc, log = stack.start("gateway", [str(BIN / "gateway")],
-                            {"PORT": str(gw_port), "GATEWAY__LISTEN__HOST": HOST, "GATEWAY__SERVERS": servers,
-                             "GATEWAY__UPSTREAM__CONNECT_TIMEOUT": "500ms", **quiet})
-    wait_until("gateway", lambda: http_get(f"http://{stack.gateway}/healthz")[0] == 200, 15, proc, log)
+    stack.victim_proc = proc
+    b1, b2, b3 = (f"http://{b}" for b in stack.backends)
+    gateway_env = {
+        # Default health check, outlier and retry settings.
+        "main": {"GATEWAY__SERVERS": f"server1={b1},server2={b2},server3={b3},server4=http://{stack.victim}"},
+        # Retries allowed, but no budget for them; nothing takes `dead` out.
+        "no_budget": {"GATEWAY__SERVERS": f"server1={b1},dead=http://{stack.dead}",
+                      "GATEWAY__RETRY__BUDGET_RATIO": "0", "GATEWAY__RETRY__BUDGET_MIN_PER_SECOND": "0",
+                      "GATEWAY__HEALTH_CHECK__ENABLED": "false", "GATEWAY__OUTLIER__ENABLED": "false"},
+        # Room for three requests, one per backend.
+        "limited": {"GATEWAY__SERVERS": f"server1={b1},server2={b2}",
+                    "GATEWAY__LIMITS__MAX_IN_FLIGHT": str(LIMITED_MAX_IN_FLIGHT),
+                    "GATEWAY__LIMITS__MAX_IN_FLIGHT_PER_BACKEND": "1"},
+    }
+    for name, env in gateway_env.items():
+        addr = stack.gateways[name]
+        proc, log = stack.start(f"gateway-{name}", [str(BIN / "gateway")],
+                                {"PORT": addr.rsplit(":", 1)[1], "GATEWAY__LISTEN__HOST": HOST,
+                                 "GATEWAY__UPSTREAM__CONNECT_TIMEOUT": "500ms", **env, **quiet})
+        wait_until(f"gateway {name}", lambda a=addr: http_get(f"http://{a}/healthz")[0] == 200, 15, proc, log)
 
     # The example config, pointed at this stack, scraping every second.
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
@@ -214,7 +254,7 @@ def setUpModule():
     config["rule_files"] = [str(PROMETHEUS_DIR / f) for f in config["rule_files"]]
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     assert set(jobs) == {"gateway", "backend"}, f"example prometheus.yml jobs changed: {sorted(jobs)}"
-    jobs["gateway"]["static_configs"] = [{"targets": [stack.gateway]}]
+    jobs["gateway"]["static_configs"] = [{"targets": list(stack.gateways.values())}]
     jobs["backend"]["static_configs"] = [{"targets": stack.backends}]
     (stack.tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
     proc, log = stack.start("prometheus", [
@@ -222,16 +262,18 @@ def setUpModule():
         f"--web.listen-address={HOST}:{prom_port}", "--log.level=warn"], {})
     stack.prom = Prometheus(f"http://{HOST}:{prom_port}")
     wait_until("prometheus", lambda: http_get(f"{stack.prom.base}/-/ready")[0] == 200, 30, proc, log)
+    n_targets = len(stack.backends) + len(stack.gateways)
     wait_until("first scrapes", lambda: all(t["health"] == "up" for t in stack.prom.targets())
-               and len(stack.prom.targets()) == 4, 15)
+               and len(stack.prom.targets()) == n_targets, 15)
 
+    stack.load_start = time.time()
     stack.load = drive_load(stack)
     load_end = time.time()
 
     # Until every target has been scraped, and the rules evaluated, after the load.
     def scraped_after_load():
         ts = stack.prom.targets()
-        return len(ts) == 4 and all(t["health"] == "up" and parse_ts(t["lastScrape"]) > load_end + 0.2 for t in ts)
+        return len(ts) == n_targets and all(t["health"] == "up" and parse_ts(t["lastScrape"]) > load_end + 0.2 for t in ts)
 
     def evaluated_after_load():
         groups = stack.prom.rules()
@@ -252,14 +294,86 @@ def parse_ts(text):
     return base + (float("0." + m.group(2)) if m.group(2) else 0.0)
 
 
+def send(conn, target, path, seed, i):
+    """One GET on a keep-alive connection (opened when None); returns the
+    status ("no_response" when there was none) and the connection to reuse."""
+    try:
+        conn = conn or http.client.HTTPConnection(target, timeout=10)
+        conn.request("GET", path, headers={"x-request-id": f"obs-{seed}-{i}"})
+        resp = conn.getresponse()
+        resp.read()
+        if resp.getheader("connection", "").lower() == "close":
+            conn.close()
+            conn = None
+        return resp.status, conn
+    except (OSError, http.client.HTTPException):
+        if conn is not None:
+            conn.close()
+        return "no_response", None
+
+
+def send_once(target, path, seed, i):
+    """One GET on a connection of its own; returns the status."""
+    status, conn = send(None, target, path, seed, i)
+    if conn is not None:
+        conn.close()
+    return status
+
+
+def limit_round(target):
+    """One round against the limited gateway (room for 3 requests, 1 per
+    backend, 2 backends): a client sends its headers but holds back its body
+    (it holds a gateway slot, no backend); two slow requests fill both
+    backends; one more request finds the gateway full (503, limit=gateway).
+    Then the held body is sent, and that request finds every backend full
+    (503, limit=backend). Returns {request: status}."""
+    out = {}
+    held = http.client.HTTPConnection(target, timeout=10)
+    slow = []
+    try:
+        held.putrequest("POST", "/api/data")
+        held.putheader("content-type", "application/json")
+        held.putheader("content-length", "2")
+        held.endheaders()
+        time.sleep(0.3)
+
+        def busy_backends():
+            with urllib.request.urlopen(f"http://{target}/api/servers", timeout=5) as r:
+                return sum(1 for s in json.load(r)["servers"] if s["active_requests"] > 0)
+
+        for n in range(2):
+            t = threading.Thread(target=lambda n=n: out.__setitem__(
+                f"slow{n + 1}", send_once(target, f"/api/data?delay_ms={SLOW_MS}", "limit", n)), daemon=True)
+            t.start()
+            slow.append(t)
+            wait_until(f"slow request {n + 1} at a backend", lambda n=n: busy_backends() == n + 1, SLOW_MS / 2000)
+        out["over_gateway_limit"] = send_once(target, "/api/data", "limit", 2)
+        held.send(b"{}")
+        resp = held.getresponse()
+        resp.read()
+        out["over_backend_limit"] = resp.status
+    finally:
+        held.close()
+        for t in slow:
+            t.join(timeout=SLOW_MS / 1000 + 10)
+    return out
+
+
 def drive_load(stack):
-    """A bounded load through the gateway, LOAD_SECONDS long: mostly plain
-    requests, some ?status=500, some slow (?delay_ms=), a few unknown paths;
-    backend3 fails 30% on its own, and for a while a registered backend that
-    does not listen draws a share of the traffic. Returns the status codes seen."""
-    counts = {}
+    """A bounded load, LOAD_SECONDS long (see the module docstring). Through
+    the main gateway: mostly plain requests, some ?status=500, some slow
+    (?delay_ms=), a few unknown paths; backend3 fails 30% on its own, and
+    server4 is killed (SIGKILL) a quarter into the load.
+    Returns {gateway: {status: count}} and, under "limit_rounds", what each
+    limit_round() saw."""
+    counts = {name: {} for name in GATEWAYS}
+    rounds = []
     lock = threading.Lock()
     deadline = time.monotonic() + LOAD_SECONDS
+
+    def count(gateway, status):
+        with lock:
+            counts[gateway][status] = counts[gateway].get(status, 0) + 1
 
     def worker(seed):
         rnd = random.Random(seed)
@@ -278,50 +392,71 @@ def drive_load(stack):
                 path = "/no/such/path"
             else:
                 path = "/api/data"
-            try:
-                conn = conn or http.client.HTTPConnection(stack.gateway, timeout=10)
-                conn.request("GET", path, headers={"x-request-id": f"obs-{seed}-{i}"})
-                resp = conn.getresponse()
-                resp.read()
-                status = resp.status
-                if resp.getheader("connection", "").lower() == "close":
-                    conn.close()
-                    conn = None
-            except (OSError, http.client.HTTPException):
-                status = "no_response"
-                if conn is not None:
-                    conn.close()
-                conn = None
-            with lock:
-                counts[status] = counts.get(status, 0) + 1
+            status, conn = send(conn, stack.gateways["main"], path, seed, i)
+            count("main", status)
             time.sleep(0.005)
         if conn is not None:
             conn.close()
 
+    def no_budget_worker():
+        conn = None
+        for i in range(MAX_REQUESTS_PER_WORKER):
+            if time.monotonic() >= deadline:
+                break
+            status, conn = send(conn, stack.gateways["no_budget"], "/api/data", "nb", i)
+            count("no_budget", status)
+            time.sleep(0.02)
+        if conn is not None:
+            conn.close()
+
+    def limited_worker():
+        while time.monotonic() < deadline - SLOW_MS / 1000:
+            try:
+                seen = limit_round(stack.gateways["limited"])
+            except (AssertionError, OSError, http.client.HTTPException) as e:
+                seen = {"error": repr(e)}
+            with lock:
+                rounds.append(seen)
+            for key, status in seen.items():
+                if key != "error":
+                    count("limited", status)
+
     threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(LOAD_WORKERS)]
+    threads += [threading.Thread(target=no_budget_worker, daemon=True),
+                threading.Thread(target=limited_worker, daemon=True)]
     for t in threads:
         t.start()
-    admin = f"http://{stack.gateway}/api/servers"
     time.sleep(LOAD_SECONDS * 0.25)
-    req = urllib.request.Request(admin, method="POST", headers={"content-type": "application/json"},
-                                 data=json.dumps({"name": "server4", "url": f"http://{stack.dead}"}).encode())
-    with urllib.request.urlopen(req, timeout=5) as r:
-        assert r.status == 201, r.status
-    time.sleep(LOAD_SECONDS * 0.35)
-    with urllib.request.urlopen(urllib.request.Request(f"{admin}/server4", method="DELETE"), timeout=5) as r:
-        assert r.status in (200, 204), r.status
+    stack.victim_proc.kill()
+    stack.victim_proc.wait()
     for t in threads:
         t.join(timeout=LOAD_SECONDS + 30)
+    counts["limit_rounds"] = rounds
     return counts
 
 
 class Load(unittest.TestCase):
-    def test_load_had_successes_errors_and_failed_upstreams(self):
-        c = STACK.load
+    def test_main_gateway_retried_around_the_killed_backend(self):
+        c = STACK.load["main"]
         self.assertGreater(c.get(200, 0), 100, c)
         self.assertGreater(c.get(500, 0), 10, c)
-        self.assertGreater(c.get(502, 0), 0, f"no 502 from the unreachable backend: {c}")
+        # Attempts on server4 after its death (reset or refused connections)
+        # are retried on another backend (the budget has room), so no client
+        # sees a 502.
+        self.assertEqual(c.get(502, 0), 0, f"a 502 despite retries: {c}")
         self.assertEqual(c.get("no_response", 0), 0, c)
+
+    def test_no_budget_gateway_passed_failures_on(self):
+        c = STACK.load["no_budget"]
+        self.assertGreater(c.get(200, 0), 10, c)
+        self.assertGreater(c.get(502, 0), 10, f"no 502 from the unreachable backend: {c}")
+        self.assertEqual(set(c), {200, 502}, c)
+
+    def test_limited_gateway_refused_at_both_limits(self):
+        rounds = STACK.load["limit_rounds"]
+        self.assertGreaterEqual(len(rounds), 2, rounds)
+        for seen in rounds:
+            self.assertEqual(seen, {"slow1": 200, "slow2": 200, "over_gateway_limit": 503, "over_backend_limit": 503})
 
 
 def assert_finite_result(testcase, data, context):
@@ -337,31 +472,99 @@ def assert_finite_result(testcase, data, context):
     testcase.assertTrue(finite, f"only NaN/Inf ({values[:5]}): {context}")
 
 
+def gateway_panel_expectations():
+    """What the load must show on the gateway dashboard, beyond "some finite
+    value": {panel title: ([labels], [labels])}. Each label set of the first
+    list must be carried by a series of the panel with a value above zero,
+    each of the second by one with exactly zero."""
+    gw = STACK.gateways
+    return {
+        "Request rate by status code": ([{"http_response_status_code": c} for c in ("200", "500", "502", "503")], []),
+        # Not server4: its few failed calls before the ejection all come
+        # before the first scrape of their (upstream, error_type) series, so
+        # a rate cannot see them. Ejections and retries below do.
+        "Upstream calls without an answer": ([{"upstream": "dead", "error_type": "connect"}], []),
+        "Health checks by result": ([{"result": "success"}, {"result": "failure"}, {"upstream": "server4"}],
+                                    [{"upstream": "server1"}]),
+        "Outlier ejections": ([{"upstream": "server4"}], [{"upstream": "server1"}]),
+        "Errors answered by the gateway": ([{"error_type": "unreachable"}, {"error_type": "overloaded"}],
+                                           [{"error_type": "no_backends"}]),
+        # A killed backend's attempts fail with reset (pooled connections) or
+        # connect (new ones), whichever comes first.
+        "Retries by reason": ([{}], [{"reason": "status"}, {"reason": "timeout"}]),
+        "Retry ratio": ([{}], []),
+        "Retry budget exhausted": ([{"instance": gw["no_budget"]}], [{"instance": gw["main"]}, {"instance": gw["limited"]}]),
+        "Limit rejections": ([{"limit": "gateway"}, {"limit": "backend"}], []),
+    }
+
+
 class DashboardQueries(unittest.TestCase):
-    def check_dashboard(self, name):
+    def check_dashboard(self, name, expectations=None):
         d = grafana.load(DASHBOARDS / name)
         values, resolved = grafana.resolve_variables(d, STACK.prom)
+        samples = {}  # panel title -> [(labels, value)] of its instant vector results
         checked = 0
         for title, ref, expr in grafana.targets(d):
             query = grafana.substitute(expr, values)
             context = f"{name} panel {title!r} query {ref}: {expr}\n  evaluated as: {query}"
             with self.subTest(panel=title, ref=ref):
                 self.assertEqual(grafana.unresolved(query), [], context)
-                assert_finite_result(self, STACK.prom.query(query), context)
+                data = STACK.prom.query(query)
+                assert_finite_result(self, data, context)
+                if data["resultType"] == "vector":
+                    samples.setdefault(title, []).extend((s["metric"], float(s["value"][1])) for s in data["result"])
                 for sel in promql.selectors(query):
                     data = STACK.prom.query(f"count({sel})")
                     self.assertTrue(data["result"], f"selector {sel} matches no series in {context}")
             checked += 1
         self.assertGreater(checked, 10)
+        for title, (nonzero, zero) in (expectations or {}).items():
+            self.assertIn(title, samples, f"{name}: no panel {title!r} (renamed?)")
+            for want, above_zero in [(w, True) for w in nonzero] + [(w, False) for w in zero]:
+                with self.subTest(panel=title, labels=want):
+                    found = [v for m, v in samples[title] if want.items() <= m.items()]
+                    self.assertTrue(any((v > 0) if above_zero else (v == 0) for v in found),
+                                    f"{name} panel {title!r}: wanted a series with {want} and a "
+                                    f"{'non-' if above_zero else ''}zero value, got {samples[title]}")
         return resolved
 
     def test_gateway_dashboard(self):
-        resolved = self.check_dashboard("gateway.json")
-        self.assertEqual(resolved["instance"], [STACK.gateway])
+        resolved = self.check_dashboard("gateway.json", gateway_panel_expectations())
+        self.assertEqual(resolved["instance"], sorted(STACK.gateways.values()))
 
     def test_backend_dashboard(self):
         resolved = self.check_dashboard("backend.json")
-        self.assertEqual(resolved["instance"], sorted(STACK.backends), "backend instances (gateway excluded)")
+        self.assertEqual(resolved["instance"], sorted(STACK.backends), "backend instances (gateways excluded)")
+
+    def test_backend_state_timeline(self):
+        d = grafana.load(DASHBOARDS / "gateway.json")
+        values, _ = grafana.resolve_variables(d, STACK.prom)
+        [expr] = [e for title, _, e in grafana.targets(d) if title == "Backend state"]
+        query = grafana.substitute(expr, values)
+        main = STACK.gateways["main"]
+
+        def timeline():
+            data = STACK.prom.query_range(query, STACK.load_start, time.time())
+            return {(s["metric"]["instance"], s["metric"]["upstream"]): [v for _, v in s["values"]]
+                    for s in data["result"]}
+
+        # server4's first ejection lasts outlier.base_ejection_time (5s) and
+        # may outlast the load; down follows it.
+        wait_until("server4 down at the main gateway", lambda: timeline()[(main, "server4")][-1] == "4", 15)
+        lines = timeline()
+        expected = {(main, f"server{i}") for i in range(1, 5)} | {
+            (STACK.gateways["no_budget"], "server1"), (STACK.gateways["no_budget"], "dead"),
+            (STACK.gateways["limited"], "server1"), (STACK.gateways["limited"], "server2")}
+        self.assertEqual(set(lines), expected)
+        # Value mappings: 1 up, 2 draining, 3 ejected, 4 down.
+        line = lines[(main, "server4")]
+        runs = [v for i, v in enumerate(line) if i == 0 or line[i - 1] != v]
+        self.assertEqual(runs, ["1", "3", "4"], f"server4 at the main gateway: up, ejected, then down; got {line}")
+        # Everything else stays up, `dead` too: the no_budget gateway has
+        # neither health checks nor outlier detection.
+        for key, line in lines.items():
+            if key != (main, "server4"):
+                self.assertEqual(set(line), {"1"}, f"{key} should have stayed up the whole time")
 
 
 class AlertRulesLive(unittest.TestCase):
@@ -386,10 +589,29 @@ class AlertRulesLive(unittest.TestCase):
                         self.assertTrue(STACK.prom.query(f"count({sel})")["result"],
                                         f"rule {name}: selector {sel} matches no series\n  expr: {r['expr']}")
 
+    def test_resilience_alerts_pending_where_the_load_broke_things(self):
+        # Their `for` (2m, 5m) is longer than this test: pending is as far as they get.
+        gw = STACK.gateways
+        want = {("GatewayBackendUnavailable", gw["main"], "upstream", "server4"),
+                ("GatewayRetryBudgetExhausted", gw["no_budget"], None, None),
+                ("GatewayLimitRejections", gw["limited"], "limit", "gateway"),
+                ("GatewayLimitRejections", gw["limited"], "limit", "backend")}
+        names = {w[0] for w in want}
+        got = set()
+        for a in STACK.prom.alerts():
+            labels = a["labels"]
+            if labels["alertname"] not in names:
+                continue
+            key = next((k for k in ("upstream", "limit") if k in labels), None)
+            got.add((labels["alertname"], labels.get("instance"), key, labels.get(key)))
+            self.assertEqual(a["state"], "pending", a)
+        self.assertEqual(got, want)
+
 
 class MetricsExposition(unittest.TestCase):
     def test_promtool_check_metrics(self):
-        for name, target in [("gateway", STACK.gateway)] + [(f"backend{i + 1}", b) for i, b in enumerate(STACK.backends)]:
+        targets = [(f"gateway {n}", g) for n, g in STACK.gateways.items()]
+        for name, target in targets + [(f"backend{i + 1}", b) for i, b in enumerate(STACK.backends)]:
             with self.subTest(service=name):
                 status, body = http_get(f"http://{target}/metrics")
                 self.assertEqual(status, 200)
