@@ -114,13 +114,38 @@ def secret_value(docs, name, key):
     return base64.b64decode(s["data"][key]).decode()
 
 
+def expand(value, defined):
+    """The kubelet's expansion of an env `value`: $(NAME) becomes the value of
+    a variable defined earlier in the list (else stays as it is), $$ becomes $."""
+    out, i = [], 0
+    while i < len(value):
+        if value.startswith("$$", i):
+            out.append("$")
+            i += 2
+        elif value.startswith("$(", i) and ")" in value[i + 2:]:
+            end = value.index(")", i + 2)
+            name = value[i + 2:end]
+            out.append(defined.get(name, f"$({name})"))
+            i = end + 1
+        else:
+            out.append(value[i])
+            i += 1
+    return "".join(out)
+
+
 def resolve_env(docs, container, pod_name, namespace=NAMESPACE):
-    """A container's environment as Kubernetes would give it: values,
-    the downward API (pod name, namespace), Secret and ConfigMap keys."""
+    """A container's environment as Kubernetes would give it: values (with
+    $(VAR) references expanded), the downward API (pod name, namespace),
+    Secret and ConfigMap keys. Duplicate names fail: server-side apply
+    refuses them."""
     env = {}
+    names = [e["name"] for e in container.get("env") or []]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise AssertionError(f"container {container['name']}: env names given twice: {duplicates}")
     for e in container.get("env") or []:
         if "value" in e:
-            env[e["name"]] = str(e["value"])
+            env[e["name"]] = expand(str(e["value"]), env)
             continue
         src = e["valueFrom"]
         if "fieldRef" in src:

@@ -7,6 +7,7 @@ Run with `make test-helm` (or `.venv/bin/python -m unittest discover -s tests/he
 
 import json
 import re
+import subprocess
 import tarfile
 import tempfile
 import unittest
@@ -76,7 +77,8 @@ class LintAndRender(unittest.TestCase):
 
     def test_ci_folder_covers_the_required_cases(self):
         names = {name for name, _, _ in c.ci_cases()}
-        for required in ("defaults", "distributed-values", "dns-discovery-values", "servicemonitor-values"):
+        for required in ("defaults", "distributed-values", "dns-discovery-values", "servicemonitor-values",
+                         "tracing-values", "prometheusrule-values"):
             self.assertIn(required, names)
         self.assertTrue(one_of(RENDERED["distributed-values"], "Job", "locust-worker"))
         self.assertFalse(c.find(RENDERED["dns-discovery-values"], "Job"))
@@ -85,6 +87,8 @@ class LintAndRender(unittest.TestCase):
                          f"gatewaylab-backend-headless.{c.NAMESPACE}.svc.cluster.local")
         self.assertNotIn("servers", cfg)
         self.assertTrue(c.find(RENDERED["servicemonitor-values"], "ServiceMonitor"))
+        self.assertTrue(c.find(RENDERED["prometheusrule-values"], "PrometheusRule"))
+        self.assertIn("OTEL_EXPORTER_OTLP_ENDPOINT", gateway_env(RENDERED["tracing-values"]))
 
     def test_kube_version_constraint_accepts_the_supported_range(self):
         for version in (c.OLDEST_K8S, c.NEWEST_K8S):
@@ -99,6 +103,14 @@ def one_of(docs, kind, component):
     return c.find(docs, kind, component=component)
 
 
+def gateway_env(docs, component="gateway"):
+    """The resolved environment of the gateway (or backend-0) container."""
+    kind = "Deployment" if component == "gateway" else "StatefulSet"
+    workload = c.one(docs, kind, component=component)
+    ctr = workload["spec"]["template"]["spec"]["containers"][0]
+    return c.resolve_env(docs, ctr, f"{workload['metadata']['name']}-0")
+
+
 def gateway_config(docs):
     cm = c.one(docs, "ConfigMap", name="gatewaylab-gateway")
     return yaml.safe_load(cm["data"]["gateway.yaml"])
@@ -110,7 +122,7 @@ class KubernetesSchemas(unittest.TestCase):
         for name, docs in RENDERED.items():
             for doc in docs:
                 if doc["apiVersion"].startswith("monitoring.coreos.com/"):
-                    continue  # a CRD: checked in test_service_monitor
+                    continue  # CRDs, checked by test_service_monitor_* and PrometheusRuleFromTheAlertsFile
                 for version in versions:
                     with self.subTest(case=name, kind=doc["kind"], name=doc["metadata"]["name"], k8s=version):
                         try:
@@ -278,6 +290,14 @@ class Policy(unittest.TestCase):
                 if sa:
                     self.assertTrue(c.find(docs, "ServiceAccount", name=sa), f"{w}: ServiceAccount {sa}")
 
+    def test_every_container_env_resolves_without_duplicate_names(self):
+        # Server-side apply (Helm 4's default) refuses an env list naming a variable twice.
+        for name, docs in self.each_case():
+            for d, _, spec in workloads(docs):
+                for ctr in c.all_containers(spec):
+                    with self.subTest(case=name, workload=d["metadata"]["name"], container=ctr["name"]):
+                        c.resolve_env(docs, ctr, f"{d['metadata']['name']}-0")
+
     def test_gateway_pod_rolls_when_its_config_changes(self):
         def annotations(docs):
             return c.one(docs, "Deployment", component="gateway")["spec"]["template"]["metadata"]["annotations"]
@@ -407,6 +427,179 @@ class ValuesAndOptions(unittest.TestCase):
                     self.assertIn("port-forward service/gatewaylab-locust-ui 8089:8089", notes)
                 if name == "servicemonitor-values":
                     self.assertIn("WARNING: monitoring.serviceMonitor.enabled is set but", notes)
+                if name == "prometheusrule-values":
+                    self.assertIn("WARNING: monitoring.prometheusRule.enabled is set but", notes)
+                if name == "tracing-values":
+                    self.assertIn("Traces go to http://otel-collector.monitoring.svc.cluster.local:4318", notes)
+                else:
+                    self.assertNotIn("Traces go to", notes)
+
+
+def resolved(docs, kind, component, pod_index=0):
+    workload = c.one(docs, kind, component=component)
+    ctr = workload["spec"]["template"]["spec"]["containers"][0]
+    return c.resolve_env(docs, ctr, f"{workload['metadata']['name']}-{pod_index}")
+
+
+def resource_attributes(env):
+    """OTEL_RESOURCE_ATTRIBUTES as the services read it: key=value pairs split at commas."""
+    return dict(pair.split("=", 1) for pair in env["OTEL_RESOURCE_ATTRIBUTES"].split(","))
+
+
+class Tracing(unittest.TestCase):
+    """tracing.* -> the OTEL_* variables of the gateway and backend containers
+    (resolved as the kubelet would: downward API, $(VAR) references). That
+    the services accept them and export spans is test_render_and_run's part."""
+
+    def test_off_by_default_no_otel_variable_anywhere(self):
+        for name, docs in RENDERED.items():
+            if name == "tracing-values":
+                continue
+            for d, _, spec in workloads(docs):
+                for ctr in c.all_containers(spec):
+                    names = [e["name"] for e in ctr.get("env") or []]
+                    self.assertFalse([n for n in names if n.startswith(("OTEL_", "K8S_"))],
+                                     f"{name}: {d['metadata']['name']}/{ctr['name']}")
+
+    def test_rendered_settings_per_component(self):
+        docs = RENDERED["tracing-values"]
+        gateway = resolved(docs, "Deployment", "gateway")
+        backend = resolved(docs, "StatefulSet", "backend", pod_index=2)
+        for env in (gateway, backend):
+            self.assertEqual(env["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://otel-collector.monitoring.svc.cluster.local:4318")
+            self.assertEqual(env["OTEL_EXPORTER_OTLP_PROTOCOL"], "http/protobuf")
+            self.assertEqual(env["OTEL_TRACES_SAMPLER_ARG"], "0.2")
+        self.assertEqual(gateway["OTEL_SERVICE_NAME"], "gateway")
+        self.assertEqual(backend["OTEL_SERVICE_NAME"], "backend")
+        # ci/tracing-values.yaml overrides the gateway's sampler through extraEnv: given once, its value.
+        self.assertEqual(gateway["OTEL_TRACES_SAMPLER"], "parentbased_always_on")
+        self.assertEqual(backend["OTEL_TRACES_SAMPLER"], "parentbased_traceidratio")
+        self.assertEqual(resource_attributes(gateway), {
+            "k8s.namespace.name": c.NAMESPACE, "k8s.pod.name": "gatewaylab-gateway-0",
+            "k8s.container.name": "gateway", "service.version": "0.1.0", "deployment.environment.name": "ci"})
+        self.assertEqual(resource_attributes(backend)["k8s.pod.name"], "gatewaylab-backend-2")
+        self.assertEqual(resource_attributes(backend)["k8s.container.name"], "backend")
+        for job in c.find(docs, "Job"):
+            names = [e["name"] for e in job["spec"]["template"]["spec"]["containers"][0].get("env") or []]
+            self.assertFalse([n for n in names if n.startswith("OTEL_")], "Locust does not trace")
+
+    def test_names_tags_samplers_and_literal_dollars(self):
+        docs = c.render(sets=["tracing.enabled=true", "tracing.endpoint=https://otlp.example.org/otlp",
+                              "tracing.protocol=http/json", "tracing.sampler=always_on",
+                              "tracing.serviceNames.gateway=edge", "backend.image.tag=1.2.3",
+                              "tracing.resourceAttributes.owner=a$(K8S_POD_NAME)$$b"])
+        gateway = resolved(docs, "Deployment", "gateway")
+        backend = resolved(docs, "StatefulSet", "backend")
+        self.assertEqual(gateway["OTEL_EXPORTER_OTLP_ENDPOINT"], "https://otlp.example.org/otlp")
+        self.assertEqual(gateway["OTEL_EXPORTER_OTLP_PROTOCOL"], "http/json")
+        self.assertEqual((gateway["OTEL_SERVICE_NAME"], backend["OTEL_SERVICE_NAME"]), ("edge", "backend"))
+        self.assertEqual(gateway["OTEL_TRACES_SAMPLER"], "always_on")
+        self.assertNotIn("OTEL_TRACES_SAMPLER_ARG", gateway, "a ratio for a sampler without one")
+        self.assertEqual(resource_attributes(backend)["service.version"], "1.2.3")
+        self.assertEqual(resource_attributes(gateway)["service.version"], "0.1.0")
+        # A user's value reaches the service as written: the kubelet expands no part of it.
+        self.assertEqual(resource_attributes(gateway)["owner"], "a$(K8S_POD_NAME)$$b")
+        docs = c.render(sets=["tracing.enabled=true", "tracing.endpoint=http://tempo:4318", "tracing.samplerArg=0.05"])
+        self.assertEqual(resolved(docs, "StatefulSet", "backend")["OTEL_TRACES_SAMPLER_ARG"], "0.05")
+
+    def test_schema_and_template_refuse_what_the_services_would_not_use(self):
+        cases = [
+            (["tracing.enabled=true"], "needs tracing.endpoint"),
+            (["tracing.protocol=grpc"], "/tracing/protocol"),
+            (["tracing.endpoint=tempo:4318"], "/tracing/endpoint"),
+            (["tracing.sampler=ratio"], "/tracing/sampler"),
+            (["tracing.samplerArg=1.5"], "/tracing/samplerArg"),
+            (["tracing.samplerArg=half"], "/tracing/samplerArg"),
+            (["tracing.resourceAttributes.team=a\\,b"], "/tracing/resourceAttributes/team"),
+            (["tracing.serviceNames.backend="], "/tracing/serviceNames/backend"),
+            (["tracing.traceEndpoint=http://x:4318"], "traceEndpoint"),
+            (["tracing.enabled=true", "tracing.endpoint=http://x:4318", "tracing.resourceAttributes.service\\.name=x"],
+             "tracing.serviceNames"),
+        ]
+        for sets, message in cases:
+            with self.subTest(sets=sets):
+                proc = c.helm(*c.template_args(sets=sets), check=False)
+                self.assertNotEqual(proc.returncode, 0, f"--set {sets} was accepted")
+                self.assertIn(message, proc.stderr)
+
+
+ALERTS = c.ROOT / "deploy" / "prometheus" / "alerts.yml"
+RULE_GROUP_KEYS = {"name", "interval", "rules", "limit", "partial_response_strategy", "query_offset", "labels"}
+RULE_KEYS = {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"}
+
+
+class PrometheusRuleFromTheAlertsFile(unittest.TestCase):
+    """The PrometheusRule is deploy/prometheus/alerts.yml's groups, as they
+    are, plus the ci file's routing label. kubernetes-validate has no schema
+    for the operator's CRDs: the structure is checked here, the expressions by
+    promtool."""
+
+    def setUp(self):
+        self.values = c.CI_DIR / "prometheusrule-values.yaml"
+        self.rule = c.one(RENDERED["prometheusrule-values"], "PrometheusRule")
+
+    def test_needs_the_api(self):
+        self.assertFalse(c.find(c.render(self.values), "PrometheusRule"), "rendered without the CRD's API")
+        self.assertFalse(c.find(c.render(extra=["--api-versions", "monitoring.coreos.com/v1"]), "PrometheusRule"),
+                         "rendered although not enabled")
+
+    def test_groups_are_the_alerts_file_plus_the_rule_labels(self):
+        rule = self.rule
+        self.assertEqual(rule["apiVersion"], "monitoring.coreos.com/v1")
+        self.assertEqual(rule["metadata"]["name"], "gatewaylab")
+        self.assertEqual(rule["metadata"]["labels"]["release"], "kube-prometheus-stack")
+        self.assertEqual(set(rule["spec"]), {"groups"})
+        expected = yaml.safe_load(ALERTS.read_text())["groups"]
+        self.assertTrue(expected and all(g["rules"] for g in expected), "deploy/prometheus/alerts.yml has no rules")
+        for group in expected:
+            for r in group["rules"]:
+                if "alert" in r:
+                    # The rule's own labels win over ruleLabels.
+                    r["labels"] = {"team": "loadtest", **(r.get("labels") or {})}
+        self.assertEqual(rule["spec"]["groups"], expected)
+        # Without ruleLabels the groups are the file's, byte for byte in meaning.
+        docs = c.render(extra=["--api-versions", "monitoring.coreos.com/v1"],
+                        sets=["monitoring.prometheusRule.enabled=true"])
+        self.assertEqual(c.one(docs, "PrometheusRule")["spec"]["groups"], yaml.safe_load(ALERTS.read_text())["groups"])
+        docs = c.render(extra=["--api-versions", "monitoring.coreos.com/v1"],
+                        sets=["monitoring.prometheusRule.enabled=true", "monitoring.prometheusRule.ruleLabels.severity=info"])
+        own = {r["alert"]: r["labels"]["severity"] for g in yaml.safe_load(ALERTS.read_text())["groups"]
+               for r in g["rules"] if "severity" in (r.get("labels") or {})}
+        self.assertTrue(own, "no alert with a severity label to check with")
+        rendered = {r["alert"]: r["labels"]["severity"] for g in c.one(docs, "PrometheusRule")["spec"]["groups"]
+                    for r in g["rules"] if r.get("alert") in own}
+        self.assertEqual(rendered, own, "ruleLabels replaced a rule's own label")
+
+    def test_structure_the_operator_accepts(self):
+        names = set()
+        for group in self.rule["spec"]["groups"]:
+            self.assertLessEqual(set(group), RULE_GROUP_KEYS, group.get("name"))
+            self.assertIsInstance(group["name"], str)
+            self.assertNotIn(group["name"], names, "group names must be unique")
+            names.add(group["name"])
+            self.assertTrue(group["rules"])
+            for r in group["rules"]:
+                where = f"{group['name']}/{r.get('alert') or r.get('record')}"
+                self.assertLessEqual(set(r), RULE_KEYS, where)
+                self.assertEqual(("alert" in r) + ("record" in r), 1, f"{where}: needs alert or record")
+                self.assertIsInstance(r["expr"], str, where)
+                self.assertTrue(r["expr"].strip(), where)
+                if "for" in r:
+                    self.assertRegex(r["for"], r"^([0-9]+(ms|s|m|h|d|w|y))+$", where)
+                for key in ("labels", "annotations"):
+                    for k, v in (r.get(key) or {}).items():
+                        self.assertIsInstance(v, str, f"{where}: {key}.{k} must be a string")
+                if "alert" in r:
+                    self.assertEqual(r["labels"]["team"], "loadtest", where)
+
+    def test_promtool_accepts_the_rendered_rules(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "rendered-rules.yml"
+            path.write_text(yaml.safe_dump({"groups": self.rule["spec"]["groups"]}))
+            proc = subprocess.run([c.tool("promtool"), "check", "rules", str(path)], capture_output=True, text=True)
+            self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+            count = sum(1 for g in self.rule["spec"]["groups"] for r in g["rules"])
+            self.assertIn(f"SUCCESS: {count} rules found", proc.stdout + proc.stderr)
 
 
 def notes_for(values=None):
@@ -425,6 +618,7 @@ class SourcesOfTruth(unittest.TestCase):
 
     def test_chart_links_to_the_projects_locustfile_and_dashboards(self):
         for link, target in (("files/locustfile.py", "deploy/locust/locustfile.py"),
+                             ("files/alerts.yml", "deploy/prometheus/alerts.yml"),
                              ("dashboards", "deploy/grafana")):
             path = c.CHART / link
             self.assertTrue(path.is_symlink(), f"helm/gatewaylab/{link} must be a link to {target}")
@@ -444,9 +638,11 @@ class SourcesOfTruth(unittest.TestCase):
                 members = {m.name: m for m in tar.getmembers()}
                 self.assertFalse([n for n, m in members.items() if m.issym() or m.islnk()], "links in the package")
                 packed = tar.extractfile("gatewaylab/files/locustfile.py").read()
+                packed_alerts = tar.extractfile("gatewaylab/files/alerts.yml").read()
                 dashboards = {Path(n).name: tar.extractfile(n).read() for n in members
                               if n.startswith("gatewaylab/dashboards/") and n.endswith(".json")}
             self.assertEqual(packed, (c.ROOT / "deploy" / "locust" / "locustfile.py").read_bytes())
+            self.assertEqual(packed_alerts, (c.ROOT / "deploy" / "prometheus" / "alerts.yml").read_bytes())
             expected = {p.name: p.read_bytes() for p in (c.ROOT / "deploy" / "grafana").glob("*.json")}
             self.assertTrue(expected, "deploy/grafana/ has no dashboards")
             self.assertEqual(dashboards, expected)
@@ -461,6 +657,11 @@ class SourcesOfTruth(unittest.TestCase):
                              sorted(expected))
             locust_cm = [d for d in cms if d["metadata"]["name"] == "demo-gatewaylab-locust"][0]
             self.assertEqual(locust_cm["data"]["locustfile.py"].encode(), packed)
+            # ... and renders the rules from its own copy of the alerts file.
+            out = c.helm("template", "demo", str(tgz), "--api-versions", "monitoring.coreos.com/v1",
+                         "--set", "monitoring.prometheusRule.enabled=true").stdout
+            rule = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "PrometheusRule"][0]
+            self.assertEqual(rule["spec"]["groups"], yaml.safe_load(packed_alerts)["groups"])
 
 if __name__ == "__main__":
     unittest.main()

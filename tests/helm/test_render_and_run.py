@@ -15,27 +15,38 @@ the negative tests prove that the harness notices.
 DNS discovery runs the gateway in a private mount namespace (`unshare -m`)
 whose /etc/hosts gives the headless Service's name three loopback addresses,
 so the rendered dns_name is resolved as it is, like the cluster's DNS would.
+
+Tracing points the rendered OTLP endpoint (an in-cluster collector's name) at
+tests/tracing's OTLP/HTTP receiver on loopback, which decodes the exported
+spans, or at a closed port.
 """
 
 import atexit
 import csv
 import http.client
+import io
 import json
 import os
 import re
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import yaml
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 import chartlib as c
+
+sys.path.insert(0, str(c.ROOT / "tests" / "tracing"))
+from test_traces import CLIENT, SERVER, Receiver  # noqa: E402  (the project's OTLP/HTTP test receiver)
 
 BIN = c.ROOT / "target" / "release"
 VENV_BIN = c.ROOT / ".venv" / "bin"
@@ -144,6 +155,37 @@ def wait_ready(procs, proc, url, timeout=20):
     raise StartupFailed(f"{proc.name}: {url} not ready after {timeout}s ({last}):\n{procs.log(proc)}")
 
 
+class ResourceReceiver(Receiver):
+    """tests/tracing's receiver, also keeping every export's path and content
+    type, and each span with its whole resource (`resources`: [(attributes,
+    span)]). Predicates given to wait_for run under the receiver's lock and
+    may read `resources`."""
+
+    def __init__(self):
+        super().__init__()
+        self.exports, self.resources = [], []
+        receiver = self
+
+        class Handler(self.server.RequestHandlerClass):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                request = trace_service_pb2.ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                with receiver.lock:
+                    receiver.exports.append((self.path, self.headers.get("content-type")))
+                    receiver.resources += [({a.key: a.value.string_value for a in rs.resource.attributes}, span)
+                                           for rs in request.resource_spans
+                                           for scope in rs.scope_spans for span in scope.spans]
+                self.rfile = io.BytesIO(body)  # the base handler reads the body again
+                super().do_POST()
+
+        self.server.RequestHandlerClass = Handler
+
+    def close(self):
+        super().close()
+        self.server.server_close()  # the listening socket, too
+
+
 def base_env():
     """What the image and the kubelet provide besides the rendered env."""
     return {"PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -214,6 +256,17 @@ class Deployment:
         for probe in ("readinessProbe", "livenessProbe"):
             path = ctr[probe]["httpGet"]["path"]
             wait_ready(self.procs, proc, f"http://127.0.0.1:{port}{path}")
+
+    def otlp_endpoint(self):
+        """(host, port) of the rendered OTLP endpoint, the same for the gateway and the backends."""
+        endpoints = set()
+        for kind, component in (("Deployment", "gateway"), ("StatefulSet", "backend")):
+            workload = c.one(self.docs, kind, component=component)
+            _, ctr = self.container(workload, component)
+            endpoints.add(c.resolve_env(self.docs, ctr, "pod")["OTEL_EXPORTER_OTLP_ENDPOINT"])
+        self.t.assertEqual(len(endpoints), 1, endpoints)
+        url = urllib.parse.urlsplit(endpoints.pop())
+        return url.hostname, url.port
 
     # -- backends --------------------------------------------------------
     def start_backends(self, hosts=None, shared_port=None):
@@ -483,6 +536,64 @@ class RenderAndRun(unittest.TestCase):
         _, ctr = d.container(ui)
         d.check_probes(proc, ctr, port)
         self.assertEqual(d.token, "demo-token-for-ci")
+
+    def test_tracing_exports_one_trace_per_request_from_every_pod(self):
+        d = self.deploy(c.CI_DIR / "tracing-values.yaml")
+        receiver = ResourceReceiver()
+        self.addCleanup(receiver.close)
+        host, port = d.otlp_endpoint()
+        d.remap.add(host, port, receiver.port)
+        d.start_backends()
+        d.start_gateway()
+        d.assert_data_from_all_backends()
+        gateway_pod = "gatewaylab-gateway-0"
+
+        def whole_traces(_):
+            """{backend pod: (gateway server span, client span, backend span)} for traces that went through each."""
+            spans = receiver.resources
+            servers = {s.trace_id: s for r, s in spans if r.get("k8s.pod.name") == gateway_pod and s.kind == SERVER}
+            clients = {s.span_id: s for r, s in spans if r.get("k8s.pod.name") == gateway_pod and s.kind == CLIENT}
+            found = {}
+            for r, s in spans:
+                if r.get("service.name") == "backend" and s.kind == SERVER and s.name == "GET /api/data" \
+                        and s.trace_id in servers and s.parent_span_id in clients:
+                    found[r["k8s.pod.name"]] = (servers[s.trace_id], clients[s.parent_span_id], s)
+            return found if set(found) == set(d.backend_names) else None
+
+        traces = receiver.wait_for(whole_traces, timeout=20)
+        for pod, (server, client, backend) in traces.items():
+            self.assertEqual(client.parent_span_id, server.span_id, pod)
+        with receiver.lock:
+            resources = [r for r, _ in receiver.resources]
+            exports = list(receiver.exports)
+        gateway = [r for r in resources if r.get("k8s.pod.name") == gateway_pod][0]
+        self.assertEqual(gateway, {**gateway, "service.name": "gateway", "k8s.namespace.name": c.NAMESPACE,
+                                   "k8s.container.name": "gateway", "service.version": "0.1.0",
+                                   "deployment.environment.name": "ci"})
+        for r in resources:
+            component = "backend" if r["k8s.pod.name"] in d.backend_names else "gateway"
+            self.assertEqual((r["service.name"], r["k8s.container.name"], r["k8s.namespace.name"]),
+                             (component, component, c.NAMESPACE), r)
+        self.assertEqual({r["k8s.pod.name"] for r in resources}, {gateway_pod, *d.backend_names})
+        self.assertEqual(set(exports), {("/v1/traces", "application/x-protobuf")})
+        # The access log leads from a request to its trace.
+        trace_ids = {server.trace_id.hex() for server, _, _ in traces.values()}
+        log = d.procs.log(d.gateway, tail=10**6)
+        self.assertTrue(any(f'"trace_id":"{tid}"' in log for tid in trace_ids), log[-2000:])
+
+    def test_tracing_with_the_collector_down_still_serves(self):
+        d = self.deploy(c.CI_DIR / "tracing-values.yaml")
+        host, port = d.otlp_endpoint()
+        d.remap.add(host, port, free_port())  # nothing listens there
+        d.start_backends()
+        d.start_gateway()
+        started = time.monotonic()
+        d.assert_data_from_all_backends()
+        self.assertLess(time.monotonic() - started, 5, "requests waited for the collector")
+        d.run_helm_test_pod()
+        for proc in d.procs.procs:
+            self.assertIsNone(proc.poll(), f"{proc.name} stopped:\n{d.procs.log(proc)}")
+            self.assertIn("exporting traces over OTLP/HTTP", d.procs.log(proc, tail=10**6), proc.name)
 
     def test_a_setting_the_gateway_does_not_know_fails_the_run(self):
         d = self.deploy(sets=["gateway.extraConfig.upstream.connect_timout=1s"])

@@ -175,8 +175,54 @@ values.schema.json restricts durations to this form.
 {{- join "," $pairs }}
 {{- end }}
 
+{{/*
+The OpenTelemetry variables of the gateway or backend container, when
+tracing.enabled (else nothing): the standard OTEL_* variables the services
+read, and the pod's namespace and name from the downward API, which the
+kubelet substitutes into OTEL_RESOURCE_ATTRIBUTES ($(VAR) refers to a
+variable defined earlier in the list; "$$" is a literal "$"). A variable the
+component's extraEnv also sets is left to extraEnv, so it can override one
+setting without duplicate names in the list.
+Call with (dict "ctx" $ "component" "gateway" "values" .Values.gateway).
+*/}}
+{{- define "gatewaylab.tracing.env" -}}
+{{- $t := .ctx.Values.tracing }}
+{{- if $t.enabled }}
+{{- $taken := dict }}
+{{- range .values.extraEnv }}{{ $_ := set $taken .name true }}{{ end }}
+{{- $attrs := list "k8s.namespace.name=$(K8S_NAMESPACE_NAME)" "k8s.pod.name=$(K8S_POD_NAME)" }}
+{{- $attrs = append $attrs (printf "k8s.container.name=%s" .component) }}
+{{- $attrs = append $attrs (printf "service.version=%s" (default .ctx.Chart.AppVersion .values.image.tag)) }}
+{{- range $key, $value := $t.resourceAttributes }}
+{{- $attrs = append $attrs (printf "%s=%s" $key (toString $value | replace "$" "$$")) }}
+{{- end }}
+{{- $vars := list
+  (dict "name" "K8S_NAMESPACE_NAME" "valueFrom" (dict "fieldRef" (dict "fieldPath" "metadata.namespace")))
+  (dict "name" "K8S_POD_NAME" "valueFrom" (dict "fieldRef" (dict "fieldPath" "metadata.name")))
+  (dict "name" "OTEL_EXPORTER_OTLP_ENDPOINT" "value" $t.endpoint)
+  (dict "name" "OTEL_EXPORTER_OTLP_PROTOCOL" "value" $t.protocol)
+  (dict "name" "OTEL_SERVICE_NAME" "value" (get $t.serviceNames .component))
+  (dict "name" "OTEL_RESOURCE_ATTRIBUTES" "value" (join "," $attrs))
+  (dict "name" "OTEL_TRACES_SAMPLER" "value" $t.sampler) }}
+{{- if hasSuffix "traceidratio" $t.sampler }}
+{{- $vars = append $vars (dict "name" "OTEL_TRACES_SAMPLER_ARG" "value" (toString $t.samplerArg)) }}
+{{- end }}
+{{- $env := list }}
+{{- range $vars }}
+{{- if not (hasKey $taken .name) }}{{ $env = append $env . }}{{ end }}
+{{- end }}
+{{- with $env }}{{ toYaml . }}{{ end }}
+{{- end }}
+{{- end }}
+
 {{/* Checks of value combinations the schema cannot express. */}}
 {{- define "gatewaylab.validate" -}}
+{{- if and .Values.tracing.enabled (not .Values.tracing.endpoint) }}
+{{- fail "tracing.enabled=true needs tracing.endpoint, the OTLP/HTTP receiver's base URL (e.g. http://tempo.monitoring:4318)" }}
+{{- end }}
+{{- if hasKey .Values.tracing.resourceAttributes "service.name" }}
+{{- fail "tracing.resourceAttributes: set service.name through tracing.serviceNames (one per component)" }}
+{{- end }}
 {{- if eq .Values.gateway.backends.mode "register" }}
 {{- if not .Values.locust.enabled }}
 {{- fail "gateway.backends.mode=register needs locust.enabled=true: nothing else registers the backends (use static or dns)" }}
