@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export PATH := $(CURDIR)/.cache/bin:$(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: help deps build release run test test-unit test-e2e lint fmt clean
+.PHONY: help deps build release run test test-unit test-e2e test-tracing lint fmt clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -22,13 +22,16 @@ release: ## Release build: target/release/gateway and target/release/backend
 run: release ## Start 3 backends + gateway, register, run a short Locust load, print stats; Ctrl-C stops all
 	deploy/scripts/run-local.sh
 
-test: lint test-unit test-e2e test-observability test-helm test-images compose-check ## The whole test suite (what CI runs)
+test: lint test-unit test-e2e test-tracing test-observability test-helm test-images compose-check test-resilience ## The whole test suite (what CI runs)
 
 test-unit: ## Unit and integration tests (real servers on port 0)
 	$(CARGO) test --workspace --locked
 
 test-e2e: release ## Release binaries + a real headless Locust run
 	tests/e2e/locust_e2e.sh
+
+test-tracing: release ## OpenTelemetry traces across gateway and backend, checked by a real OTLP/HTTP receiver
+	python3 tests/tracing/test_traces.py
 
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
@@ -89,3 +92,8 @@ test-images: ## Build both images, run 3 backends + gateway in containers (read-
 
 compose-check: release ## Validate deploy/compose.yaml offline: compose config, binaries' --print-config, promtool
 	python3 tests/images/compose_check.py
+
+# --- Resilience (issue 3): tests/resilience, real processes on loopback ---
+.PHONY: test-resilience
+test-resilience: release ## SIGKILL/SIGSTOP a backend and SIGTERM the gateway under load, 200+ malformed admin requests, state file, slow clients
+	python3 tests/resilience/run.py

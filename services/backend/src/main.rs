@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc: allocation and freeing were about a sixth of the proxy's CPU
+/// with the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use common::settings::Sources;
 
 /// A dummy upstream for load tests: `GET /api/data` answers JSON naming the

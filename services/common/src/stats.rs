@@ -1,6 +1,7 @@
 //! Sliding-window request statistics: the data behind `/api/stats/{window}`.
 //!
-//! Each [`Recorder`] keeps three rings of time buckets, one per [`Window`]:
+//! Each [`Recorder`] keeps three rings of time buckets, one per [`Window`]
+//! (per CPU shard, so that threads recording at once do not contend):
 //! 60 buckets of 1 s (1m), 60 of 5 s (5m) and 60 of 60 s (1h). A bucket holds
 //! exact counters and an HDR histogram of latencies with two significant
 //! digits, so percentiles are within 1% and memory is fixed by the ring size,
@@ -206,7 +207,19 @@ pub struct Recorder {
     /// When the series started, so that requests per second are not diluted
     /// by the part of a window before the process existed.
     started: u64,
-    rings: Mutex<[Ring; 3]>,
+    /// One set of rings per CPU: each thread records into its own shard, so
+    /// workers do not contend on one lock; readers merge the shards.
+    shards: Box<[Mutex<[Ring; 3]>]>,
+}
+
+/// Which shard the current thread records into.
+fn shard_index(shards: usize) -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    INDEX.with(|i| *i) % shards.max(1)
 }
 
 impl std::fmt::Debug for Recorder {
@@ -221,10 +234,15 @@ impl Recorder {
     /// A new, empty series reading time from `clock`.
     pub fn new(clock: Arc<dyn Clock>) -> Arc<Self> {
         let started = clock.now_secs();
+        let shards = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(64);
         Arc::new(Recorder {
             clock,
             started,
-            rings: Mutex::new(Window::ALL.map(Ring::new)),
+            shards: (0..shards)
+                .map(|_| Mutex::new(Window::ALL.map(Ring::new)))
+                .collect(),
         })
     }
 
@@ -234,7 +252,8 @@ impl Recorder {
         let micros = u64::try_from(outcome.latency.as_micros())
             .unwrap_or(u64::MAX)
             .min(MAX_LATENCY_MICROS);
-        let mut rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
+        let shard = &self.shards[shard_index(self.shards.len())];
+        let mut rings = shard.lock().unwrap_or_else(|p| p.into_inner());
         for ring in rings.iter_mut() {
             ring.record(now, &outcome, micros);
         }
@@ -247,8 +266,8 @@ impl Recorder {
         let mut summary = Summary::empty(window);
         let mut latency_sum = 0u64;
         let mut latency_max = 0u64;
-        {
-            let rings = self.rings.lock().unwrap_or_else(|p| p.into_inner());
+        for shard in self.shards.iter() {
+            let rings = shard.lock().unwrap_or_else(|p| p.into_inner());
             for bucket in rings[window.index()].live_buckets(now) {
                 summary.requests += bucket.requests;
                 summary.errors += bucket.errors;

@@ -78,14 +78,19 @@ pub fn tracing_enabled() -> bool {
     TRACING.load(Ordering::Relaxed)
 }
 
-/// Keeps the trace pipeline alive; [`Telemetry::shutdown`] flushes it.
+/// Keeps the log writer and trace pipeline alive; [`Telemetry::shutdown`]
+/// flushes both.
 #[derive(Debug, Default)]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    /// Log lines are written by a background thread, so a request never
+    /// waits on the stdout lock; dropping this flushes what is queued.
+    _log_writer: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
 impl Telemetry {
-    /// Exports the spans still buffered. Call once, after the server stopped.
+    /// Exports the spans still buffered and writes the queued log lines.
+    /// Call once, after the server stopped.
     pub fn shutdown(self) {
         if let Some(provider) = self.provider {
             if let Err(e) = provider.shutdown() {
@@ -119,11 +124,17 @@ pub fn init(settings: &LogSettings, service: &'static str) -> Telemetry {
             .with_filter(filter())
     });
 
+    // Blocking when the queue is full rather than dropping lines: under
+    // overload a slower log beats a silently incomplete one.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
     let registry = tracing_subscriber::registry().with(otel_layer);
     let result = match settings.format {
         LogFormat::Text => registry
             .with(
                 fmt::layer()
+                    .with_writer(writer)
                     .with_target(false)
                     .with_ansi(std::io::stdout().is_terminal())
                     .compact()
@@ -133,6 +144,7 @@ pub fn init(settings: &LogSettings, service: &'static str) -> Telemetry {
         LogFormat::Json => registry
             .with(
                 fmt::layer()
+                    .with_writer(writer)
                     .json()
                     .flatten_event(true)
                     .with_current_span(false)
@@ -152,7 +164,10 @@ pub fn init(settings: &LogSettings, service: &'static str) -> Telemetry {
         TRACING.store(true, Ordering::Relaxed);
         tracing::info!("exporting traces over OTLP/HTTP");
     }
-    Telemetry { provider }
+    Telemetry {
+        provider,
+        _log_writer: Some(guard),
+    }
 }
 
 /// The tracer provider the environment asks for, if any.

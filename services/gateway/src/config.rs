@@ -19,6 +19,9 @@ use crate::registry::ServerSpec;
 pub struct Settings {
     /// Where to listen.
     pub listen: Listen,
+    /// Serving threads, each with its own runtime, listener and upstream
+    /// pool; 0 means one per CPU the process may use.
+    pub workers: usize,
     /// How a backend is chosen for each request.
     pub balancer: BalancerSettings,
     /// The shared client that talks to backends.
@@ -441,6 +444,12 @@ impl Settings {
 
     /// Range and consistency checks; errors name the key.
     pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.workers > 1024 {
+            return Err(SettingsError::invalid(
+                "workers",
+                "must be at most 1024 (0 = one per CPU)",
+            ));
+        }
         let u = &self.upstream;
         for (key, value) in [
             ("upstream.connect_timeout", u.connect_timeout),
@@ -596,6 +605,14 @@ impl Settings {
         common::telemetry::validate_level(&self.log.level)
             .map_err(|e| SettingsError::invalid("log.level", e))?;
         Ok(())
+    }
+
+    /// `workers`, with 0 resolved to the number of CPUs available.
+    pub fn effective_workers(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
     }
 
     /// The longest one attempt may take: the per-try timeout, never more

@@ -21,7 +21,7 @@ pub enum ProxyError {
     #[error("no healthy backend: all {0} registered servers are down, ejected or draining")]
     NoHealthyBackends(usize),
     /// An in-flight limit was reached.
-    #[error("the gateway is at its limit of {limit} requests in flight ({which}); retry shortly")]
+    #[error("{}", overloaded_message(which, *limit))]
     Overloaded {
         /// `gateway` or `backend`.
         which: &'static str,
@@ -47,6 +47,14 @@ pub enum ProxyError {
         /// The configured timeout.
         timeout_ms: u128,
     },
+}
+
+fn overloaded_message(which: &str, limit: u64) -> String {
+    if which == "backend" {
+        format!("every healthy backend already has {limit} requests in flight (limits.max_in_flight_per_backend); retry shortly")
+    } else {
+        format!("the gateway already has {limit} requests in flight (limits.max_in_flight); retry shortly")
+    }
 }
 
 impl ProxyError {

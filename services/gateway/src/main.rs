@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc: allocation and freeing were about a sixth of the proxy's CPU
+/// with the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use common::settings::Sources;
 
 /// An API gateway for load tests: proxies every request to a backend chosen
@@ -69,30 +74,13 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let telemetry = common::telemetry::init(&settings.log.common(), "gateway");
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
+    let code = match gateway::startup::run_workers(settings, common::shutdown::signal()) {
+        Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("gateway: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
+            eprintln!("gateway: {e}");
+            ExitCode::FAILURE
         }
     };
-    let code = runtime.block_on(async move {
-        let address = format!("{}:{}", settings.listen.host, settings.listen.port);
-        let listener = match tokio::net::TcpListener::bind(&address).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("gateway: cannot listen on {address}: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        match gateway::run(listener, settings, common::shutdown::signal()).await {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("gateway: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    });
     // Flush the spans of the last requests before exiting.
     telemetry.shutdown();
     code

@@ -3,7 +3,7 @@
 //!
 //! - `http_client_request_duration_seconds{upstream, http_request_method, http_response_status_code, error_type}`:
 //!   one observation per upstream call; failed calls have an empty status
-//!   and an `error_type` (`timeout`, `unreachable`).
+//!   and an `error_type` (`connect`, `reset`, `timeout`).
 //! - `gateway_backends{state}`: registered backends by state.
 //! - `gateway_upstream_active_requests{upstream}`: requests in flight per backend.
 //! - `gateway_proxy_errors_total{error_type}`: requests the gateway answered
@@ -176,6 +176,19 @@ impl GatewayMetrics {
     /// Counts a request the gateway had to answer itself.
     pub fn proxy_error(&self, error_type: &str) {
         self.proxy_errors.with_label_values(&[error_type]).inc();
+    }
+
+    /// Creates a new backend's series at zero, so that its first ejection
+    /// or failure shows as an increase rather than as a series appearing.
+    pub fn backend_added(&self, upstream: &str) {
+        self.ejections.with_label_values(&[upstream]);
+        for result in ["success", "failure"] {
+            self.health_checks.with_label_values(&[upstream, result]);
+        }
+        for error_type in ["connect", "reset", "timeout"] {
+            self.client_duration
+                .with_label_values(&[upstream, "GET", "", error_type]);
+        }
     }
 
     /// Counts one active probe.

@@ -34,8 +34,6 @@ pub struct ProxyState {
     pub registry: Arc<Registry>,
     /// How one is chosen.
     pub balancer: Balancer,
-    /// One pooled keep-alive client for all backends.
-    pub client: reqwest::Client,
     /// Longest wait for a response head, over all attempts.
     pub request_timeout: Duration,
     /// Longest wait for one attempt.
@@ -76,6 +74,7 @@ pub async fn handle<S, B>(
     client_addr: Option<ClientAddr>,
     body: S,
     state: Arc<ProxyState>,
+    client: reqwest::Client,
 ) -> Response
 where
     S: Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,
@@ -126,10 +125,7 @@ where
         let span = client_span(&method, &url, &backend, tried.len() + 1);
         let mut attempt_headers = forwarded.clone();
         common::telemetry::inject(&span, &mut attempt_headers);
-        let mut upstream = state
-            .client
-            .request(method.clone(), url)
-            .headers(attempt_headers);
+        let mut upstream = client.request(method.clone(), url).headers(attempt_headers);
         upstream = match &mut body {
             RequestBody::Empty => upstream,
             RequestBody::Buffered(bytes) => upstream.body(bytes.clone()),
@@ -290,7 +286,7 @@ fn admit(state: &ProxyState) -> Option<Admitted<'_>> {
 /// `up` backend has been tried, one may be tried again (a failure on a
 /// stale pooled connection is worth a second go on the same host).
 fn choose_backend(state: &ProxyState, tried: &[Arc<Backend>]) -> Result<Arc<Backend>, ProxyError> {
-    let snapshot = state.registry.snapshot();
+    let snapshot = state.registry.current();
     if snapshot.backends.is_empty() {
         return Err(ProxyError::NoBackends);
     }

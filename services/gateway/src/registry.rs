@@ -303,6 +303,9 @@ pub enum RegistryError {
 /// Most backends the registry holds; bounds memory (each has stats windows).
 pub const MAX_SERVERS: usize = 1024;
 
+/// Called with the name of each backend added to the registry.
+type AddedHook = Box<dyn Fn(&str) + Send + Sync>;
+
 /// The backend registry.
 pub struct Registry {
     current: ArcSwap<Snapshot>,
@@ -311,6 +314,8 @@ pub struct Registry {
     clock: Arc<dyn Clock>,
     /// Where API registrations are saved, when configured.
     state_file: Option<StateFile>,
+    /// Told the name of every backend added (metrics create its series).
+    on_added: Option<AddedHook>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -329,7 +334,14 @@ impl Registry {
             write: Mutex::new(()),
             clock,
             state_file: None,
+            on_added: None,
         }
+    }
+
+    /// Calls `hook` with the name of every backend added from now on.
+    pub fn on_added(mut self, hook: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_added = Some(Box::new(hook));
+        self
     }
 
     /// Saves API registrations to `file` on every change from now on.
@@ -379,6 +391,13 @@ impl Registry {
     /// The current backend set; lock-free.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+
+    /// The current backend set for the request path: a guard that avoids
+    /// touching the shared reference count (which every worker would
+    /// otherwise bounce between CPU caches on every request).
+    pub fn current(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.current.load()
     }
 
     /// Looks a backend up by name.
@@ -500,6 +519,9 @@ impl Registry {
         };
         if source == Source::Api || replaced.is_some_and(|r| r.source == Source::Api) {
             self.persist(&backends)?;
+        }
+        if let Some(hook) = &self.on_added {
+            hook(&backend.name);
         }
         self.current.store(Arc::new(build_snapshot(backends)));
         Ok(backend)

@@ -64,6 +64,7 @@ fn is_own_path(path: &str) -> bool {
 pub fn routes(
     state: Arc<AppState>,
     changes: Changes,
+    client: reqwest::Client,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
     admin::routes(state.admin.clone(), changes)
         .or(stats(state.clone()))
@@ -72,7 +73,7 @@ pub fn routes(
         .unify()
         .or(health(state.clone()))
         .unify()
-        .or(proxied(state.proxy.clone()))
+        .or(proxied(state.proxy.clone(), client))
         .unify()
         .recover(recover)
         .unify()
@@ -206,6 +207,7 @@ impl warp::reject::Reject for OwnPath {}
 
 fn proxied(
     state: Arc<ProxyState>,
+    client: reqwest::Client,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path::full()
         .and_then(|path: warp::path::FullPath| async move {
@@ -222,6 +224,7 @@ fn proxied(
         .and(warp::ext::optional::<ClientAddr>())
         .and(warp::body::stream())
         .and(with(state))
+        .and(with(client))
         .then(proxy::handle)
 }
 

@@ -42,6 +42,14 @@ pub enum StartupError {
     /// The state file could not be loaded.
     #[error("{0}")]
     StateFile(#[from] crate::state_file::StateFileError),
+    /// The public listener could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// host:port.
+        address: String,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
     /// The admin listener could not be bound.
     #[error("admin.listen {address}: {source}")]
     AdminListener {
@@ -62,10 +70,172 @@ pub struct Listeners {
     pub admin: Option<TcpListener>,
 }
 
+/// Everything the gateway shares between its workers: built once from the
+/// settings, then served on one or more listeners.
+#[derive(Debug)]
+pub struct Gateway {
+    settings: Settings,
+    state: Arc<AppState>,
+    observer: ServerObserver,
+}
+
+/// Resolves once shutdown has reached the point where listeners close
+/// (after the readiness delay); cheap to clone into every worker.
+#[derive(Debug, Clone)]
+pub struct Stopped(watch::Receiver<bool>);
+
+impl Stopped {
+    /// Waits for the stop.
+    pub async fn wait(mut self) {
+        let _ = self.0.wait_for(|stopped| *stopped).await;
+    }
+}
+
+impl Gateway {
+    /// Builds the registry (static servers, saved registrations), metrics
+    /// and shared state. Needs no runtime.
+    pub fn new(settings: Settings) -> Result<Self, StartupError> {
+        let metrics_registry = common::metrics::new_registry();
+        let server_metrics = HttpServerMetrics::register(&metrics_registry)?;
+        let gateway_metrics = GatewayMetrics::register(&metrics_registry)?;
+        let registry = Arc::new(build_registry(&settings, gateway_metrics.clone())?);
+        let proxy = Arc::new(ProxyState {
+            registry: registry.clone(),
+            balancer: Balancer::new(settings.balancer.strategy),
+            request_timeout: settings.upstream.request_timeout,
+            attempt_timeout: settings.attempt_timeout(),
+            retry: settings.retry.clone(),
+            budget: RetryBudget::new(&settings.retry),
+            outlier: Outlier::new(
+                settings.outlier.clone(),
+                registry.clone(),
+                gateway_metrics.clone(),
+            ),
+            limits: settings.limits.clone(),
+            in_flight: AtomicU64::new(0),
+            stats: Recorder::new(Arc::new(SystemClock)),
+            metrics: gateway_metrics,
+            access_log: settings.log.access_log,
+        });
+        let token = Some(settings.admin.token.clone()).filter(|t| !t.is_empty());
+        let state = Arc::new(AppState {
+            proxy,
+            admin: Arc::new(AdminState {
+                registry,
+                token,
+                policy: Policy::new(&settings.admin),
+                max_body_bytes: settings.admin.max_body_bytes,
+            }),
+            metrics_registry,
+            readiness: Readiness::new(),
+        });
+        let observer = ServerObserver::new(server_metrics, routes::classify, None);
+        Ok(Gateway {
+            settings,
+            state,
+            observer,
+        })
+    }
+
+    /// The stop sequence: when `shutdown` resolves, `/readyz` turns 503,
+    /// `shutdown.delay` passes, then everything holding the returned
+    /// [`Stopped`] closes its listener and drains. Spawned on the current
+    /// runtime.
+    pub fn stop_on(&self, shutdown: impl Future<Output = ()> + Send + 'static) -> Stopped {
+        let (tx, rx) = watch::channel(false);
+        let readiness = self.state.readiness.clone();
+        let delay = self.settings.shutdown.delay;
+        tokio::spawn(async move {
+            shutdown.await;
+            readiness.set_not_ready();
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let _ = tx.send(true);
+        });
+        Stopped(rx)
+    }
+
+    /// Starts health checks and DNS discovery on the current runtime.
+    pub fn spawn_background(&self, stopped: &Stopped) -> Result<(), StartupError> {
+        let registry = &self.state.proxy.registry;
+        if !self.settings.discovery.dns_name.is_empty() {
+            tokio::spawn(crate::discovery::run(
+                self.settings.discovery.clone(),
+                registry.clone(),
+                stopped.clone().wait(),
+            ));
+        }
+        if self.settings.health_check.enabled {
+            tokio::spawn(crate::health::run_checks(
+                self.settings.health_check.clone(),
+                registry.clone(),
+                health_client(&self.settings)?,
+                self.state.proxy.metrics.clone(),
+                stopped.clone().wait(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Serves the public routes on `listener` until stopped, then drains.
+    /// Each call gets its own upstream client, so a worker's connections to
+    /// backends stay on that worker's runtime.
+    pub async fn serve_public(
+        &self,
+        listener: TcpListener,
+        changes: Changes,
+        stopped: Stopped,
+    ) -> Result<Drain, StartupError> {
+        let client = upstream_client(&self.settings.upstream)?;
+        let routes = routes::routes(self.state.clone(), changes, client);
+        Ok(common::server::serve(
+            listener,
+            routes,
+            self.observer.clone(),
+            &self.settings.http,
+            stopped.wait(),
+            self.settings.shutdown.drain_timeout,
+        )
+        .await)
+    }
+
+    /// Serves the registration API alone on the admin listener.
+    pub async fn serve_admin(&self, listener: TcpListener, stopped: Stopped) -> Drain {
+        common::server::serve(
+            listener,
+            routes::admin_routes(self.state.clone()),
+            self.observer.clone(),
+            &self.settings.http,
+            stopped.wait(),
+            self.settings.shutdown.drain_timeout,
+        )
+        .await
+    }
+
+    fn log_start(&self, address: &str, admin: Option<std::net::SocketAddr>, workers: usize) {
+        let token = self.state.admin.token.is_some();
+        tracing::info!(
+            address,
+            admin = %admin.map_or("same port".to_owned(), |a| a.to_string()),
+            workers,
+            strategy = ?self.settings.balancer.strategy,
+            servers = self.state.proxy.registry.snapshot().backends.len(),
+            admin_token = token,
+            "gateway listening"
+        );
+        if !token {
+            tracing::warn!("no admin token configured: anyone who can reach the admin API can change the backend registry");
+        }
+    }
+}
+
 /// Serves the gateway on `listener` until `shutdown` resolves, then turns
 /// `/readyz` to 503, waits `shutdown.delay`, closes the listener and drains
 /// requests in flight for up to `shutdown.drain_timeout`. When
-/// `admin.listen` is set, the admin listener is bound here too.
+/// `admin.listen` is set, the admin listener is bound here too. One
+/// listener on the current runtime: what tests use; the binary serves with
+/// [`run_workers`].
 pub async fn run(
     listener: TcpListener,
     settings: Settings,
@@ -98,116 +268,28 @@ pub async fn run_with(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Drain, StartupError> {
-    let address = listeners.public.local_addr()?;
-    let metrics_registry = common::metrics::new_registry();
-    let server_metrics = HttpServerMetrics::register(&metrics_registry)?;
-    let gateway_metrics = GatewayMetrics::register(&metrics_registry)?;
-
-    let registry = Arc::new(build_registry(&settings)?);
-    let readiness = Readiness::new();
-    let proxy = Arc::new(ProxyState {
-        registry: registry.clone(),
-        balancer: Balancer::new(settings.balancer.strategy),
-        client: upstream_client(&settings.upstream)?,
-        request_timeout: settings.upstream.request_timeout,
-        attempt_timeout: settings.attempt_timeout(),
-        retry: settings.retry.clone(),
-        budget: RetryBudget::new(&settings.retry),
-        outlier: Outlier::new(
-            settings.outlier.clone(),
-            registry.clone(),
-            gateway_metrics.clone(),
-        ),
-        limits: settings.limits.clone(),
-        in_flight: AtomicU64::new(0),
-        stats: Recorder::new(Arc::new(SystemClock)),
-        metrics: gateway_metrics.clone(),
-        access_log: settings.log.access_log,
-    });
-    let token = Some(settings.admin.token.clone()).filter(|t| !t.is_empty());
-    let state = Arc::new(AppState {
-        proxy,
-        admin: Arc::new(AdminState {
-            registry: registry.clone(),
-            token: token.clone(),
-            policy: Policy::new(&settings.admin),
-            max_body_bytes: settings.admin.max_body_bytes,
-        }),
-        metrics_registry,
-        readiness: readiness.clone(),
-    });
-
-    // Background tasks and both servers stop when this flips.
-    let (stopped_tx, stopped_rx) = watch::channel(false);
-    let stopped = move || {
-        let mut rx = stopped_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stopped| *stopped).await;
-        }
-    };
-    if !settings.discovery.dns_name.is_empty() {
-        tokio::spawn(crate::discovery::run(
-            settings.discovery.clone(),
-            registry.clone(),
-            stopped(),
-        ));
-    }
-    if settings.health_check.enabled {
-        tokio::spawn(crate::health::run_checks(
-            settings.health_check.clone(),
-            registry.clone(),
-            health_client(&settings)?,
-            gateway_metrics,
-            stopped(),
-        ));
-    }
-
-    tracing::info!(
-        %address,
-        admin = %listeners.admin.as_ref().and_then(|l| l.local_addr().ok()).map_or("same port".to_owned(), |a| a.to_string()),
-        strategy = ?settings.balancer.strategy,
-        servers = registry.snapshot().backends.len(),
-        admin_token = token.is_some(),
-        "gateway listening"
+    let gateway = Arc::new(Gateway::new(settings)?);
+    let stopped = gateway.stop_on(shutdown);
+    gateway.spawn_background(&stopped)?;
+    let admin_address = listeners.admin.as_ref().and_then(|l| l.local_addr().ok());
+    gateway.log_start(
+        &listeners.public.local_addr()?.to_string(),
+        admin_address,
+        1,
     );
-    if token.is_none() {
-        tracing::warn!("no admin token configured: anyone who can reach the admin API can change the backend registry");
-    }
-
-    let delay = settings.shutdown.delay;
-    tokio::spawn(async move {
-        shutdown.await;
-        readiness.set_not_ready();
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        let _ = stopped_tx.send(true);
-    });
-    let drain_timeout = settings.shutdown.drain_timeout;
     let changes = if listeners.admin.is_some() {
         Changes::Refused
     } else {
         Changes::Allowed
     };
-    let observer = ServerObserver::new(server_metrics, routes::classify, None);
     let admin_server = listeners.admin.map(|listener| {
-        let routes = routes::admin_routes(state.clone());
-        let http = settings.http.clone();
-        let observer = observer.clone();
-        let stopping = stopped();
-        tokio::spawn(async move {
-            common::server::serve(listener, routes, observer, &http, stopping, drain_timeout).await
-        })
+        let gateway = gateway.clone();
+        let stopped = stopped.clone();
+        tokio::spawn(async move { gateway.serve_admin(listener, stopped).await })
     });
-    let mut drain = common::server::serve(
-        listeners.public,
-        routes::routes(state, changes),
-        observer,
-        &settings.http,
-        stopped(),
-        drain_timeout,
-    )
-    .await;
+    let mut drain = gateway
+        .serve_public(listeners.public, changes, stopped)
+        .await?;
     if let Some(admin) = admin_server {
         if let Ok(Drain::TimedOut) = admin.await {
             drain = Drain::TimedOut;
@@ -217,10 +299,126 @@ pub async fn run_with(
     Ok(drain)
 }
 
+/// How the binary serves: `workers` threads, each with its own
+/// single-threaded runtime, its own `SO_REUSEPORT` listener on the public
+/// address and its own upstream connection pool. The kernel spreads
+/// connections over the listeners, and a request never changes thread, which
+/// saves the cross-thread wake-ups a work-stealing runtime pays on every
+/// proxied request. Shared state (registry, stats, metrics) is lock-free or
+/// sharded. Blocks until shutdown completes.
+pub fn run_workers(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Drain, StartupError> {
+    let workers = settings.effective_workers();
+    let address = format!("{}:{}", settings.listen.host, settings.listen.port);
+    let listeners = (0..workers)
+        .map(|_| common::server::bind_reuseport(&address))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| StartupError::Bind {
+            address: address.clone(),
+            source,
+        })?;
+    let admin = if settings.admin.listen.is_empty() {
+        None
+    } else {
+        let admin_address = settings.admin.listen.clone();
+        Some(
+            std::net::TcpListener::bind(&admin_address)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|source| StartupError::AdminListener {
+                    address: admin_address,
+                    source,
+                })?,
+        )
+    };
+    let changes = if admin.is_some() {
+        Changes::Refused
+    } else {
+        Changes::Allowed
+    };
+    let gateway = Arc::new(Gateway::new(settings)?);
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(StartupError::Listener)
+    };
+
+    let main_runtime = runtime()?;
+    let mut listeners = listeners.into_iter();
+    let first = listeners.next();
+    let (stopped, mut handles) = main_runtime.block_on(async {
+        let stopped = gateway.stop_on(shutdown);
+        gateway.spawn_background(&stopped)?;
+        let mut handles = Vec::new();
+        for (i, listener) in listeners.enumerate() {
+            let gateway = gateway.clone();
+            let stopped = stopped.clone();
+            let rt = runtime()?;
+            let handle = std::thread::Builder::new()
+                .name(format!("gateway-worker-{}", i + 1))
+                .spawn(move || {
+                    rt.block_on(async move {
+                        let listener = TcpListener::from_std(listener)?;
+                        gateway.serve_public(listener, changes, stopped).await
+                    })
+                })
+                .map_err(StartupError::Listener)?;
+            handles.push(handle);
+        }
+        Ok::<_, StartupError>((stopped, handles))
+    })?;
+    gateway.log_start(
+        &address,
+        admin.as_ref().and_then(|l| l.local_addr().ok()),
+        workers,
+    );
+
+    let mut drain = main_runtime.block_on(async {
+        let admin_server = match admin {
+            Some(listener) => {
+                let listener = TcpListener::from_std(listener)?;
+                let gateway = gateway.clone();
+                let stopped = stopped.clone();
+                Some(tokio::spawn(async move {
+                    gateway.serve_admin(listener, stopped).await
+                }))
+            }
+            None => None,
+        };
+        let mut drain = match first {
+            Some(listener) => {
+                gateway
+                    .serve_public(TcpListener::from_std(listener)?, changes, stopped)
+                    .await?
+            }
+            None => Drain::Complete,
+        };
+        if let Some(admin) = admin_server {
+            if let Ok(Drain::TimedOut) = admin.await {
+                drain = Drain::TimedOut;
+            }
+        }
+        Ok::<_, StartupError>(drain)
+    })?;
+    for handle in handles.drain(..) {
+        match handle.join() {
+            Ok(Ok(Drain::TimedOut)) => drain = Drain::TimedOut,
+            Ok(Ok(Drain::Complete)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => tracing::error!("a worker thread panicked"),
+        }
+    }
+    tracing::info!(?drain, "gateway stopped");
+    Ok(drain)
+}
+
 /// The registry with the static servers and, when configured, the saved
 /// API registrations (a static server wins over a saved one of its name).
-fn build_registry(settings: &Settings) -> Result<Registry, StartupError> {
-    let mut registry = Registry::new(Arc::new(SystemClock));
+fn build_registry(settings: &Settings, metrics: GatewayMetrics) -> Result<Registry, StartupError> {
+    let mut registry =
+        Registry::new(Arc::new(SystemClock)).on_added(move |name| metrics.backend_added(name));
     let saved = if settings.state_file.is_empty() {
         Vec::new()
     } else {
