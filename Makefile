@@ -19,10 +19,10 @@ build: ## Debug build of both services
 release: ## Release build: target/release/gateway and target/release/backend
 	$(CARGO) build --workspace --release --locked
 
-run: release ## Start 3 backends + gateway, register, run a short Locust load, print stats; Ctrl-C stops all
+run: deps release ## Start 3 backends + gateway, register, run a short Locust load, print stats; Ctrl-C stops all
 	deploy/scripts/run-local.sh
 
-test: lint test-unit bench-compile test-e2e test-tracing test-observability test-helm test-images compose-check test-resilience ## The whole test suite (what CI runs)
+test: deps lint test-unit bench-compile test-e2e test-tracing test-observability test-helm test-images compose-check test-resilience ## The whole test suite (what CI runs)
 
 test-unit: ## Unit and integration tests (real servers on port 0)
 	$(CARGO) test --workspace --locked

@@ -180,6 +180,20 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_the_defaults() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/config/backend.example.yaml"
+        );
+        let loaded = Settings::load(&Sources {
+            file: Some(path.into()),
+            env: vec![],
+        })
+        .unwrap();
+        assert_eq!(loaded, Settings::default());
+    }
+
+    #[test]
     fn port_and_prefixed_variables_apply() {
         let s = load(&[("PORT", "5002"), ("BACKEND__FAULTS__LATENCY", "20ms")]).unwrap();
         assert_eq!(s.listen.port, 5002);

@@ -153,8 +153,9 @@ impl Default for DiscoverySettings {
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSettings {
     /// Bearer token required by calls that change the registry; empty
-    /// leaves the API open (fine on a laptop, not in a cluster).
-    #[serde(skip_serializing)]
+    /// leaves the API open (fine on a laptop, not in a cluster). Shown as
+    /// `<redacted>` by `--print-config`.
+    #[serde(serialize_with = "redacted")]
     pub token: String,
     /// A file holding the token (for example a mounted Kubernetes Secret);
     /// read once at start-up, surrounding white space ignored.
@@ -624,6 +625,12 @@ impl Settings {
     }
 }
 
+/// Secrets are printed as `<redacted>` when set, so `--print-config` output
+/// can be pasted into a bug report.
+fn redacted<S: serde::Serializer>(value: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(if value.is_empty() { "" } else { "<redacted>" })
+}
+
 /// `servers` is a list of `{name, url, weight}` in files; in an environment
 /// variable it may also be `name=url[,name=url...]`.
 fn servers_list_or_compact<'de, D>(deserializer: D) -> Result<Vec<ServerSpec>, D::Error>
@@ -717,6 +724,52 @@ mod tests {
         assert_eq!(s.listen.port, 9002);
         assert_eq!(s.balancer.strategy, Strategy::WeightedRoundRobin);
         assert_eq!(s.upstream.connect_timeout, Duration::from_millis(250));
+    }
+
+    /// Every key appears, at its default, in the commented example users
+    /// copy from, so the example can neither lag nor lie.
+    #[test]
+    fn the_example_file_documents_every_key_at_its_default() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/config/gateway.example.yaml"
+        );
+        let loaded = Settings::load(&Sources {
+            file: Some(path.into()),
+            env: vec![],
+        })
+        .unwrap();
+        assert_eq!(loaded, Settings::default());
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut missing = Vec::new();
+        collect_keys(
+            &serde_json::to_value(Settings::default()).unwrap(),
+            &mut missing,
+            &text,
+        );
+        assert!(
+            missing.is_empty(),
+            "keys missing from the example: {missing:?}"
+        );
+    }
+
+    fn collect_keys(value: &serde_json::Value, missing: &mut Vec<String>, text: &str) {
+        if let serde_json::Value::Object(map) = value {
+            for (key, inner) in map {
+                if !text.contains(&format!("{key}:")) {
+                    missing.push(key.clone());
+                }
+                collect_keys(inner, missing, text);
+            }
+        }
+    }
+
+    #[test]
+    fn print_config_redacts_the_token() {
+        let s = load_env(&[("GATEWAY__ADMIN__TOKEN", "hunter2")]).unwrap();
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(!json.contains("hunter2"));
+        assert!(json.contains("<redacted>"));
     }
 
     #[test]
