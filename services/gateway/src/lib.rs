@@ -10,6 +10,8 @@
 //!   current snapshot, forwards the request with the shared upstream client,
 //!   streams the answer back and records it in the stats windows
 //!   (`common::stats`) and [`metrics`].
+//! - [`headers`]: what is forwarded (hop-by-hop stripping, `X-Forwarded-*`,
+//!   request ids).
 //! - [`errors`]: every error the gateway answers with, mapped to its status
 //!   in one place (no backends 503, unreachable 502, timeout 504, ...).
 //! - [`health`]: backend states (up, down, ejected, draining) and the active
@@ -27,6 +29,7 @@ pub mod balancer;
 pub mod config;
 pub mod discovery;
 pub mod errors;
+pub mod headers;
 pub mod health;
 pub mod metrics;
 pub mod outlier;
