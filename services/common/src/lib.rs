@@ -6,6 +6,8 @@
 //! - [`stats`]: sliding 1-minute, 5-minute and 1-hour windows of request
 //!   counts and latency percentiles, behind `/api/stats/{window}`.
 //! - [`body`]: reading request bodies with a hard size limit.
+//! - [`cli`]: the `probe` subcommand and `--print-config`, shared by both
+//!   binaries.
 //! - [`clock`]: the time source the windows read, swappable in tests.
 //! - [`metrics`]: the Prometheus registry, the HTTP server metrics both
 //!   services export on `/metrics`, and the text encoder.
@@ -22,6 +24,7 @@
 //!   have no shell or curl.
 
 pub mod body;
+pub mod cli;
 pub mod clock;
 pub mod errors;
 pub mod metrics;

@@ -2,15 +2,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use common::settings::Sources;
 
 /// mimalloc: allocation and freeing were about a sixth of the proxy's CPU
 /// with the system allocator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use common::settings::Sources;
 
 /// An API gateway for load tests: proxies every request to a backend chosen
 /// by the load balancer. Backends are registered at run time with
@@ -30,34 +29,13 @@ struct Cli {
     #[arg(long)]
     print_config: bool,
     #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// GET a URL and exit 0 on a 2xx answer (for health checks in images
-    /// without a shell or curl).
-    Probe {
-        /// For example http://127.0.0.1:8000/readyz
-        url: String,
-        /// Give up after this long.
-        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-        timeout: Duration,
-        /// Do not print the body.
-        #[arg(long, short)]
-        quiet: bool,
-    },
+    command: Option<common::cli::Command>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Probe {
-        url,
-        timeout,
-        quiet,
-    }) = &cli.command
-    {
-        return common::probe::run_cli(url, *timeout, *quiet);
+    if let Some(command) = &cli.command {
+        return command.run();
     }
     let settings = match gateway::config::Settings::load(&Sources::from_process(cli.config)) {
         Ok(s) => s,
@@ -67,11 +45,7 @@ fn main() -> ExitCode {
         }
     };
     if cli.print_config {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&settings).unwrap_or_default()
-        );
-        return ExitCode::SUCCESS;
+        return common::cli::print_settings(&settings);
     }
     let telemetry = common::telemetry::init(&settings.log.common(), "gateway");
     let code = match gateway::startup::run_workers(settings, common::shutdown::signal()) {

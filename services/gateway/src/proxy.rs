@@ -20,9 +20,9 @@ use warp::reply::Response;
 use warp::Reply;
 
 use crate::balancer::Balancer;
-use crate::headers::{forward_headers, has_body, request_id, strip_hop_by_hop};
 use crate::config::{LimitSettings, RetrySettings};
 use crate::errors::ProxyError;
+use crate::headers::{forward_headers, has_body, request_id, strip_hop_by_hop};
 use crate::metrics::GatewayMetrics;
 use crate::outlier::{AttemptOutcome, Outlier};
 use crate::registry::{Backend, Registry};
