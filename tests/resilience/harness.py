@@ -1,0 +1,574 @@
+"""Process and HTTP helpers for the resilience tests (`make test-resilience`).
+
+Real processes only: the release `gateway` and `backend` binaries from
+target/release, each on its own free loopback port in 20000-29999 (below
+Linux's ephemeral range, so the tests' own outgoing connections can never
+take a port a backend is restarted on). Standard library only.
+
+Every process started here is stopped when its test ends, and again at
+interpreter exit and on SIGTERM/SIGINT, pass or fail: stopped (SIGSTOP)
+processes get SIGCONT first, then SIGTERM, then SIGKILL after a grace time.
+Children also get PR_SET_PDEATHSIG=SIGKILL, so even a SIGKILLed test run
+leaves nothing behind.
+"""
+
+import atexit
+import ctypes
+import http.client
+import json
+import os
+import random
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = ROOT / "target" / "release"
+HOST = "127.0.0.1"
+
+SUMMARIES = []
+
+
+def summary(scenario, text):
+    """Records one line for the end-of-run summary and prints it now."""
+    line = f"[{scenario}] {text}"
+    SUMMARIES.append(line)
+    print(f"\n  {line}", file=sys.stderr, flush=True)
+
+
+def raise_fd_limit(want=8192):
+    """Raises the soft open-files limit (inherited by the children): the slow
+    client test holds hundreds of sockets on both ends."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= want:
+        return soft
+    if hard != resource.RLIM_INFINITY and hard < want:
+        try:  # root may raise the hard limit too
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            return want
+        except (ValueError, OSError):
+            want = hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# ---------------------------------------------------------------- ports
+
+_taken = set()
+
+
+def port_free(port):
+    with socket.socket() as s:
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((HOST, port)) != 0
+
+
+def free_port():
+    for _ in range(500):
+        p = random.randint(20000, 29999)
+        if p not in _taken and port_free(p):
+            _taken.add(p)
+            return p
+    raise AssertionError("no free port in 20000-29999")
+
+
+# ---------------------------------------------------------------- processes
+
+_PR_SET_PDEATHSIG = 1
+try:
+    _libc = ctypes.CDLL(None, use_errno=True)
+except OSError:  # pragma: no cover
+    _libc = None
+
+
+def _die_with_parent():
+    if _libc is not None:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+_procs = []
+_procs_lock = threading.Lock()
+
+
+class Proc:
+    """A started binary with its log file."""
+
+    def __init__(self, name, argv, env, log_dir, port):
+        self.name = name
+        self.port = port
+        self.log_path = Path(log_dir) / f"{name}.log"
+        self.err_path = Path(log_dir) / f"{name}.stderr"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY", "BACKEND"))}
+        full_env.pop("PORT", None)
+        full_env.update(env)
+        self.env = full_env
+        self.argv = argv
+        self.stopped = False
+        self._start()
+
+    def _start(self):
+        self.log = open(self.log_path, "ab")
+        self.err = open(self.err_path, "ab")
+        self.popen = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=self.err,
+            preexec_fn=_die_with_parent,
+        )
+        self.started_at = time.monotonic()
+        with _procs_lock:
+            _procs.append(self)
+
+    @property
+    def pid(self):
+        return self.popen.pid
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            self.popen.send_signal(sig)
+            if sig == signal.SIGSTOP:
+                self.stopped = True
+            elif sig == signal.SIGCONT:
+                self.stopped = False
+
+    def wait(self, timeout):
+        return self.popen.wait(timeout=timeout)
+
+    def stop(self, grace=5.0):
+        """SIGCONT (if stopped), SIGTERM, SIGKILL after `grace`; reaps."""
+        if self.alive():
+            if self.stopped:
+                self.popen.send_signal(signal.SIGCONT)
+                self.stopped = False
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=5)
+        for f in (self.log, self.err):
+            if not f.closed:
+                f.close()
+
+    def output(self):
+        """Everything the process printed (stdout and stderr)."""
+        text = ""
+        for p in (self.log_path, self.err_path):
+            if p.exists():
+                text += p.read_text(errors="replace")
+        return text
+
+    def stderr_text(self):
+        return self.err_path.read_text(errors="replace") if self.err_path.exists() else ""
+
+    def tail(self, n=30):
+        return "\n".join(self.output().splitlines()[-n:])
+
+
+def stop_all():
+    with _procs_lock:
+        procs = list(_procs)
+        _procs.clear()
+    # SIGCONT every stopped one first, so none can survive a SIGTERM.
+    for p in procs:
+        if p.alive() and p.stopped:
+            p.signal(signal.SIGCONT)
+    for p in procs:
+        try:
+            p.stop()
+        except Exception as e:  # keep cleaning up the others
+            print(f"cleanup of {p.name} (pid {p.pid}): {e}", file=sys.stderr)
+
+
+def _on_signal(signum, _frame):
+    stop_all()
+    sys.exit(128 + signum)
+
+
+atexit.register(stop_all)
+signal.signal(signal.SIGTERM, _on_signal)
+signal.signal(signal.SIGINT, _on_signal)
+
+
+def require_binaries():
+    for name in ("gateway", "backend"):
+        path = BIN / name
+        if not os.access(path, os.X_OK):
+            raise AssertionError(f"{path} is missing: run `cargo build --release --locked` (make release)")
+
+
+def start_backend(log_dir, name, port=None, extra_env=None):
+    port = port or free_port()
+    env = {
+        "PORT": str(port),
+        "BACKEND__LISTEN__HOST": HOST,
+        "BACKEND__NAME": name,
+        "BACKEND__LOG__LEVEL": "warn",
+    }
+    env.update(extra_env or {})
+    p = Proc(name, [str(BIN / "backend")], env, log_dir, port)
+    wait_ready(p, "/healthz")
+    return p
+
+
+def start_gateway(log_dir, name="gateway", port=None, settings=None, wait=True):
+    """`settings` maps dotted keys to values, given as GATEWAY__ variables."""
+    port = port or free_port()
+    env = {
+        "GATEWAY__LISTEN__HOST": HOST,
+        "GATEWAY__LISTEN__PORT": str(port),
+        "GATEWAY__LOG__ACCESS_LOG": "false",
+    }
+    for key, value in (settings or {}).items():
+        env["GATEWAY__" + key.upper().replace(".", "__")] = str(value)
+    p = Proc(name, [str(BIN / "gateway")], env, log_dir, port)
+    if wait:
+        wait_ready(p, "/readyz")
+    return p
+
+
+def wait_ready(proc, path, limit=10.0):
+    deadline = time.monotonic() + limit
+    while True:
+        if not proc.alive():
+            raise AssertionError(
+                f"{proc.name} (port {proc.port}) exited during start-up with {proc.popen.returncode}:\n{proc.tail()}"
+            )
+        try:
+            status, _, _ = request(proc.port, "GET", path, timeout=1)
+            if status == 200:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{proc.name} (port {proc.port}) not ready after {limit}s:\n{proc.tail()}")
+        time.sleep(0.05)
+
+
+LOG_DIRS = []
+
+
+def make_log_dir(test_name):
+    """A fresh directory for one test's logs, under target/run/."""
+    base = ROOT / "target" / "run"
+    base.mkdir(parents=True, exist_ok=True)
+    path = tempfile.mkdtemp(prefix=f"resilience.{test_name}.", dir=base)
+    LOG_DIRS.append(path)
+    return path
+
+
+class ProcessTest(unittest.TestCase):
+    """A scenario that starts processes: a fresh log directory per test, and
+    every process stopped when the test ends, pass or fail."""
+
+    def setUp(self):
+        require_binaries()
+        self.log_dir = make_log_dir(self.id().rsplit(".", 1)[-1])
+        self.addCleanup(stop_all)
+
+
+# ---------------------------------------------------------------- HTTP
+
+
+def request(port, method, path, body=None, headers=None, timeout=5.0):
+    """One request on a fresh connection: (status, headers dict lower-case, body bytes)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        hdrs = dict(headers or {})
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        conn.request(method, path, body=body, headers=hdrs)
+        r = conn.getresponse()
+        data = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+    finally:
+        conn.close()
+
+
+def get_json(port, path, timeout=5.0):
+    status, _, body = request(port, "GET", path, timeout=timeout)
+    if status != 200:
+        raise AssertionError(f"GET {path}: HTTP {status}: {body[:300]!r}")
+    return json.loads(body)
+
+
+def servers(port):
+    return get_json(port, "/api/servers")["servers"]
+
+
+def states(port):
+    return {s["name"]: s["state"] for s in servers(port)}
+
+
+def register(port, name, url, token=None, weight=None):
+    body = {"name": name, "url": url}
+    if weight is not None:
+        body["weight"] = weight
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    status, _, data = request(port, "POST", "/api/servers", body=body, headers=headers)
+    if status != 201:
+        raise AssertionError(f"register {name} -> {url}: HTTP {status}: {data!r}")
+
+
+def raw_exchange(port, payload, timeout=5.0, half_close=False):
+    """Sends raw bytes on a fresh connection and reads until the server closes
+    (or `timeout`). Returns (status or None, headers, body bytes, raw bytes).
+    The peer may close (or reset) while we are still sending, as it may when
+    refusing an oversized request: whatever arrived before is still parsed."""
+    s = socket.create_connection((HOST, port), timeout=timeout)
+    received = b""
+    try:
+        try:
+            s.sendall(payload)
+            if half_close:
+                s.shutdown(socket.SHUT_WR)
+        except OSError:  # EPIPE, ECONNRESET, ENOTCONN: the peer already gave up
+            pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            received += chunk
+            # One response is all we want; stop once it is complete.
+            parsed = parse_response(received)
+            if parsed is not None and parsed[3]:
+                break
+    finally:
+        s.close()
+    parsed = parse_response(received)
+    if parsed is None:
+        return None, {}, b"", received
+    status, headers, body, _ = parsed
+    return status, headers, body, received
+
+
+def parse_response(data):
+    """(status, headers, body, complete) from raw bytes, or None without a head."""
+    head_end = data.find(b"\r\n\r\n")
+    if head_end < 0:
+        return None
+    head = data[:head_end].decode("latin-1").split("\r\n")
+    try:
+        status = int(head[0].split(" ", 2)[1])
+    except (IndexError, ValueError):
+        return None
+    headers = {}
+    for line in head[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    rest = data[head_end + 4 :]
+    if "content-length" in headers:
+        n = int(headers["content-length"])
+        return status, headers, rest[:n], len(rest) >= n
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body, pos = b"", 0
+        while True:
+            line_end = rest.find(b"\r\n", pos)
+            if line_end < 0:
+                return status, headers, body, False
+            size = int(rest[pos:line_end].split(b";")[0] or b"0", 16)
+            if size == 0:
+                return status, headers, body, True
+            body += rest[line_end + 2 : line_end + 2 + size]
+            pos = line_end + 2 + size + 2
+            if pos > len(rest):
+                return status, headers, body, False
+    return status, headers, rest, False
+
+
+# ---------------------------------------------------------------- load
+
+
+class Result:
+    __slots__ = ("start", "end", "status", "error", "served_by", "reused")
+
+    def __init__(self, start, end, status, error, served_by, reused):
+        self.start = start
+        self.end = end
+        self.status = status
+        self.error = error
+        self.served_by = served_by
+        self.reused = reused
+
+    @property
+    def latency(self):
+        return self.end - self.start
+
+    def __repr__(self):
+        what = self.status if self.error is None else self.error
+        return f"<{what} after {self.latency * 1000:.0f} ms>"
+
+    @property
+    def ok(self):
+        return self.status is not None and 200 <= self.status < 300
+
+
+class Load:
+    """Steady paced GET load on keep-alive connections from `threads` threads,
+    `rate` requests per second in total, until stop() or `max_seconds`.
+    Every request's outcome is recorded: status, or the error kind:
+
+    - ``refused``: a new connection was refused (nothing was sent);
+    - ``closed_before_response``: a reused keep-alive connection was closed by
+      the server without any response byte (the idle-connection race of
+      RFC 9112 9.3.1, at most once per connection);
+    - ``reset_new_connection``: a new connection was reset or closed before
+      any response byte (the kernel had queued it, the server never took it);
+    - ``error:<Type>``: anything else (reset, timeout, truncated body...).
+    """
+
+    def __init__(self, port, path="/api/data", rate=300, threads=6, max_seconds=30, timeout=5.0):
+        self.port = port
+        self.path = path
+        self.rate = rate
+        self.threads = threads
+        self.max_seconds = max_seconds
+        self.timeout = timeout
+        self.results = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._workers = []
+
+    def start(self):
+        self.t0 = time.monotonic()
+        for i in range(self.threads):
+            t = threading.Thread(target=self._run, args=(i,), daemon=True)
+            t.start()
+            self._workers.append(t)
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for t in self._workers:
+            t.join(timeout=self.timeout + 5)
+        return self.results
+
+    def _run(self, index):
+        interval = self.threads / self.rate
+        next_at = self.t0 + index * interval / self.threads
+        conn, used = None, 0
+        deadline = self.t0 + self.max_seconds
+        local = []
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            if next_at > now:
+                time.sleep(next_at - now)
+            next_at += interval
+            start = time.monotonic()
+            status = error = served_by = None
+            reused = used > 0
+            phase = "connect"
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(HOST, self.port, timeout=self.timeout)
+                    conn.connect()
+                    used, reused = 0, False
+                phase = "request"
+                conn.request("GET", self.path)
+                r = conn.getresponse()
+                phase = "body"
+                r.read()
+                status = r.status
+                served_by = r.getheader("x-served-by")
+                used += 1
+                if r.will_close:
+                    conn.close()
+                    conn = None
+            except ConnectionRefusedError:
+                error = "refused"
+            except (ConnectionResetError, http.client.RemoteDisconnected, BrokenPipeError) as e:
+                if phase == "request":
+                    # Not one response byte came back on this connection.
+                    error = "closed_before_response" if reused else "reset_new_connection"
+                else:
+                    error = f"error:{type(e).__name__}"
+            except (OSError, http.client.HTTPException) as e:
+                error = f"error:{type(e).__name__}"
+            if error is not None and conn is not None:
+                conn.close()
+                conn = None
+            local.append(Result(start, time.monotonic(), status, error, served_by, reused))
+        if conn is not None:
+            conn.close()
+        with self._lock:
+            self.results.extend(local)
+
+
+def latency_stats(results):
+    lat = sorted(r.latency for r in results)
+    if not lat:
+        return {"n": 0, "p50": 0, "p99": 0, "max": 0}
+
+    def pct(p):
+        return lat[min(len(lat) - 1, int(p / 100 * len(lat)))]
+
+    return {"n": len(lat), "p50": pct(50), "p99": pct(99), "max": lat[-1]}
+
+
+def ms(seconds):
+    value = seconds * 1000
+    return f"{value:.1f} ms" if value < 10 else f"{value:.0f} ms"
+
+
+class StatePoller:
+    """Polls GET /api/servers every `interval` seconds in a thread and keeps
+    (monotonic time, {name: state}) samples."""
+
+    def __init__(self, port, interval=0.05):
+        self.port = port
+        self.interval = interval
+        self.samples = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        return self.samples
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                current = states(self.port)
+                # The time the answer arrived: a conservative upper bound.
+                self.samples.append((time.monotonic(), current))
+            except (OSError, AssertionError, ValueError):
+                pass
+            self._stop.wait(self.interval)
+
+    def first(self, name, predicate, after):
+        """Time of the first sample at or after `after` where predicate(state)."""
+        for t, s in list(self.samples):
+            if t >= after and name in s and predicate(s[name]):
+                return t
+        return None
