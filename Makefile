@@ -54,7 +54,7 @@ bench: release ## Gateway vs NGINX vs HAProxy vs direct, wrk on loopback (BENCH_
 	python3 bench/bench.py
 
 bench-compile: ## Compile the criterion micro-benchmarks without running them (run them: cargo bench -p gateway)
-	$(CARGO) bench --workspace --no-run --locked
+	$(CARGO) bench --workspace --no-run --locked --profile dev
 
 # --- Helm chart (issue 5): helm/gatewaylab, tests/helm ---
 .PHONY: helm-lint test-helm helm-package helm-docs

@@ -65,9 +65,25 @@ fn default_level() -> String {
 /// Checks that `level` is a valid filter, so a typo stops start-up instead of
 /// silently logging nothing.
 pub fn validate_level(level: &str) -> Result<(), String> {
-    EnvFilter::try_new(level)
-        .map(|_| ())
-        .map_err(|e| format!("invalid log filter {level:?}: {e}"))
+    parse_filter(level).map(|_| ())
+}
+
+/// Parses an `EnvFilter` safely: tracing-subscriber panics on some
+/// non-ASCII directives with surrounding spaces, so those are refused and
+/// every directive is trimmed first.
+fn parse_filter(filter: &str) -> Result<EnvFilter, String> {
+    if !filter.is_ascii() {
+        return Err(format!(
+            "invalid log filter {filter:?}: only ASCII is allowed"
+        ));
+    }
+    let normalized: Vec<&str> = filter
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    EnvFilter::try_new(normalized.join(","))
+        .map_err(|e| format!("invalid log filter {filter:?}: {e}"))
 }
 
 /// Whether spans are being exported; when not, services skip creating them.
@@ -106,8 +122,9 @@ pub fn init(settings: &LogSettings, service: &'static str) -> Telemetry {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     let filter = || {
         env("RUST_LOG")
-            .and_then(|v| EnvFilter::try_new(v).ok())
-            .unwrap_or_else(|| EnvFilter::new(&settings.level))
+            .and_then(|v| parse_filter(&v).ok())
+            .or_else(|| parse_filter(&settings.level).ok())
+            .unwrap_or_else(|| EnvFilter::new("info"))
     };
 
     let mut warnings = Vec::new();
@@ -307,4 +324,19 @@ pub fn trace_id(span: &tracing::Span) -> Option<String> {
     span_context
         .is_valid()
         .then(|| span_context.trace_id().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odd_filters_are_refused_without_panicking() {
+        for bad in [" é=", "info, é=", "info,[", "\u{0}"] {
+            assert!(validate_level(bad).is_err(), "{bad:?}");
+        }
+        for good in ["info", "warn, gateway=debug", " debug "] {
+            assert!(validate_level(good).is_ok(), "{good:?}");
+        }
+    }
 }

@@ -107,7 +107,15 @@ fn authorized(
     state: Arc<AdminState>,
     changes: Changes,
 ) -> impl Filter<Extract = (Arc<AdminState>,), Error = Rejection> + Clone {
-    warp::header::optional::<String>("authorization")
+    // Read raw: a header that is not valid text counts as missing (401),
+    // rather than failing the route with a misleading rejection.
+    warp::header::headers_cloned()
+        .map(|headers: http::HeaderMap| {
+            headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
         .and(with_state(state))
         .and_then(
             move |header: Option<String>, state: Arc<AdminState>| async move {
@@ -173,10 +181,16 @@ struct PutBody {
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(AdminError::InvalidBody(
-            "the body is empty; expected a JSON object".into(),
-        ));
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => {
+            return Err(AdminError::InvalidBody(
+                "the body is empty; expected a JSON object".into(),
+            ))
+        }
+        // serde would also accept a struct written as an array; only
+        // objects are part of the API.
+        Some(b'{') => {}
+        Some(_) => return Err(AdminError::InvalidBody("expected a JSON object".into())),
     }
     // The path makes type errors name their field ("weight: invalid type ...").
     let mut deserializer = serde_json::Deserializer::from_slice(body);

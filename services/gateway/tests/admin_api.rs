@@ -108,6 +108,18 @@ async fn every_invalid_registration_is_refused_and_changes_nothing() {
         ("POST", "{".into(), 400, "invalid_body"),
         ("POST", "".into(), 400, "invalid_body"),
         ("POST", "[]".into(), 400, "invalid_body"),
+        (
+            "POST",
+            r#"["arr","http://127.0.0.1:1"]"#.into(),
+            400,
+            "expected a JSON object",
+        ),
+        (
+            "PUT",
+            r#"[null,"http://127.0.0.1:1",3]"#.into(),
+            400,
+            "expected a JSON object",
+        ),
         ("POST", r#"{"url":"http://x:1"}"#.into(), 400, "name"),
         ("POST", r#"{"name":"a"}"#.into(), 400, "url"),
         (
@@ -304,6 +316,16 @@ async fn admin_token_guards_changes_but_not_reads() {
         .unwrap();
     assert_eq!(r.status(), 403);
     let r = c.delete(gw.url("/api/servers/a")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // A header that is not text counts as no token, not as a routing error.
+    let garbled = reqwest::header::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap();
+    let r = c
+        .post(gw.url("/api/servers"))
+        .header("authorization", garbled)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(servers(&gw).await["servers"].as_array().unwrap().len(), 0);
     let r = c
