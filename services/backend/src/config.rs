@@ -162,13 +162,7 @@ mod tests {
     use super::*;
 
     fn load(env: &[(&str, &str)]) -> Result<Settings, SettingsError> {
-        Settings::load(&Sources {
-            file: None,
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        })
+        Settings::load(&Sources::from_pairs(env))
     }
 
     #[test]

@@ -58,6 +58,17 @@ pub struct Sources {
 }
 
 impl Sources {
+    /// Just these environment variables, no file (for tests and tools).
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        Sources {
+            file: None,
+            env: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
     /// The process environment and an optional file.
     pub fn from_process(file: Option<std::path::PathBuf>) -> Self {
         Sources {
