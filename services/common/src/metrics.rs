@@ -87,9 +87,8 @@ impl HttpServerMetrics {
 
     /// Records a finished request.
     pub fn observe(&self, method: &http::Method, route: &str, status: u16, elapsed: Duration) {
-        let code = status.to_string();
         self.duration
-            .with_label_values(&[method_label(method), route, code.as_str()])
+            .with_label_values(&[method_label(method), route, status_label(status)])
             .observe(elapsed.as_secs_f64());
     }
 }
@@ -104,6 +103,15 @@ impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.gauge.dec();
     }
+}
+
+/// The status code as a label value, without allocating per request.
+pub fn status_label(status: u16) -> &'static str {
+    static LABELS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let labels = LABELS.get_or_init(|| (0..1000).map(|s| s.to_string()).collect());
+    labels
+        .get(usize::from(status))
+        .map_or("other", String::as_str)
 }
 
 /// The method label: known methods as themselves, anything else `_OTHER`

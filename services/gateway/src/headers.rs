@@ -60,20 +60,16 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// (the client library sets the backend's), plus the `X-Forwarded-*` trio
 /// and the request id.
 pub fn forward_headers(
-    incoming: &HeaderMap,
+    mut headers: HeaderMap,
     client: Option<ClientAddr>,
     request_id: &HeaderValue,
 ) -> HeaderMap {
-    let mut headers = incoming.clone();
     strip_hop_by_hop(&mut headers);
     let host = headers.remove(header::HOST);
 
     if let Some(ClientAddr(addr)) = client {
         let ip = addr.ip().to_string();
-        let forwarded_for = match incoming
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-        {
+        let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
             Some(prior) if !prior.is_empty() => format!("{prior}, {ip}"),
             _ => ip,
         };
@@ -126,7 +122,7 @@ mod tests {
         h.insert(header::HOST, HeaderValue::from_static("gw.example"));
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         let addr = ClientAddr("127.0.0.9:1234".parse().unwrap());
-        let out = forward_headers(&h, Some(addr), &HeaderValue::from_static("rid"));
+        let out = forward_headers(h, Some(addr), &HeaderValue::from_static("rid"));
         assert_eq!(out["x-forwarded-for"], "10.0.0.1, 127.0.0.9");
         assert_eq!(out["x-forwarded-proto"], "http");
         assert_eq!(out["x-forwarded-host"], "gw.example");

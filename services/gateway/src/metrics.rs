@@ -162,12 +162,12 @@ impl GatewayMetrics {
         error_type: &str,
         elapsed: Duration,
     ) {
-        let status = status.map(|s| s.to_string()).unwrap_or_default();
+        let status = status.map_or("", common::metrics::status_label);
         self.client_duration
             .with_label_values(&[
                 upstream,
                 common::metrics::method_label(method),
-                &status,
+                status,
                 error_type,
             ])
             .observe(elapsed.as_secs_f64());

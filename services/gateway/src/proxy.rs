@@ -106,7 +106,7 @@ where
         Ok(body) => body,
         Err(e) => return answer_error(&state, &request, None, e),
     };
-    let forwarded = forward_headers(&headers, client_addr, &request_id);
+    let forwarded = forward_headers(headers, client_addr, &request_id);
     state.budget.record_request();
 
     let deadline = started + state.request_timeout;
