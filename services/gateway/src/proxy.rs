@@ -144,67 +144,25 @@ where
             .await;
         let elapsed = attempt_started.elapsed();
 
-        // Classify the attempt: an answer to pass on, or a failure.
-        let (failure, response) = match sent {
-            Ok(Ok(response)) => {
-                let status = response.status().as_u16();
-                if state.retry.on_statuses.contains(&status) {
-                    (Some(Failure::Status(status)), Some(response))
-                } else {
-                    (None, Some(response))
-                }
-            }
-            Ok(Err(e)) => {
-                let failure = if e.is_connect() {
-                    Failure::Connect
-                } else {
-                    Failure::Reset
-                };
-                tracing::warn!(
-                    backend = %backend.name,
-                    upstream = %backend.base.authority,
-                    request_id = request_id.to_str().unwrap_or(""),
-                    attempt = tried.len() + 1,
-                    "upstream error: {}",
-                    error_chain(&e)
-                );
-                (Some(failure), None)
-            }
-            Err(_) => {
-                tracing::warn!(
-                    backend = %backend.name,
-                    request_id = request_id.to_str().unwrap_or(""),
-                    attempt = tried.len() + 1,
-                    "upstream timeout after {} ms",
-                    timeout.as_millis()
-                );
-                (Some(Failure::Timeout), None)
-            }
-        };
-        match (&failure, &response) {
-            (_, Some(r)) => common::telemetry::record_status(&span, r.status().as_u16()),
-            (Some(f), None) => {
-                span.record("error.type", f.as_str());
-                span.record("otel.status_code", "ERROR");
-            }
-            (None, None) => {}
-        }
-        drop(span);
-        record_attempt(
-            &state,
+        let attempt = classify(
+            sent,
+            &state.retry.on_statuses,
             &backend,
-            &method,
-            response.as_ref().map(|r| r.status().as_u16()),
-            failure,
-            elapsed,
+            &request_id,
+            tried.len() + 1,
+            timeout,
         );
-
-        let Some(failure) = failure else {
-            // Success: stream the answer back.
-            let Some(response) = response else {
-                return answer_error(&state, &request, Some(&backend), ProxyError::NoBackends);
-            };
-            return pass_through(&state, &request, &backend, response, in_flight);
+        annotate(&span, &attempt);
+        drop(span);
+        record_attempt(&state, &backend, &method, &attempt, elapsed);
+        let (failure, response) = match attempt {
+            Attempt::Answered(response) => {
+                return pass_through(&state, &request, &backend, response, in_flight)
+            }
+            Attempt::RetryableStatus(response) => {
+                (Failure::Status(response.status().as_u16()), Some(response))
+            }
+            Attempt::Failed(failure) => (failure, None),
         };
         tried.push(backend.clone());
         let can_retry = retryable(&method, failure)
@@ -339,15 +297,90 @@ where
     }
 }
 
+/// How one attempt ended.
+enum Attempt {
+    /// An answer to pass on to the client.
+    Answered(reqwest::Response),
+    /// An answer whose status is listed in `retry.on_statuses`: retried
+    /// when possible, else passed on.
+    RetryableStatus(reqwest::Response),
+    /// No answer at all.
+    Failed(Failure),
+}
+
+impl Attempt {
+    fn status(&self) -> Option<u16> {
+        match self {
+            Attempt::Answered(r) | Attempt::RetryableStatus(r) => Some(r.status().as_u16()),
+            Attempt::Failed(_) => None,
+        }
+    }
+}
+
+/// Turns the client's result into an [`Attempt`], logging failures.
+fn classify(
+    sent: Result<Result<reqwest::Response, reqwest::Error>, tokio::time::error::Elapsed>,
+    retry_statuses: &[u16],
+    backend: &Backend,
+    request_id: &HeaderValue,
+    attempt: usize,
+    timeout: Duration,
+) -> Attempt {
+    match sent {
+        Ok(Ok(response)) if retry_statuses.contains(&response.status().as_u16()) => {
+            Attempt::RetryableStatus(response)
+        }
+        Ok(Ok(response)) => Attempt::Answered(response),
+        Ok(Err(e)) => {
+            tracing::warn!(
+                backend = %backend.name,
+                upstream = %backend.base.authority,
+                request_id = request_id.to_str().unwrap_or(""),
+                attempt,
+                "upstream error: {}",
+                error_chain(&e)
+            );
+            Attempt::Failed(if e.is_connect() {
+                Failure::Connect
+            } else {
+                Failure::Reset
+            })
+        }
+        Err(_) => {
+            tracing::warn!(
+                backend = %backend.name,
+                request_id = request_id.to_str().unwrap_or(""),
+                attempt,
+                "upstream timeout after {} ms",
+                timeout.as_millis()
+            );
+            Attempt::Failed(Failure::Timeout)
+        }
+    }
+}
+
+/// Puts the attempt's outcome on its client span.
+fn annotate(span: &tracing::Span, attempt: &Attempt) {
+    match attempt {
+        Attempt::Answered(r) | Attempt::RetryableStatus(r) => {
+            common::telemetry::record_status(span, r.status().as_u16())
+        }
+        Attempt::Failed(f) => {
+            span.record("error.type", f.as_str());
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+}
+
 /// Books one attempt on the backend: stats, metrics, outlier detection.
 fn record_attempt(
     state: &ProxyState,
     backend: &Arc<Backend>,
     method: &Method,
-    status: Option<u16>,
-    failure: Option<Failure>,
+    attempt: &Attempt,
     elapsed: Duration,
 ) {
+    let status = attempt.status();
     backend.stats.record(Outcome {
         status,
         latency: elapsed,
@@ -355,9 +388,9 @@ fn record_attempt(
     if status.is_none_or(|s| s >= 500) {
         backend.failures.fetch_add(1, Ordering::Relaxed);
     }
-    let error_type = match failure {
-        Some(Failure::Status(_)) | None => "",
-        Some(f) => f.as_str(),
+    let error_type = match attempt {
+        Attempt::Failed(f) => f.as_str(),
+        _ => "",
     };
     state
         .metrics
