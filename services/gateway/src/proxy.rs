@@ -25,7 +25,7 @@ use crate::errors::ProxyError;
 use crate::headers::{forward_headers, has_body, request_id, strip_hop_by_hop};
 use crate::metrics::GatewayMetrics;
 use crate::outlier::{AttemptOutcome, Outlier};
-use crate::registry::{Backend, Registry};
+use crate::registry::{Backend, InFlight, Registry};
 use crate::retry::{retryable, Failure, RetryBudget};
 
 /// What the proxied path needs, shared by all requests.
@@ -112,11 +112,11 @@ where
     let deadline = started + state.request_timeout;
     let mut tried: Vec<Arc<Backend>> = Vec::new();
     loop {
-        let backend = match choose_backend(&state, &tried) {
-            Ok(b) => b,
+        let in_flight = match choose_backend(&state, &tried) {
+            Ok(in_flight) => in_flight,
             Err(e) => return answer_error(&state, &request, tried.last(), e),
         };
-        let in_flight = backend.begin();
+        let backend = in_flight.0.clone();
         let attempt_started = Instant::now();
         let timeout = state
             .attempt_timeout
@@ -244,7 +244,7 @@ fn admit(state: &ProxyState) -> Option<Admitted<'_>> {
 /// An `up` backend not tried yet and not at its in-flight limit. When every
 /// `up` backend has been tried, one may be tried again (a failure on a
 /// stale pooled connection is worth a second go on the same host).
-fn choose_backend(state: &ProxyState, tried: &[Arc<Backend>]) -> Result<Arc<Backend>, ProxyError> {
+fn choose_backend(state: &ProxyState, tried: &[Arc<Backend>]) -> Result<InFlight, ProxyError> {
     let snapshot = state.registry.current();
     if snapshot.backends.is_empty() {
         return Err(ProxyError::NoBackends);
@@ -255,20 +255,23 @@ fn choose_backend(state: &ProxyState, tried: &[Arc<Backend>]) -> Result<Arc<Back
     let limit = state.limits.max_in_flight_per_backend;
     let has_room = |b: &Backend| limit == 0 || b.active.load(Ordering::Relaxed) < limit;
     let untried = |b: &Backend| !tried.iter().any(|t| t.name == b.name);
-    let chosen = state
-        .balancer
-        .pick_where(&snapshot, |b| untried(b) && has_room(b))
-        .or_else(|| state.balancer.pick_where(&snapshot, has_room));
-    match chosen {
-        Some(b) => Ok(b.clone()),
-        None => {
-            state.metrics.limit_rejection("backend");
-            Err(ProxyError::Overloaded {
-                which: "backend",
-                limit,
-            })
+    // The room check is a hint; `try_begin` claims the slot for real, and a
+    // backend filled by a concurrent request in between is skipped.
+    for _ in 0..3 {
+        let chosen = state
+            .balancer
+            .pick_where(&snapshot, |b| untried(b) && has_room(b))
+            .or_else(|| state.balancer.pick_where(&snapshot, has_room));
+        let Some(backend) = chosen else { break };
+        if let Some(in_flight) = backend.try_begin(limit) {
+            return Ok(in_flight);
         }
     }
+    state.metrics.limit_rejection("backend");
+    Err(ProxyError::Overloaded {
+        which: "backend",
+        limit,
+    })
 }
 
 /// Buffers small bodies (so they can be retried) and streams the rest.
@@ -409,7 +412,7 @@ fn pass_through(
     request: &RequestInfo<'_>,
     backend: &Arc<Backend>,
     upstream_response: reqwest::Response,
-    in_flight: crate::registry::InFlight,
+    in_flight: InFlight,
 ) -> Response {
     let status = upstream_response.status();
     let elapsed = request.started.elapsed();

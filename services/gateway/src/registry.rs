@@ -187,6 +187,19 @@ impl Backend {
         InFlight(self.clone())
     }
 
+    /// Like [`Backend::begin`], but only while fewer than `limit` requests
+    /// are in flight (0 = no limit). Claiming and checking are one atomic
+    /// step, so concurrent requests cannot both take the last slot.
+    pub fn try_begin(self: &Arc<Self>, limit: u64) -> Option<InFlight> {
+        let now = self.active.fetch_add(1, Ordering::Relaxed) + 1;
+        if limit != 0 && now > limit {
+            self.active.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        Some(InFlight(self.clone()))
+    }
+
     /// The spec it was registered with.
     pub fn spec(&self) -> ServerSpec {
         ServerSpec {
@@ -614,6 +627,30 @@ mod tests {
         );
         assert_eq!(r.get("server1").unwrap().weight, 5);
         assert_eq!(r.snapshot().backends.len(), 1);
+    }
+
+    #[test]
+    fn try_begin_never_exceeds_the_limit() {
+        let r = Registry::new(Arc::new(SystemClock));
+        let (_, b) = r
+            .register(&spec("a", "http://x:1", None), Source::Api)
+            .unwrap();
+        let held: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| (0..100).filter_map(|_| b.try_begin(50)).collect::<Vec<_>>())
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        assert_eq!(held.len(), 50);
+        assert_eq!(b.active.load(Ordering::Relaxed), 50);
+        drop(held);
+        assert_eq!(b.active.load(Ordering::Relaxed), 0);
+        assert!(b.try_begin(0).is_some());
     }
 
     #[test]
