@@ -277,24 +277,7 @@ pub async fn run_with(
         admin_address,
         1,
     );
-    let changes = if listeners.admin.is_some() {
-        Changes::Refused
-    } else {
-        Changes::Allowed
-    };
-    let admin_server = listeners.admin.map(|listener| {
-        let gateway = gateway.clone();
-        let stopped = stopped.clone();
-        tokio::spawn(async move { gateway.serve_admin(listener, stopped).await })
-    });
-    let mut drain = gateway
-        .serve_public(listeners.public, changes, stopped)
-        .await?;
-    if let Some(admin) = admin_server {
-        if let Ok(Drain::TimedOut) = admin.await {
-            drain = Drain::TimedOut;
-        }
-    }
+    let drain = serve_main(&gateway, listeners.public, listeners.admin, stopped).await?;
     tracing::info!(?drain, "gateway stopped");
     Ok(drain)
 }
@@ -376,31 +359,13 @@ pub fn run_workers(
     );
 
     let mut drain = main_runtime.block_on(async {
-        let admin_server = match admin {
+        let admin = admin.map(TcpListener::from_std).transpose()?;
+        match first {
             Some(listener) => {
-                let listener = TcpListener::from_std(listener)?;
-                let gateway = gateway.clone();
-                let stopped = stopped.clone();
-                Some(tokio::spawn(async move {
-                    gateway.serve_admin(listener, stopped).await
-                }))
+                serve_main(&gateway, TcpListener::from_std(listener)?, admin, stopped).await
             }
-            None => None,
-        };
-        let mut drain = match first {
-            Some(listener) => {
-                gateway
-                    .serve_public(TcpListener::from_std(listener)?, changes, stopped)
-                    .await?
-            }
-            None => Drain::Complete,
-        };
-        if let Some(admin) = admin_server {
-            if let Ok(Drain::TimedOut) = admin.await {
-                drain = Drain::TimedOut;
-            }
+            None => Ok(Drain::Complete),
         }
-        Ok::<_, StartupError>(drain)
     })?;
     for handle in handles.drain(..) {
         match handle.join() {
@@ -411,6 +376,34 @@ pub fn run_workers(
         }
     }
     tracing::info!(?drain, "gateway stopped");
+    Ok(drain)
+}
+
+/// Serves the public listener on the current runtime, and the admin
+/// listener beside it when there is one (the public port then refuses
+/// registry changes). The drain timed out if either one's did.
+async fn serve_main(
+    gateway: &Arc<Gateway>,
+    public: TcpListener,
+    admin: Option<TcpListener>,
+    stopped: Stopped,
+) -> Result<Drain, StartupError> {
+    let changes = if admin.is_some() {
+        Changes::Refused
+    } else {
+        Changes::Allowed
+    };
+    let admin_server = admin.map(|listener| {
+        let gateway = gateway.clone();
+        let stopped = stopped.clone();
+        tokio::spawn(async move { gateway.serve_admin(listener, stopped).await })
+    });
+    let mut drain = gateway.serve_public(public, changes, stopped).await?;
+    if let Some(admin) = admin_server {
+        if let Ok(Drain::TimedOut) = admin.await {
+            drain = Drain::TimedOut;
+        }
+    }
     Ok(drain)
 }
 
