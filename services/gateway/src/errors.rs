@@ -39,6 +39,10 @@ pub enum ProxyError {
     /// The client's body could not be read.
     #[error("{0}")]
     BadRequestBody(String),
+    /// The backend's path prefix plus the request target is not a valid
+    /// request target.
+    #[error("invalid request target: {0}")]
+    BadTarget(String),
     /// No response head within `upstream.request_timeout`.
     #[error("upstream {backend} did not answer within {timeout_ms} ms")]
     Timeout {
@@ -69,6 +73,7 @@ impl ProxyError {
             ProxyError::Unreachable { .. } => (StatusCode::BAD_GATEWAY, "upstream_unreachable"),
             ProxyError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
             ProxyError::BadRequestBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
+            ProxyError::BadTarget(_) => (StatusCode::BAD_REQUEST, "invalid_target"),
         }
     }
 
@@ -81,6 +86,7 @@ impl ProxyError {
             ProxyError::Unreachable { .. } => "unreachable",
             ProxyError::Timeout { .. } => "timeout",
             ProxyError::BadRequestBody(_) => "bad_request_body",
+            ProxyError::BadTarget(_) => "bad_target",
         }
     }
 

@@ -271,7 +271,7 @@ async fn probe(
     let response = tokio::time::timeout(settings.timeout, client.get(url).send())
         .await
         .map_err(|_| format!("no answer within {} ms", settings.timeout.as_millis()))?
-        .map_err(|e| crate::proxy::error_chain(&e))?;
+        .map_err(|e| crate::upstream::error_chain(&e))?;
     if response.status().is_success() {
         Ok(())
     } else {

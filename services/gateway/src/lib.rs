@@ -7,8 +7,9 @@
 //!   [`admin`], `/api/stats/*`, `/metrics`, `/healthz`, `/readyz`), then
 //!   everything else to [`proxy`]; one `recover` renders every error.
 //! - [`proxy`]: picks a backend with the [`balancer`] from the [`registry`]'s
-//!   current snapshot, forwards the request with the shared upstream client,
-//!   streams the answer back and records it in the stats windows
+//!   current snapshot, forwards the request with the worker's [`upstream`]
+//!   client (hyper HTTP/1 with its own keep-alive pool; reqwest for `https`
+//!   backends), streams the answer back and records it in the stats windows
 //!   (`common::stats`) and [`metrics`].
 //! - [`headers`]: what is forwarded (hop-by-hop stripping, `X-Forwarded-*`,
 //!   request ids).
@@ -40,5 +41,6 @@ pub mod retry;
 pub mod routes;
 pub mod startup;
 pub mod state_file;
+pub mod upstream;
 
 pub use startup::run;

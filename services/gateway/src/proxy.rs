@@ -14,7 +14,7 @@ use common::server::ClientAddr;
 use common::stats::{Outcome, Recorder};
 use futures_util::{Stream, StreamExt};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::Method;
+use http::{Method, Request, Uri};
 use tracing::Instrument;
 use warp::reply::Response;
 use warp::Reply;
@@ -27,6 +27,7 @@ use crate::metrics::GatewayMetrics;
 use crate::outlier::{AttemptOutcome, Outlier};
 use crate::registry::{Backend, InFlight, Registry};
 use crate::retry::{retryable, Failure, RetryBudget};
+use crate::upstream::{self, ResponseBody, Upstream, UpstreamError};
 
 /// What the proxied path needs, shared by all requests.
 #[derive(Debug)]
@@ -67,6 +68,28 @@ enum RequestBody<S> {
     Streaming(Option<S>),
 }
 
+impl<S, B> RequestBody<S>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,
+    B: Buf + Send + 'static,
+{
+    /// The body for the next attempt (a streamed one goes out only once).
+    fn for_attempt(&mut self) -> upstream::RequestBody {
+        match self {
+            RequestBody::Empty => upstream::RequestBody::Empty,
+            RequestBody::Buffered(bytes) => upstream::RequestBody::Full(Some(bytes.clone())),
+            RequestBody::Streaming(stream) => match stream.take() {
+                Some(stream) => upstream::RequestBody::Stream(Box::pin(stream.map(|chunk| {
+                    chunk
+                        .map(|mut buf| buf.copy_to_bytes(buf.remaining()))
+                        .map_err(Into::into)
+                }))),
+                None => upstream::RequestBody::Empty,
+            },
+        }
+    }
+}
+
 /// One proxied request, from arrival to response head.
 pub async fn handle<S, B>(
     method: Method,
@@ -75,7 +98,7 @@ pub async fn handle<S, B>(
     client_addr: Option<ClientAddr>,
     body: S,
     state: Arc<ProxyState>,
-    client: reqwest::Client,
+    upstream: Arc<Upstream>,
 ) -> Response
 where
     S: Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,
@@ -122,24 +145,16 @@ where
             .attempt_timeout
             .min(deadline.saturating_duration_since(attempt_started));
 
-        let url = format!("{}{}", backend.base.prefix, path_and_query);
-        let span = client_span(&method, &url, &backend, tried.len() + 1);
-        let mut attempt_headers = forwarded.clone();
-        common::telemetry::inject(&span, &mut attempt_headers);
-        let mut upstream = client.request(method.clone(), url).headers(attempt_headers);
-        upstream = match &mut body {
-            RequestBody::Empty => upstream,
-            RequestBody::Buffered(bytes) => upstream.body(bytes.clone()),
-            RequestBody::Streaming(stream) => match stream.take() {
-                Some(stream) => {
-                    let chunks =
-                        stream.map(|chunk| chunk.map(|mut buf| buf.copy_to_bytes(buf.remaining())));
-                    upstream.body(reqwest::Body::wrap_stream(chunks))
-                }
-                None => upstream,
-            },
+        let span = client_span(&method, &path_and_query, &backend, tried.len() + 1);
+        let mut outgoing = Request::new(body.for_attempt());
+        *outgoing.method_mut() = method.clone();
+        *outgoing.uri_mut() = match upstream_uri(&backend.base.path, &path_and_query) {
+            Ok(uri) => uri,
+            Err(e) => return answer_error(&state, &request, None, e),
         };
-        let sent = tokio::time::timeout(timeout, upstream.send())
+        *outgoing.headers_mut() = forwarded.clone();
+        common::telemetry::inject(&span, outgoing.headers_mut());
+        let sent = tokio::time::timeout(timeout, upstream.send(&backend.base, outgoing))
             .instrument(span.clone())
             .await;
         let elapsed = attempt_started.elapsed();
@@ -194,18 +209,35 @@ where
     }
 }
 
+/// The backend's path prefix (often empty) plus the request's path and
+/// query, as the origin-form target sent upstream.
+fn upstream_uri(prefix: &str, path_and_query: &str) -> Result<Uri, ProxyError> {
+    let uri = if prefix.is_empty() {
+        Uri::try_from(path_and_query)
+    } else {
+        Uri::try_from(format!("{prefix}{path_and_query}"))
+    };
+    uri.map_err(|e| ProxyError::BadTarget(e.to_string()))
+}
+
 /// A client span for one upstream attempt; retries show as siblings.
-fn client_span(method: &Method, url: &str, backend: &Backend, attempt: usize) -> tracing::Span {
+fn client_span(
+    method: &Method,
+    path_and_query: &str,
+    backend: &Backend,
+    attempt: usize,
+) -> tracing::Span {
     if !common::telemetry::tracing_enabled() {
         return tracing::Span::none();
     }
+    let url = format!("{}{}", backend.base.prefix, path_and_query);
     tracing::info_span!(
         "HTTP client",
         otel.name = %method,
         otel.kind = "client",
         otel.status_code = tracing::field::Empty,
         http.request.method = %method,
-        url.full = url,
+        url.full = url.as_str(),
         server.address = %backend.base.authority,
         upstream = %backend.name,
         http.request.resend_count = i64::try_from(attempt).unwrap_or(1) - 1,
@@ -303,10 +335,10 @@ where
 /// How one attempt ended.
 enum Attempt {
     /// An answer to pass on to the client.
-    Answered(reqwest::Response),
+    Answered(http::Response<ResponseBody>),
     /// An answer whose status is listed in `retry.on_statuses`: retried
     /// when possible, else passed on.
-    RetryableStatus(reqwest::Response),
+    RetryableStatus(http::Response<ResponseBody>),
     /// No answer at all.
     Failed(Failure),
 }
@@ -322,7 +354,7 @@ impl Attempt {
 
 /// Turns the client's result into an [`Attempt`], logging failures.
 fn classify(
-    sent: Result<Result<reqwest::Response, reqwest::Error>, tokio::time::error::Elapsed>,
+    sent: Result<Result<http::Response<ResponseBody>, UpstreamError>, tokio::time::error::Elapsed>,
     retry_statuses: &[u16],
     backend: &Backend,
     request_id: &HeaderValue,
@@ -340,8 +372,7 @@ fn classify(
                 upstream = %backend.base.authority,
                 request_id = request_id.to_str().unwrap_or(""),
                 attempt,
-                "upstream error: {}",
-                error_chain(&e)
+                "upstream error: {e}"
             );
             Attempt::Failed(if e.is_connect() {
                 Failure::Connect
@@ -411,10 +442,11 @@ fn pass_through(
     state: &ProxyState,
     request: &RequestInfo<'_>,
     backend: &Arc<Backend>,
-    upstream_response: reqwest::Response,
+    upstream_response: http::Response<ResponseBody>,
     in_flight: InFlight,
 ) -> Response {
-    let status = upstream_response.status();
+    let (parts, body) = upstream_response.into_parts();
+    let status = parts.status;
     let elapsed = request.started.elapsed();
     state.stats.record(Outcome {
         status: Some(status.as_u16()),
@@ -423,7 +455,7 @@ fn pass_through(
     if state.access_log {
         access_log(request, status.as_u16(), &backend.name, elapsed);
     }
-    let mut response_headers = upstream_response.headers().clone();
+    let mut response_headers = parts.headers;
     strip_hop_by_hop(&mut response_headers);
     response_headers.insert(
         HeaderName::from_static("x-request-id"),
@@ -431,7 +463,7 @@ fn pass_through(
     );
     // The in-flight guard rides along with the body, so a streaming answer
     // counts as outstanding (for least_outstanding) until it is finished.
-    let body = upstream_response.bytes_stream().map(move |chunk| {
+    let body = body.map(move |chunk| {
         let _still_in_flight = &in_flight;
         chunk
     });
@@ -489,16 +521,4 @@ fn access_log(request: &RequestInfo<'_>, status: u16, backend: &str, elapsed: Du
         trace_id,
         "request"
     );
-}
-
-/// A client error with its causes, for one readable log line.
-pub fn error_chain(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -14,6 +14,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use common::clock::Clock;
 use common::stats::Recorder;
+use http::HeaderValue;
 use serde::{Deserialize, Serialize};
 
 use crate::balancer;
@@ -102,6 +103,18 @@ pub struct BaseUrl {
     pub prefix: String,
     /// `host:port`, for logs.
     pub authority: String,
+    /// Whether the backend speaks `https` (reqwest with rustls), rather
+    /// than plain HTTP (the gateway's own pooled hyper client).
+    pub tls: bool,
+    /// The URL's path prefix without a trailing slash (often empty);
+    /// forwarded paths are appended to it.
+    pub path: String,
+    /// The `Host` header sent upstream: the host, plus the port when it is
+    /// not the scheme's default, built once at registration.
+    pub host: HeaderValue,
+    /// `host:port` as the pool key and connect address, shared by every
+    /// pooled connection without copying.
+    pub key: Arc<str>,
 }
 
 /// Validates and normalizes a backend URL.
@@ -133,9 +146,22 @@ pub fn parse_base_url(raw: &str) -> Result<BaseUrl, FieldError> {
     let port = url.port_or_known_default().unwrap_or(80);
     let authority = format!("{host}:{port}");
     let path = url.path().trim_end_matches('/');
+    let host_header = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    let host = HeaderValue::from_str(&host_header).map_err(|_| {
+        err(format!(
+            "{raw:?} has a host that is not a valid Host header"
+        ))
+    })?;
     Ok(BaseUrl {
         prefix: format!("{}://{authority}{path}", url.scheme()),
+        key: Arc::from(authority.as_str()),
         authority,
+        tls: url.scheme() == "https",
+        path: path.to_owned(),
+        host,
     })
 }
 

@@ -22,6 +22,7 @@ use warp::{Filter, Rejection};
 use crate::admin::{self, AdminState, Changes};
 use crate::errors::AdminError;
 use crate::proxy::{self, ProxyState};
+use crate::upstream::Upstream;
 
 /// Everything the routes share.
 #[derive(Debug)]
@@ -64,7 +65,7 @@ fn is_own_path(path: &str) -> bool {
 pub fn routes(
     state: Arc<AppState>,
     changes: Changes,
-    client: reqwest::Client,
+    upstream: Arc<Upstream>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
     admin::routes(state.admin.clone(), changes)
         .or(stats(state.clone()))
@@ -73,7 +74,7 @@ pub fn routes(
         .unify()
         .or(health(state.clone()))
         .unify()
-        .or(proxied(state.proxy.clone(), client))
+        .or(proxied(state.proxy.clone(), upstream))
         .unify()
         .recover(recover)
         .unify()
@@ -207,7 +208,7 @@ impl warp::reject::Reject for OwnPath {}
 
 fn proxied(
     state: Arc<ProxyState>,
-    client: reqwest::Client,
+    upstream: Arc<Upstream>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path::full()
         .and_then(|path: warp::path::FullPath| async move {
@@ -224,7 +225,7 @@ fn proxied(
         .and(warp::ext::optional::<ClientAddr>())
         .and(warp::body::stream())
         .and(with(state))
-        .and(with(client))
+        .and(with(upstream))
         .then(proxy::handle)
 }
 

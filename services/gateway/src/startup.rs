@@ -23,6 +23,7 @@ use crate::registry::{Registry, Source};
 use crate::retry::RetryBudget;
 use crate::routes::{self, AppState};
 use crate::state_file::StateFile;
+use crate::upstream::Upstream;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -187,8 +188,9 @@ impl Gateway {
         changes: Changes,
         stopped: Stopped,
     ) -> Result<Drain, StartupError> {
-        let client = upstream_client(&self.settings.upstream)?;
-        let routes = routes::routes(self.state.clone(), changes, client);
+        let tls = tls_client(&self.settings.upstream)?;
+        let upstream = Upstream::new(&self.settings.upstream, tls);
+        let routes = routes::routes(self.state.clone(), changes, upstream);
         Ok(common::server::serve(
             listener,
             routes,
@@ -449,9 +451,10 @@ fn health_client(settings: &Settings) -> Result<reqwest::Client, reqwest::Error>
         .build()
 }
 
-/// The one client all upstream calls share: keep-alive pooled, no proxy
-/// from the environment, redirects passed through to the client untouched.
-fn upstream_client(settings: &UpstreamSettings) -> Result<reqwest::Client, reqwest::Error> {
+/// The client for `https` backends: keep-alive pooled, no proxy from the
+/// environment, redirects passed through to the client untouched.
+/// Plain-HTTP backends use the gateway's own pooled client (`upstream`).
+fn tls_client(settings: &UpstreamSettings) -> Result<reqwest::Client, reqwest::Error> {
     install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()

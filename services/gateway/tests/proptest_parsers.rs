@@ -420,6 +420,12 @@ fn post_api_servers_agrees_with_the_library() {
         let parsed = serde_json::from_slice::<ServerSpec>(&body);
         let expected = match &parsed {
             _ if body.iter().all(u8::is_ascii_whitespace) => (400, "invalid_body"),
+            // serde would read a struct from a JSON array; the API wants an object.
+            _ if !serde_json::from_slice::<serde_json::Value>(&body)
+                .is_ok_and(|v| v.is_object()) =>
+            {
+                (400, "invalid_body")
+            }
             Err(_) => (400, "invalid_body"),
             Ok(spec) => match spec.validate() {
                 Err(_) => (400, "invalid_field"),
