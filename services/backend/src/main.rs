@@ -46,7 +46,12 @@ fn main() -> ExitCode {
         return common::cli::print_settings(&settings);
     }
     let telemetry = common::telemetry::init(&settings.log, "backend");
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // Log lines queued while a worker was busy go out in one write.
+        .on_thread_park(common::log_writer::flush_thread)
+        .build();
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("backend: cannot start the runtime: {e}");

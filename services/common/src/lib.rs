@@ -12,7 +12,9 @@
 //! - [`metrics`]: the Prometheus registry, the HTTP server metrics both
 //!   services export on `/metrics`, and the text encoder.
 //! - [`telemetry`]: logging (plain text or JSON lines) and OpenTelemetry
-//!   tracing start-up, W3C trace-context propagation helpers.
+//!   tracing start-up, W3C trace-context propagation helpers;
+//!   [`log_writer`]: log lines batched per runtime thread on their way to
+//!   stdout.
 //! - [`settings`]: layered configuration loading (defaults, file,
 //!   environment) with errors that name the offending key.
 //! - [`server`]: serving a warp filter on a listener we bound ourselves, with
@@ -27,6 +29,7 @@ pub mod body;
 pub mod cli;
 pub mod clock;
 pub mod errors;
+pub mod log_writer;
 pub mod metrics;
 pub mod probe;
 pub mod server;

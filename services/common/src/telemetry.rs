@@ -99,15 +99,13 @@ pub fn tracing_enabled() -> bool {
 #[derive(Debug, Default)]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
-    /// Log lines are written by a background thread, so a request never
-    /// waits on the stdout lock; dropping this flushes what is queued.
-    _log_writer: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
 impl Telemetry {
-    /// Exports the spans still buffered and writes the queued log lines.
-    /// Call once, after the server stopped.
+    /// Exports the spans still buffered and writes the calling thread's
+    /// queued log lines. Call once, after the server stopped.
     pub fn shutdown(self) {
+        crate::log_writer::flush_thread();
         if let Some(provider) = self.provider {
             if let Err(e) = provider.shutdown() {
                 tracing::warn!(error = %e, "could not flush the last spans");
@@ -141,11 +139,9 @@ pub fn init(settings: &LogSettings, service: &'static str) -> Telemetry {
             .with_filter(filter())
     });
 
-    // Blocking when the queue is full rather than dropping lines: under
+    // Batched per runtime thread (see `log_writer`); never lossy: under
     // overload a slower log beats a silently incomplete one.
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::stdout());
+    let writer = crate::log_writer::BatchedStdout;
     let registry = tracing_subscriber::registry().with(otel_layer);
     let result = match settings.format {
         LogFormat::Text => registry
@@ -181,10 +177,7 @@ pub fn init(settings: &LogSettings, service: &'static str) -> Telemetry {
         TRACING.store(true, Ordering::Relaxed);
         tracing::info!("exporting traces over OTLP/HTTP");
     }
-    Telemetry {
-        provider,
-        _log_writer: Some(guard),
-    }
+    Telemetry { provider }
 }
 
 /// The tracer provider the environment asks for, if any.

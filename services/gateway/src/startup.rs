@@ -326,6 +326,9 @@ pub fn run_workers(
     let runtime = || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            // Log lines queued during this turn of the event loop go out in
+            // one write (common::log_writer).
+            .on_thread_park(common::log_writer::flush_thread)
             .build()
             .map_err(StartupError::Listener)
     };
