@@ -17,6 +17,7 @@ FROM ${RUST_IMAGE} AS builder
 WORKDIR /src
 # Only what cargo reads, so edits to docs, deploy files or tests don't rebuild.
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo ./.cargo
 COPY services ./services
 # The release profile of Cargo.toml (fat LTO, one codegen unit), without the
 # line tables: they are most of the binary's size (gateway: 36 MB -> 8 MB).
