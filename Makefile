@@ -49,9 +49,12 @@ test-observability: release ## Dashboards and alert rules against a real Prometh
 	python3 -m unittest discover -s tests/observability -v
 
 # --- Benchmarks (issue 7): bench/, services/gateway/benches ---
-.PHONY: bench bench-compile
+.PHONY: bench bench-soak bench-compile
 bench: release ## Gateway vs NGINX vs HAProxy vs direct, wrk on loopback (BENCH_DURATION, BENCH_ROUNDS, ...); writes target/bench/
 	python3 bench/bench.py
+
+bench-soak: release ## Gateway RSS over 10 million requests at 256 connections (SOAK_REQUESTS, ...); writes target/bench/soak.*
+	python3 bench/soak.py
 
 bench-compile: ## Compile the criterion micro-benchmarks without running them (run them: cargo bench -p gateway)
 	$(CARGO) bench --workspace --no-run --locked --profile dev
