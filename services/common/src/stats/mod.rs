@@ -2,14 +2,15 @@
 //!
 //! Each [`Recorder`] keeps three rings of time buckets, one per [`Window`]:
 //! 60 buckets of 1 s (1m), 60 of 5 s (5m) and 60 of 60 s (1h). A bucket holds
-//! exact counters and the latencies as the non-empty cells of an HDR
-//! histogram with two significant digits, so percentiles are within 1%.
+//! exact counters and the latencies as the used run of cells of an HDR
+//! histogram with two significant digits ([`cells`]), so percentiles are
+//! within 1%.
 //!
 //! Requests are recorded into the current second of a per-CPU shard (exact
 //! counters and a full HDR histogram: one update per request, no contention
 //! between threads). When the second is over, the shard's figures are folded
 //! into all three rings at once, as compact cells: a dense histogram is about
-//! 12 KB, the cells of a second of real traffic a few hundred bytes, so a
+//! 12 KB, the used cells of a second of real traffic 1 to 4 KB, so a
 //! series' memory is small and stops growing once its rings are full. A
 //! bucket is reused (cleared, keeping its allocation) when its slot comes
 //! round again, so a reader only sums the buckets whose epoch lies inside the
@@ -24,6 +25,9 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::clock::Clock;
+
+mod cells;
+use cells::Cells;
 
 /// Highest latency the histograms resolve, in microseconds (10 minutes).
 /// Slower requests are counted at this value; `max` saturates there too.
@@ -155,24 +159,6 @@ fn class_index(status: Option<u16>) -> usize {
     }
 }
 
-/// A latency distribution kept for later: `(value, count)` for each
-/// non-empty histogram cell, by ascending value. A dense histogram over
-/// this range is about 12 KB; real traffic fills a few hundred cells.
-type Cells = Vec<(u32, u32)>;
-
-/// Adds `more` into `cells`, keeping them sorted with one entry per value.
-fn merge_cells(cells: &mut Cells, more: &[(u32, u32)]) {
-    cells.extend_from_slice(more);
-    cells.sort_unstable_by_key(|&(value, _)| value);
-    cells.dedup_by(|later, kept| {
-        let same = later.0 == kept.0;
-        if same {
-            kept.1 = kept.1.saturating_add(later.1);
-        }
-        same
-    });
-}
-
 /// The current second on one shard: recorded into at full speed.
 struct Current {
     /// The second these figures belong to; `u64::MAX` before the first.
@@ -205,14 +191,14 @@ impl Ring {
                 .map(|_| Sealed {
                     epoch: u64::MAX,
                     counts: Counts::default(),
-                    cells: Vec::new(),
+                    cells: Cells::default(),
                 })
                 .collect(),
         }
     }
 
     /// Adds one sealed second to the bucket it falls in.
-    fn fold(&mut self, second: u64, counts: &Counts, cells: &[(u32, u32)]) {
+    fn fold(&mut self, second: u64, counts: &Counts, cells: &Cells) {
         let epoch = second / self.window.bucket_secs();
         let bucket = &mut self.buckets[(epoch % BUCKETS as u64) as usize];
         if bucket.epoch != epoch {
@@ -226,7 +212,7 @@ impl Ring {
             bucket.cells.clear();
         }
         bucket.counts.add(counts);
-        merge_cells(&mut bucket.cells, cells);
+        bucket.cells.add(cells);
     }
 
     fn live_buckets(&self, now: u64) -> impl Iterator<Item = &Sealed> {
@@ -322,15 +308,10 @@ impl Recorder {
         if current.counts.requests == 0 {
             return;
         }
-        let cells: Cells = current.latency.as_ref().map_or_else(Vec::new, |h| {
-            h.iter_recorded()
-                .map(|v| {
-                    let value = u32::try_from(v.value_iterated_to()).unwrap_or(u32::MAX);
-                    let count = u32::try_from(v.count_since_last_iteration()).unwrap_or(u32::MAX);
-                    (value, count)
-                })
-                .collect()
-        });
+        let cells = current
+            .latency
+            .as_ref()
+            .map_or_else(Cells::default, Cells::from_histogram);
         let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
         for ring in history.iter_mut() {
             ring.fold(current.second, &current.counts, &cells);
@@ -363,9 +344,7 @@ impl Recorder {
         let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
         for bucket in history[window.index()].live_buckets(now) {
             counts.add(&bucket.counts);
-            for &(value, count) in &bucket.cells {
-                merged.saturating_record_n(u64::from(value), count);
-            }
+            bucket.cells.record_into(&mut merged);
         }
         drop(history);
         let mut summary = Summary::empty(window);
@@ -729,12 +708,14 @@ mod tests {
         let cells: usize = history
             .iter()
             .flat_map(|ring| ring.buckets.iter())
-            .map(|b| b.cells.len())
+            .map(|b| b.cells.capacity())
             .sum();
         drop(history);
-        // 180 buckets of at most 50 distinct values each, instead of 180
-        // dense histograms of about 3,000 cells.
-        assert!(cells <= 180 * 50, "{cells} cells");
+        // 180 buckets of the 50 one-millisecond values' cells (one cell
+        // each, with the cells between them: 1..50 ms is 1000..50000 µs,
+        // 6 powers of two of 128 cells), instead of 180 dense histograms
+        // of about 3,000 cells.
+        assert!(cells <= 180 * 6 * 128, "{cells} cells");
         // 59 whole minutes plus however much of the current one has passed.
         let hour = r.summary(Window::OneHour).requests;
         assert!((59 * 60 * 20..=60 * 60 * 20).contains(&hour), "{hour}");
