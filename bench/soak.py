@@ -124,7 +124,12 @@ def run(cfg: dict, procs: bench.Processes, work: Path) -> dict:
 
 def markdown(result: dict) -> str:
     warm, last = result["warm_sample"], result["last_sample"]
-    verdict = "flat (within 5%)" if result["flat"] else "NOT flat, or the run fell short of its count"
+    if result["requests"] < result["target_requests"]:
+        verdict = f"fell short of {result['target_requests']:,} requests (time limit)"
+    elif result["flat"]:
+        verdict = "flat (within 5%)"
+    else:
+        verdict = "NOT flat (more than 5% apart)"
     lines = [
         f"# Gateway memory over {result['requests']:,} requests ({result['connections']} connections)",
         "",
