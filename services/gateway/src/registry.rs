@@ -101,8 +101,9 @@ pub struct BaseUrl {
     /// `http://host:port` plus the optional path prefix, without a
     /// trailing slash; forwarded request paths are appended to it.
     pub prefix: String,
-    /// `host:port`, for logs.
-    pub authority: String,
+    /// `host:port`: the connect address, the upstream pool's key (shared by
+    /// every pooled connection without copying) and what logs show.
+    pub authority: Arc<str>,
     /// Whether the backend speaks `https` (reqwest with rustls), rather
     /// than plain HTTP (the gateway's own pooled hyper client).
     pub tls: bool,
@@ -112,9 +113,6 @@ pub struct BaseUrl {
     /// The `Host` header sent upstream: the host, plus the port when it is
     /// not the scheme's default, built once at registration.
     pub host: HeaderValue,
-    /// `host:port` as the pool key and connect address, shared by every
-    /// pooled connection without copying.
-    pub key: Arc<str>,
 }
 
 /// Validates and normalizes a backend URL.
@@ -157,8 +155,7 @@ pub fn parse_base_url(raw: &str) -> Result<BaseUrl, FieldError> {
     })?;
     Ok(BaseUrl {
         prefix: format!("{}://{authority}{path}", url.scheme()),
-        key: Arc::from(authority.as_str()),
-        authority,
+        authority: Arc::from(authority),
         tls: url.scheme() == "https",
         path: path.to_owned(),
         host,
@@ -609,7 +606,7 @@ mod tests {
     fn urls_are_checked_and_normalized() {
         let b = parse_base_url("http://localhost:5000").unwrap();
         assert_eq!(b.prefix, "http://localhost:5000");
-        assert_eq!(b.authority, "localhost:5000");
+        assert_eq!(&*b.authority, "localhost:5000");
         let b = parse_base_url("http://127.0.0.1/v1/").unwrap();
         assert_eq!(b.prefix, "http://127.0.0.1:80/v1");
         let b = parse_base_url("https://api.example.com").unwrap();

@@ -187,9 +187,9 @@ impl Upstream {
             .headers_mut()
             .insert(http::header::HOST, base.host.clone());
         loop {
-            let (mut sender, reused) = match self.pool.take(&base.key) {
+            let (mut sender, reused) = match self.pool.take(&base.authority) {
                 Some(sender) => (sender, true),
-                None => (self.connect(&base.key).await?, false),
+                None => (self.connect(&base.authority).await?, false),
             };
             if let Err(e) = sender.ready().await {
                 if reused {
@@ -202,7 +202,7 @@ impl Upstream {
                 Ok(response) => {
                     let giveback = GiveBack {
                         pool: Arc::downgrade(&self.pool),
-                        key: base.key.clone(),
+                        key: base.authority.clone(),
                         sender,
                     };
                     return Ok(response.map(|body| ResponseBody::pooled(body, giveback)));
