@@ -347,17 +347,8 @@ impl Recorder {
             bucket.cells.record_into(&mut merged);
         }
         drop(history);
-        let mut summary = Summary::empty(window);
-        summary.requests = counts.requests;
-        summary.errors = counts.errors;
-        summary.classes = counts.classes;
-        summary.covered_seconds = (now.saturating_sub(self.started) + 1).min(window.span_secs());
-        summary.finish(
-            Some(&merged),
-            counts.latency_sum_micros,
-            counts.latency_max_micros,
-        );
-        summary
+        let covered = (now.saturating_sub(self.started) + 1).min(window.span_secs());
+        Summary::new(window, covered, &counts, &merged)
     }
 }
 
@@ -383,8 +374,6 @@ pub struct Summary {
     pub status: StatusCounts,
     /// Latency percentiles in milliseconds.
     pub latency_ms: Latency,
-    #[serde(skip)]
-    classes: [u64; 6],
 }
 
 /// Requests by status class.
@@ -427,59 +416,48 @@ pub struct Latency {
 }
 
 impl Summary {
-    fn empty(window: Window) -> Self {
-        Summary {
+    /// The answer for `window` from the figures of its buckets and their
+    /// merged latency histogram.
+    fn new(window: Window, covered_seconds: u64, counts: &Counts, h: &Histogram<u32>) -> Self {
+        let [c1, c2, c3, c4, c5, none] = counts.classes;
+        let mut summary = Summary {
             window: window.name(),
             window_seconds: window.span_secs(),
-            covered_seconds: 0,
-            requests: 0,
+            covered_seconds,
+            requests: counts.requests,
             requests_per_second: 0.0,
-            errors: 0,
+            errors: counts.errors,
             error_rate: 0.0,
-            status: StatusCounts::default(),
+            status: StatusCounts {
+                informational: c1,
+                success: c2,
+                redirect: c3,
+                client_error: c4,
+                server_error: c5,
+                no_response: none,
+            },
             latency_ms: Latency::default(),
-            classes: [0; 6],
-        }
-    }
-
-    fn finish(
-        &mut self,
-        histogram: Option<&Histogram<u32>>,
-        latency_sum_micros: u64,
-        latency_max_micros: u64,
-    ) {
-        let [c1, c2, c3, c4, c5, none] = self.classes;
-        self.status = StatusCounts {
-            informational: c1,
-            success: c2,
-            redirect: c3,
-            client_error: c4,
-            server_error: c5,
-            no_response: none,
         };
-        if self.requests == 0 {
-            return;
+        if counts.requests == 0 {
+            return summary;
         }
-        self.requests_per_second =
-            round3(self.requests as f64 / self.covered_seconds.max(1) as f64);
-        self.error_rate = round6(self.errors as f64 / self.requests as f64);
-        if let Some(h) = histogram {
-            let ms = |micros: u64| round3(micros as f64 / 1000.0);
-            // The middle of the value's 1% bucket halves the worst-case error;
-            // no percentile may exceed the exact maximum.
-            let quantile = |q: f64| {
-                ms(h.median_equivalent(h.value_at_quantile(q))
-                    .min(latency_max_micros))
-            };
-            self.latency_ms = Latency {
-                p50: quantile(0.50),
-                p90: quantile(0.90),
-                p95: quantile(0.95),
-                p99: quantile(0.99),
-                max: ms(latency_max_micros),
-                mean: round3(latency_sum_micros as f64 / self.requests as f64 / 1000.0),
-            };
-        }
+        let requests = counts.requests as f64;
+        summary.requests_per_second = round3(requests / covered_seconds.max(1) as f64);
+        summary.error_rate = round6(counts.errors as f64 / requests);
+        let max = counts.latency_max_micros;
+        let ms = |micros: u64| round3(micros as f64 / 1000.0);
+        // The middle of the value's 1% bucket halves the worst-case error;
+        // no percentile may exceed the exact maximum.
+        let quantile = |q: f64| ms(h.median_equivalent(h.value_at_quantile(q)).min(max));
+        summary.latency_ms = Latency {
+            p50: quantile(0.50),
+            p90: quantile(0.90),
+            p95: quantile(0.95),
+            p99: quantile(0.99),
+            max: ms(max),
+            mean: round3(counts.latency_sum_micros as f64 / requests / 1000.0),
+        };
+        summary
     }
 }
 
