@@ -224,17 +224,23 @@ def cpu_seconds(root: int) -> float:
     return ticks / CLK_TCK
 
 
-def peak_rss_kib(root: int) -> int:
-    """Sum of VmHWM (peak resident set) over `root`'s processes."""
+def status_kib(root: int, field: str) -> int:
+    """Sum of a /proc/PID/status memory field (VmRSS, VmHWM, ...) over
+    `root`'s processes, in KiB."""
     total = 0
     for pid in process_tree(root):
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     total += int(line.split()[1])
         except (FileNotFoundError, ProcessLookupError):
             pass
     return total
+
+
+def peak_rss_kib(root: int) -> int:
+    """Sum of VmHWM (peak resident set) over `root`'s processes."""
+    return status_kib(root, "VmHWM")
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -606,47 +612,58 @@ def preflight(cfg: dict) -> None:
         raise BenchError(problem)
 
 
-def main() -> int:
+def run_cli(name: str, body) -> int:
+    """Runs `body(procs)` as a command: SIGTERM and SIGHUP end it cleanly,
+    a BenchError becomes a one-line message, and every process started
+    through `procs` is stopped whatever happens. Returns the exit code."""
     signal.signal(signal.SIGTERM, _raise_exit)
     signal.signal(signal.SIGHUP, _raise_exit)
     procs = Processes()
     try:
-        cfg = settings()
-        preflight(cfg)
-        out: Path = cfg["out"]
-        (out / "logs").mkdir(parents=True, exist_ok=True)
-        for old in (out / "logs").iterdir():
-            old.unlink()
-        runs = len(cfg["targets"]) * len(cfg["connections"]) * cfg["rounds"]
-        per_run = cfg["duration_s"] + cfg["warmup_s"] + 1
-        print(
-            f"bench: {runs} runs of {cfg['duration_s']} s (+{cfg['warmup_s']} s warm-up), "
-            f"about {runs * per_run / 60:.1f} min; wrk -t{cfg['wrk_threads']}; "
-            f"targets {', '.join(cfg['targets'])}; connections {cfg['connections']}",
-            flush=True,
-        )
-        started = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix="gateway-bench-") as work:
-            bench = Bench(cfg, procs, Path(work))
-            bench.start_backends()
-            info = conditions(cfg)
-            rows = bench.run()
-            procs.stop_all()
-        info["elapsed_s"] = round(time.monotonic() - started, 1)
-        results = report.summarize(info, rows)
-        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-        report.write_all(results, out)
-        print(f"\n{(out / 'results.md').read_text()}")
-        print(f"bench: wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'results.png'}")
-        return 0
+        return body(procs)
     except BenchError as e:
-        print(f"bench: {e}", file=sys.stderr)
+        print(f"{name}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("bench: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130
     finally:
         procs.stop_all()
+
+
+def main() -> int:
+    return run_cli("bench", bench_main)
+
+
+def bench_main(procs: Processes) -> int:
+    cfg = settings()
+    preflight(cfg)
+    out: Path = cfg["out"]
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    for old in (out / "logs").iterdir():
+        old.unlink()
+    runs = len(cfg["targets"]) * len(cfg["connections"]) * cfg["rounds"]
+    per_run = cfg["duration_s"] + cfg["warmup_s"] + 1
+    print(
+        f"bench: {runs} runs of {cfg['duration_s']} s (+{cfg['warmup_s']} s warm-up), "
+        f"about {runs * per_run / 60:.1f} min; wrk -t{cfg['wrk_threads']}; "
+        f"targets {', '.join(cfg['targets'])}; connections {cfg['connections']}",
+        flush=True,
+    )
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as work:
+        bench = Bench(cfg, procs, Path(work))
+        bench.start_backends()
+        info = conditions(cfg)
+        rows = bench.run()
+        procs.stop_all()
+    info["elapsed_s"] = round(time.monotonic() - started, 1)
+    results = report.summarize(info, rows)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    report.write_all(results, out)
+    print(f"\n{(out / 'results.md').read_text()}")
+    print(f"bench: wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'results.png'}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ Load goes to 127.0.0.1 only; every process started here is stopped on exit.
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import tempfile
 import time
@@ -36,18 +35,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import bench  # noqa: E402  (bench/bench.py: processes, wrk, /proc helpers)
-
-
-def rss_kib(root: int, field: str) -> int:
-    total = 0
-    for pid in bench.process_tree(root):
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith(field + ":"):
-                    total += int(line.split()[1])
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return total
 
 
 def soak_settings() -> dict:
@@ -81,7 +68,7 @@ def run(cfg: dict, procs: bench.Processes, work: Path) -> dict:
         },
     )
     bench.wait_ready(f"http://{bench.LOOPBACK}:{port}{cfg['path']}", gateway, Path("/dev/null"))
-    samples = [{"requests": 0, "elapsed_s": 0.0, "rss_kib": rss_kib(gateway.pid, "VmRSS")}]
+    samples = [{"requests": 0, "elapsed_s": 0.0, "rss_kib": bench.status_kib(gateway.pid, "VmRSS")}]
     served, errors = 0, 0
     started = time.monotonic()
     deadline = started + cfg["max_minutes"] * 60
@@ -96,8 +83,8 @@ def run(cfg: dict, procs: bench.Processes, work: Path) -> dict:
             "requests": served,
             "elapsed_s": round(time.monotonic() - started, 1),
             "rps": round(figures["requests"] / (figures["duration_us"] / 1e6)),
-            "rss_kib": rss_kib(gateway.pid, "VmRSS"),
-            "peak_rss_kib": rss_kib(gateway.pid, "VmHWM"),
+            "rss_kib": bench.status_kib(gateway.pid, "VmRSS"),
+            "peak_rss_kib": bench.peak_rss_kib(gateway.pid),
         }
         samples.append(sample)
         print(
@@ -149,38 +136,28 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
-    signal.signal(signal.SIGTERM, bench._raise_exit)
-    signal.signal(signal.SIGHUP, bench._raise_exit)
-    procs = bench.Processes()
-    try:
-        cfg = soak_settings()
-        for tool in ("wrk",):
-            if not bench.shutil.which(tool):
-                raise bench.BenchError(f"{tool} not found: run `make deps`")
-        out: Path = cfg["out"]
-        (out / "logs").mkdir(parents=True, exist_ok=True)
-        print(
-            f"soak: up to {cfg['requests']:,} requests at {cfg['soak_connections']} connections "
-            f"(at most {cfg['max_minutes']} min)",
-            flush=True,
-        )
-        with tempfile.TemporaryDirectory(prefix="gateway-soak-") as work:
-            result = run(cfg, procs, Path(work))
-        (out / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
-        (out / "soak.md").write_text(markdown(result))
-        print("\n" + markdown(result))
-        print(f"soak: wrote {out / 'soak.json'} and {out / 'soak.md'}")
-        return 0
-    except bench.BenchError as e:
-        print(f"soak: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("soak: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        procs.stop_all()
+def soak_main(procs: bench.Processes) -> int:
+    cfg = soak_settings()
+    if not bench.shutil.which("wrk"):
+        raise bench.BenchError("wrk not found: run `make deps`")
+    out: Path = cfg["out"]
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    print(
+        f"soak: up to {cfg['requests']:,} requests at {cfg['soak_connections']} connections "
+        f"(at most {cfg['max_minutes']} min)",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="gateway-soak-") as work:
+        result = run(cfg, procs, Path(work))
+    (out / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "soak.md").write_text(markdown(result))
+    print("\n" + markdown(result))
+    print(f"soak: wrote {out / 'soak.json'} and {out / 'soak.md'}")
+    return 0
 
+
+def main() -> int:
+    return bench.run_cli("soak", soak_main)
 
 if __name__ == "__main__":
     sys.exit(main())
