@@ -4,7 +4,8 @@
 //! in, but only the run from the lowest used cell to the highest: a full
 //! histogram over 1 µs to 10 minutes at two significant digits has about
 //! 3,000 cells (12 KB), while a second of real traffic spans a few hundred
-//! contiguous ones. The cell layout is HDR's own (lowest value 1, 256
+//! contiguous ones, and their counts are stored as varints (mostly one
+//! byte each). The cell layout is HDR's own (lowest value 1, 256
 //! cells for the first 256 values, then 128 per power of two), so counts go
 //! back into a histogram cell for cell, with no loss of precision.
 
@@ -32,11 +33,15 @@ pub fn lowest_value(index: usize) -> u64 {
     (index - bucket * HALF) << bucket
 }
 
-/// Counts for the cells `first..first + counts.len()`.
+/// Counts for the cells `first..first + len`, each stored as a LEB128
+/// varint: most cells of a bucket hold fewer than 128 requests (one byte)
+/// or fewer than 16,384 (two), so a bucket costs about a third of what
+/// plain `u32` counts would. Buckets are decoded only to be merged or read.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Cells {
     first: usize,
-    counts: Vec<u32>,
+    len: usize,
+    encoded: Vec<u8>,
 }
 
 impl Cells {
@@ -53,63 +58,98 @@ impl Cells {
         let (Some(&(first, _)), Some(&(last, _))) = (recorded.first(), recorded.last()) else {
             return cells;
         };
-        cells.first = first;
-        cells.counts = vec![0; last - first + 1];
+        let mut run = vec![0u32; last - first + 1];
         for (index, count) in recorded {
-            cells.counts[index - first] = cells.counts[index - first].saturating_add(count);
+            run[index - first] = run[index - first].saturating_add(count);
         }
+        cells.set(first, &run);
         cells
     }
 
     /// Forgets every count, keeping the allocation for the next use.
     pub fn clear(&mut self) {
-        self.counts.clear();
+        self.len = 0;
+        self.encoded.clear();
     }
 
-    /// Adds `other`'s counts, widening the run of cells as needed (to the
-    /// exact size: buckets live long, slack would add up).
+    /// Adds `other`'s counts, widening the run of cells as needed.
     pub fn add(&mut self, other: &Cells) {
-        if other.counts.is_empty() {
+        if other.len == 0 {
             return;
         }
-        if self.counts.is_empty() {
-            self.first = other.first;
-            self.counts.reserve_exact(other.counts.len());
-            self.counts.extend_from_slice(&other.counts);
-            return;
+        let (first, end) = if self.len == 0 {
+            (other.first, other.end())
+        } else {
+            (self.first.min(other.first), self.end().max(other.end()))
+        };
+        let mut run = vec![0u32; end - first];
+        for cells in [&*self, other].into_iter().filter(|c| c.len > 0) {
+            let offset = cells.first - first;
+            for (total, n) in run[offset..].iter_mut().zip(cells.counts()) {
+                *total = total.saturating_add(n);
+            }
         }
-        if other.first < self.first {
-            let grow = self.first - other.first;
-            self.counts.reserve_exact(grow);
-            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
-            self.first = other.first;
-        }
-        let end = other.first + other.counts.len();
-        if end > self.first + self.counts.len() {
-            let len = end - self.first;
-            self.counts.reserve_exact(len - self.counts.len());
-            self.counts.resize(len, 0);
-        }
-        let offset = other.first - self.first;
-        for (total, &n) in self.counts[offset..].iter_mut().zip(&other.counts) {
-            *total = total.saturating_add(n);
-        }
+        self.set(first, &run);
     }
 
     /// Adds these counts into `histogram` (same cell layout).
     pub fn record_into(&self, histogram: &mut Histogram<u32>) {
-        for (i, &count) in self.counts.iter().enumerate() {
+        for (i, count) in self.counts().enumerate() {
             if count > 0 {
                 histogram.saturating_record_n(lowest_value(self.first + i), count);
             }
         }
     }
 
-    /// Cells held, used or not (what the bucket costs in memory, / 4 bytes).
+    /// The counts of the cells `first..first + len`, in order.
+    fn counts(&self) -> impl Iterator<Item = u32> + '_ {
+        let mut bytes = self.encoded.iter();
+        std::iter::from_fn(move || {
+            let (mut value, mut shift) = (0u32, 0u32);
+            loop {
+                let byte = *bytes.next()?;
+                value |= u32::from(byte & 0x7f) << shift;
+                if byte < 0x80 {
+                    return Some(value);
+                }
+                shift += 7;
+            }
+        })
+    }
+
+    fn end(&self) -> usize {
+        self.first + self.len
+    }
+
+    /// Replaces the counts with `run`, starting at cell `first`. The buffer
+    /// grows to the exact size (buckets live long, slack would add up) and
+    /// keeps its capacity when the run is shorter.
+    fn set(&mut self, first: usize, run: &[u32]) {
+        let size: usize = run.iter().map(|&n| varint_len(n)).sum();
+        self.encoded.clear();
+        self.encoded.reserve_exact(size);
+        for &n in run {
+            let mut n = n;
+            while n >= 0x80 {
+                self.encoded.push((n as u8) | 0x80);
+                n >>= 7;
+            }
+            self.encoded.push(n as u8);
+        }
+        self.first = first;
+        self.len = run.len();
+    }
+
+    /// Bytes held, used or not (what the bucket costs in memory).
     #[cfg(test)]
     pub fn capacity(&self) -> usize {
-        self.counts.capacity()
+        self.encoded.capacity()
     }
+}
+
+/// Bytes of `n` as a LEB128 varint.
+fn varint_len(n: u32) -> usize {
+    (32 - (n | 1).leading_zeros()).div_ceil(7) as usize
 }
 
 #[cfg(test)]
@@ -124,7 +164,7 @@ mod tests {
             h.reset();
             h.record(value).unwrap();
             let cells = Cells::from_histogram(&h);
-            assert_eq!(cells.counts, vec![1], "{value}");
+            assert_eq!(cells.counts().collect::<Vec<_>>(), vec![1], "{value}");
             let low = lowest_value(cells.first);
             assert_eq!(low, h.lowest_equivalent(value), "{value}");
             assert_eq!(index_of(low), cells.first);
@@ -144,12 +184,14 @@ mod tests {
         assert_eq!(back, h);
     }
 
+    fn cell(first: usize, counts: &[u32]) -> Cells {
+        let mut cells = Cells::default();
+        cells.set(first, counts);
+        cells
+    }
+
     #[test]
     fn adding_widens_on_both_sides_and_sums() {
-        let cell = |first: usize, counts: &[u32]| Cells {
-            first,
-            counts: counts.to_vec(),
-        };
         let mut a = cell(10, &[1, 2]);
         a.add(&cell(8, &[5]));
         assert_eq!(a, cell(8, &[5, 0, 1, 2]));
@@ -161,5 +203,31 @@ mod tests {
         assert_eq!(a, cell(3, &[4]));
         a.add(&Cells::default());
         assert_eq!(a, cell(3, &[4]));
+    }
+
+    #[test]
+    fn counts_of_every_size_round_trip_and_saturate() {
+        let run = [
+            0,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            2_097_152,
+            u32::MAX - 1,
+            u32::MAX,
+        ];
+        let mut a = cell(40, &run);
+        assert_eq!(a.counts().collect::<Vec<_>>(), run);
+        // One byte per count below 128, five for the largest.
+        assert_eq!(a.encoded.len(), 1 + 1 + 1 + 2 + 2 + 3 + 4 + 5 + 5);
+        a.add(&cell(47, &[1, 1]));
+        let mut sums = run;
+        sums[7] = u32::MAX;
+        assert_eq!(a.counts().collect::<Vec<_>>(), sums);
+        for n in [0, 1, 127, 128, 16_383, 16_384, u32::MAX] {
+            assert_eq!(varint_len(n), cell(0, &[n]).encoded.len(), "{n}");
+        }
     }
 }

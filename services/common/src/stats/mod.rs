@@ -10,8 +10,9 @@
 //! counters and a full HDR histogram: one update per request, no contention
 //! between threads). When the second is over, the shard's figures are folded
 //! into all three rings at once, as compact cells: a dense histogram is about
-//! 12 KB, the used cells of a second of real traffic 1 to 4 KB, so a
-//! series' memory is small and stops growing once its rings are full. A
+//! 12 KB, the used cells of a second of real traffic a few hundred, stored
+//! as varints of mostly one byte, so a series' memory is small and stops
+//! growing once its rings are full. A
 //! bucket is reused (cleared, keeping its allocation) when its slot comes
 //! round again, so a reader only sums the buckets whose epoch lies inside the
 //! window, plus the shards' current seconds.
@@ -683,7 +684,7 @@ mod tests {
             clock.advance(1);
         }
         let history = r.history.lock().unwrap();
-        let cells: usize = history
+        let bytes: usize = history
             .iter()
             .flat_map(|ring| ring.buckets.iter())
             .map(|b| b.cells.capacity())
@@ -691,9 +692,10 @@ mod tests {
         drop(history);
         // 180 buckets of the 50 one-millisecond values' cells (one cell
         // each, with the cells between them: 1..50 ms is 1000..50000 µs,
-        // 6 powers of two of 128 cells), instead of 180 dense histograms
-        // of about 3,000 cells.
-        assert!(cells <= 180 * 6 * 128, "{cells} cells");
+        // 6 powers of two of 128 cells) at one byte per cell (no bucket
+        // holds 128 requests in one cell), instead of 180 dense histograms
+        // of about 3,000 four-byte cells.
+        assert!(bytes <= 180 * 6 * 128, "{bytes} bytes");
         // 59 whole minutes plus however much of the current one has passed.
         let hour = r.summary(Window::OneHour).requests;
         assert!((59 * 60 * 20..=60 * 60 * 20).contains(&hour), "{hour}");
