@@ -10,6 +10,7 @@ wrk, alternating the targets within every round:
 - haproxy         HAProxy, 2 threads, round robin, http-reuse always
 - gateway         this project's gateway: stats, metrics, access log on
 - gateway-nolog   the same with log.access_log=false (the logging cost)
+- gateway-bare    stats, metrics and access log all off (what they cost)
 
 Each target process is started fresh for every measurement, warmed up with a
 short wrk run at the same connection count, measured, and stopped, so its
@@ -67,7 +68,7 @@ sys.path.insert(0, str(HERE))
 import report  # noqa: E402  (bench/report.py, next to this file)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-ALL_TARGETS = ["direct", "nginx", "haproxy", "gateway", "gateway-nolog"]
+ALL_TARGETS = ["direct", "nginx", "haproxy", "gateway", "gateway-nolog", "gateway-bare"]
 LOOPBACK = "127.0.0.1"
 PATH = "/api/data"
 BACKENDS = 3
@@ -394,7 +395,7 @@ class Bench:
             # HAProxy's log lines go to its stdout: a file of their own.
             proc = self.procs.start(argv, rundir / "access.log")
             log = rundir / "access.log"
-        else:  # gateway, gateway-nolog
+        else:  # gateway, gateway-nolog, gateway-bare
             servers = ",".join(f"b{i + 1}=http://{LOOPBACK}:{p}" for i, p in enumerate(self.backend_ports))
             argv = [str(self.cfg["bin_dir"] / "gateway")]
             # The gateway logs to stdout (access lines included): a file,
@@ -408,7 +409,9 @@ class Bench:
                     "GATEWAY__LISTEN__PORT": str(port),
                     "PORT": str(port),
                     "GATEWAY__SERVERS": servers,
-                    "GATEWAY__LOG__ACCESS_LOG": "false" if target == "gateway-nolog" else "true",
+                    "GATEWAY__LOG__ACCESS_LOG": "true" if target == "gateway" else "false",
+                    "GATEWAY__STATS__ENABLED": "false" if target == "gateway-bare" else "true",
+                    "GATEWAY__METRICS__ENABLED": "false" if target == "gateway-bare" else "true",
                     "GATEWAY__LOG__LEVEL": "info",
                 },
             )

@@ -43,7 +43,7 @@ pub async fn run(
         "backend listening"
     );
 
-    let observer = ServerObserver::new(server_metrics, routes::classify, Some(stats));
+    let observer = ServerObserver::new(Some(server_metrics), routes::classify, Some(stats));
     let delay = settings.shutdown.delay;
     let stopping = async move {
         shutdown.await;
@@ -55,6 +55,7 @@ pub async fn run(
     let drain = common::server::serve(
         listener,
         routes::routes(state),
+        common::server::AllToWarp,
         observer,
         &settings.http,
         stopping,

@@ -19,10 +19,11 @@ pub enum BodyError {
 }
 
 /// Collects `body`, failing as soon as more than `limit` bytes arrive.
-pub async fn read_limited<S, B>(body: S, limit: usize) -> Result<Bytes, BodyError>
+pub async fn read_limited<S, B, E>(body: S, limit: usize) -> Result<Bytes, BodyError>
 where
-    S: Stream<Item = Result<B, warp::Error>>,
+    S: Stream<Item = Result<B, E>>,
     B: Buf,
+    E: std::fmt::Display,
 {
     let mut body = std::pin::pin!(body);
     let mut collected = BytesMut::new();

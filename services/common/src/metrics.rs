@@ -145,7 +145,8 @@ pub struct RouteInfo {
 /// server: server metrics for every request, stats for counted ones.
 #[derive(Clone)]
 pub struct ServerObserver {
-    metrics: HttpServerMetrics,
+    /// `None` when metrics are switched off: requests are not observed.
+    metrics: Option<HttpServerMetrics>,
     classify: fn(&str) -> RouteInfo,
     stats: Option<std::sync::Arc<crate::stats::Recorder>>,
 }
@@ -160,7 +161,7 @@ impl ServerObserver {
     /// `classify` maps a raw path to its route; `stats`, when given,
     /// receives every counted request.
     pub fn new(
-        metrics: HttpServerMetrics,
+        metrics: Option<HttpServerMetrics>,
         classify: fn(&str) -> RouteInfo,
         stats: Option<std::sync::Arc<crate::stats::Recorder>>,
     ) -> Self {
@@ -175,7 +176,7 @@ impl ServerObserver {
 /// State carried through one request by [`ServerObserver`].
 #[derive(Debug)]
 pub struct ObserverToken {
-    _active: ActiveGuard,
+    _active: Option<ActiveGuard>,
     started: std::time::Instant,
     method: http::Method,
     route: RouteInfo,
@@ -186,7 +187,7 @@ impl crate::server::Observe for ServerObserver {
 
     fn start(&self, method: &http::Method, path: &str) -> ObserverToken {
         ObserverToken {
-            _active: self.metrics.start(),
+            _active: self.metrics.as_ref().map(HttpServerMetrics::start),
             started: std::time::Instant::now(),
             method: method.clone(),
             route: (self.classify)(path),
@@ -199,12 +200,14 @@ impl crate::server::Observe for ServerObserver {
 
     fn finish(&self, token: ObserverToken, status: http::StatusCode) {
         let elapsed = token.started.elapsed();
-        self.metrics.observe(
-            &token.method,
-            token.route.template,
-            status.as_u16(),
-            elapsed,
-        );
+        if let Some(metrics) = &self.metrics {
+            metrics.observe(
+                &token.method,
+                token.route.template,
+                status.as_u16(),
+                elapsed,
+            );
+        }
         if let (true, Some(stats)) = (token.route.counted, &self.stats) {
             stats.record(crate::stats::Outcome {
                 status: Some(status.as_u16()),

@@ -6,6 +6,11 @@
 //! on hyper's HTTP/1 connection builder: slow clients that never finish their
 //! headers are cut off, oversized header blocks are refused, and on shutdown
 //! the listener closes at once while open connections get `drain` to finish.
+//!
+//! A service may also claim requests before they reach warp (see [`Direct`]):
+//! the gateway's proxied path is served that way, because warp's filter
+//! chain (every own route tried and rejected in turn, the header map cloned)
+//! is measurable work on a path that runs for every request.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,6 +22,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tracing::Instrument;
+use warp::reply::Response;
 use warp::{Filter, Reply};
 
 /// The peer address of a request's connection, stored in the request's
@@ -112,10 +118,49 @@ pub trait Observe: Clone + Send + Sync + 'static {
     fn finish(&self, token: Self::Token, status: http::StatusCode);
 }
 
-/// Serves `filter` on `listener` until `shutdown` resolves, then drains.
-pub async fn serve<F, O>(
+/// Claims requests before the warp filter chain sees them: gets each
+/// request with its peer address and either returns the future answering it
+/// or hands the request back for warp to route.
+pub trait Direct: Clone + Send + Sync + 'static {
+    /// The answer to a claimed request.
+    type Future: Future<Output = Response> + Send + 'static;
+    /// The future answering `request`, or the request itself when warp
+    /// should route it.
+    // The request goes back by value, once; boxing it would allocate on
+    // every request to save a move.
+    #[allow(clippy::result_large_err)]
+    fn claim(
+        &self,
+        request: http::Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Self::Future, http::Request<Incoming>>;
+}
+
+/// Claims nothing: every request goes through warp.
+#[derive(Debug, Clone, Copy)]
+pub struct AllToWarp;
+
+impl Direct for AllToWarp {
+    type Future = std::future::Ready<Response>;
+    // The request goes back by value, once; boxing it would allocate on
+    // every request to save a move.
+    #[allow(clippy::result_large_err)]
+    fn claim(
+        &self,
+        request: http::Request<Incoming>,
+        _peer: SocketAddr,
+    ) -> Result<Self::Future, http::Request<Incoming>> {
+        Err(request)
+    }
+}
+
+/// Serves `filter` (and `direct`'s claims) on `listener` until `shutdown`
+/// resolves, then drains.
+#[allow(clippy::too_many_arguments)]
+pub async fn serve<F, D, O>(
     listener: TcpListener,
     filter: F,
+    direct: D,
     observer: O,
     http: &HttpSettings,
     shutdown: impl Future<Output = ()>,
@@ -124,6 +169,7 @@ pub async fn serve<F, O>(
 where
     F: Filter + Clone + Send + Sync + 'static,
     F::Extract: Reply,
+    D: Direct,
     O: Observe,
 {
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -152,9 +198,9 @@ where
         };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
+        let direct = direct.clone();
         let observer = observer.clone();
-        let hyper_service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-            req.extensions_mut().insert(ClientAddr(peer));
+        let hyper_service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             let path = req.uri().path();
             let token = observer.start(req.method(), path);
             let span = crate::telemetry::server_span(
@@ -164,13 +210,23 @@ where
                 req.headers(),
             );
             let observer = observer.clone();
-            let mut service = service.clone();
             let response = {
                 let _entered = span.enter();
-                tower_service::Service::call(&mut service, req)
+                match direct.claim(req, peer) {
+                    Ok(claimed) => futures_util::future::Either::Left(claimed),
+                    Err(mut req) => {
+                        req.extensions_mut().insert(ClientAddr(peer));
+                        let mut service = service.clone();
+                        let routed = tower_service::Service::call(&mut service, req);
+                        futures_util::future::Either::Right(futures_util::FutureExt::map(
+                            routed,
+                            |routed| routed.unwrap_or_else(|never| match never {}),
+                        ))
+                    }
+                }
             };
             async move {
-                let response = response.instrument(span.clone()).await?;
+                let response = response.instrument(span.clone()).await;
                 crate::telemetry::record_status(&span, response.status().as_u16());
                 observer.finish(token, response.status());
                 Ok::<_, std::convert::Infallible>(response)

@@ -50,6 +50,26 @@ pub struct Settings {
     pub http: HttpSettings,
     /// Log format, level and access log.
     pub log: GatewayLogSettings,
+    /// The `/api/stats` windows.
+    pub stats: Switch,
+    /// The `/metrics` endpoint and the per-request metrics behind it.
+    pub metrics: Switch,
+}
+
+/// A feature that can be switched off (the `stats` and `metrics` sections).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Switch {
+    /// On by default. Off saves its per-request work (to measure what it
+    /// costs, or where another system already collects the same figures);
+    /// its endpoint then answers 404 with an error naming this key.
+    pub enabled: bool,
+}
+
+impl Default for Switch {
+    fn default() -> Self {
+        Switch { enabled: true }
+    }
 }
 
 /// The listening socket.

@@ -9,12 +9,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
+use std::net::SocketAddr;
+
+use bytes::Bytes;
 use common::server::ClientAddr;
 use common::stats::{Outcome, Recorder};
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Uri};
+use http_body_util::BodyDataStream;
+use hyper::body::Incoming;
 use tracing::Instrument;
 use warp::reply::Response;
 use warp::Reply;
@@ -56,59 +61,63 @@ pub struct ProxyState {
     pub metrics: GatewayMetrics,
     /// Whether to write one log line per request.
     pub access_log: bool,
+    /// Whether requests are recorded into the stats windows (`stats.enabled`).
+    pub record_stats: bool,
+    /// Whether upstream calls are observed in `/metrics` (`metrics.enabled`).
+    pub record_metrics: bool,
 }
 
 /// The request body, as far as retries are concerned.
-enum RequestBody<S> {
+enum RequestBody {
     /// Nothing to send.
     Empty,
     /// Read in full, so it can be sent again.
     Buffered(Bytes),
     /// Streamed through once; the request cannot be retried.
-    Streaming(Option<S>),
+    Streaming(Option<Incoming>),
 }
 
-impl<S, B> RequestBody<S>
-where
-    S: Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,
-    B: Buf + Send + 'static,
-{
+impl RequestBody {
     /// The body for the next attempt (a streamed one goes out only once).
     fn for_attempt(&mut self) -> upstream::RequestBody {
         match self {
             RequestBody::Empty => upstream::RequestBody::Empty,
             RequestBody::Buffered(bytes) => upstream::RequestBody::Full(Some(bytes.clone())),
-            RequestBody::Streaming(stream) => match stream.take() {
-                Some(stream) => upstream::RequestBody::Stream(Box::pin(stream.map(|chunk| {
-                    chunk
-                        .map(|mut buf| buf.copy_to_bytes(buf.remaining()))
-                        .map_err(Into::into)
-                }))),
+            RequestBody::Streaming(body) => match body.take() {
+                Some(body) => upstream::RequestBody::Stream(Box::pin(
+                    BodyDataStream::new(body).map(|chunk| chunk.map_err(Into::into)),
+                )),
                 None => upstream::RequestBody::Empty,
             },
         }
     }
 }
 
-/// One proxied request, from arrival to response head.
-pub async fn handle<S, B>(
-    method: Method,
-    path_and_query: String,
-    headers: HeaderMap,
-    client_addr: Option<ClientAddr>,
-    body: S,
+/// One proxied request, from arrival to response head. The server hands
+/// these over before warp's routing (see `common::server::Direct`), so the
+/// request arrives as hyper parsed it.
+pub async fn handle(
+    request: Request<Incoming>,
+    client: SocketAddr,
     state: Arc<ProxyState>,
     upstream: Arc<Upstream>,
-) -> Response
-where
-    S: Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,
-    B: Buf + Send + 'static,
-{
+) -> Response {
     let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let (method, headers) = (parts.method, parts.headers);
+    // Origin-form targets always have one; `*` and authority-form ones
+    // (OPTIONS *, CONNECT) are sent upstream as `/`.
+    let target = parts
+        .uri
+        .path_and_query()
+        .filter(|t| t.as_str().starts_with('/'))
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let path_and_query = target.as_str();
     let request_id = request_id(&headers);
     let request = RequestInfo {
         method: &method,
-        path: &path_and_query,
+        path: path_and_query,
         request_id: &request_id,
         started,
     };
@@ -129,7 +138,7 @@ where
         Ok(body) => body,
         Err(e) => return answer_error(&state, &request, None, e),
     };
-    let forwarded = forward_headers(headers, client_addr, &request_id);
+    let forwarded = forward_headers(headers, Some(ClientAddr(client)), &request_id);
     state.budget.record_request();
 
     let deadline = started + state.request_timeout;
@@ -145,10 +154,10 @@ where
             .attempt_timeout
             .min(deadline.saturating_duration_since(attempt_started));
 
-        let span = client_span(&method, &path_and_query, &backend, tried.len() + 1);
+        let span = client_span(&method, path_and_query, &backend, tried.len() + 1);
         let mut outgoing = Request::new(body.for_attempt());
         *outgoing.method_mut() = method.clone();
-        *outgoing.uri_mut() = match upstream_uri(&backend.base.path, &path_and_query) {
+        *outgoing.uri_mut() = match upstream_uri(&backend.base.path, &target) {
             Ok(uri) => uri,
             Err(e) => return answer_error(&state, &request, None, e),
         };
@@ -210,14 +219,13 @@ where
 }
 
 /// The backend's path prefix (often empty) plus the request's path and
-/// query, as the origin-form target sent upstream.
-fn upstream_uri(prefix: &str, path_and_query: &str) -> Result<Uri, ProxyError> {
-    let uri = if prefix.is_empty() {
-        Uri::try_from(path_and_query)
-    } else {
-        Uri::try_from(format!("{prefix}{path_and_query}"))
-    };
-    uri.map_err(|e| ProxyError::BadTarget(e.to_string()))
+/// query, as the origin-form target sent upstream. Without a prefix the
+/// client's target is reused as parsed (no copy, no second parse).
+fn upstream_uri(prefix: &str, target: &PathAndQuery) -> Result<Uri, ProxyError> {
+    if prefix.is_empty() {
+        return Ok(Uri::from(target.clone()));
+    }
+    Uri::try_from(format!("{prefix}{target}")).map_err(|e| ProxyError::BadTarget(e.to_string()))
 }
 
 /// A client span for one upstream attempt; retries show as siblings.
@@ -307,15 +315,11 @@ fn choose_backend(state: &ProxyState, tried: &[Arc<Backend>]) -> Result<InFlight
 }
 
 /// Buffers small bodies (so they can be retried) and streams the rest.
-async fn prepare_body<S, B>(
+async fn prepare_body(
     headers: &HeaderMap,
-    body: S,
+    body: Incoming,
     max_buffered: usize,
-) -> Result<RequestBody<S>, ProxyError>
-where
-    S: Stream<Item = Result<B, warp::Error>>,
-    B: Buf,
-{
+) -> Result<RequestBody, ProxyError> {
     if !has_body(headers) {
         return Ok(RequestBody::Empty);
     }
@@ -324,10 +328,12 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     match length {
-        Some(n) if n <= max_buffered => common::body::read_limited(body, max_buffered)
-            .await
-            .map(RequestBody::Buffered)
-            .map_err(|e| ProxyError::BadRequestBody(e.to_string())),
+        Some(n) if n <= max_buffered => {
+            common::body::read_limited(BodyDataStream::new(body), max_buffered)
+                .await
+                .map(RequestBody::Buffered)
+                .map_err(|e| ProxyError::BadRequestBody(e.to_string()))
+        }
         _ => Ok(RequestBody::Streaming(Some(body))),
     }
 }
@@ -415,20 +421,24 @@ fn record_attempt(
     elapsed: Duration,
 ) {
     let status = attempt.status();
-    backend.stats.record(Outcome {
-        status,
-        latency: elapsed,
-    });
+    if state.record_stats {
+        backend.stats.record(Outcome {
+            status,
+            latency: elapsed,
+        });
+    }
     if status.is_none_or(|s| s >= 500) {
         backend.failures.fetch_add(1, Ordering::Relaxed);
     }
-    let error_type = match attempt {
-        Attempt::Failed(f) => f.as_str(),
-        _ => "",
-    };
-    state
-        .metrics
-        .upstream_call(&backend.name, method, status, error_type, elapsed);
+    if state.record_metrics {
+        let error_type = match attempt {
+            Attempt::Failed(f) => f.as_str(),
+            _ => "",
+        };
+        state
+            .metrics
+            .upstream_call(&backend.name, method, status, error_type, elapsed);
+    }
     let outcome = match status {
         None => AttemptOutcome::ConnectionFailure,
         Some(s) if s >= 500 => AttemptOutcome::ServerError,
@@ -448,10 +458,12 @@ fn pass_through(
     let (parts, body) = upstream_response.into_parts();
     let status = parts.status;
     let elapsed = request.started.elapsed();
-    state.stats.record(Outcome {
-        status: Some(status.as_u16()),
-        latency: elapsed,
-    });
+    if state.record_stats {
+        state.stats.record(Outcome {
+            status: Some(status.as_u16()),
+            latency: elapsed,
+        });
+    }
     if state.access_log {
         access_log(request, status.as_u16(), &backend.name, elapsed);
     }
@@ -490,10 +502,12 @@ fn answer_error(
             "{error}"
         );
     }
-    state.stats.record(Outcome {
-        status: Some(status.as_u16()),
-        latency: elapsed,
-    });
+    if state.record_stats {
+        state.stats.record(Outcome {
+            status: Some(status.as_u16()),
+            latency: elapsed,
+        });
+    }
     if state.access_log {
         let name = backend.map_or("-", |b| b.name.as_str());
         access_log(request, status.as_u16(), name, elapsed);

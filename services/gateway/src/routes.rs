@@ -2,18 +2,23 @@
 //! turns every rejection into its JSON error.
 //!
 //! The gateway's own routes (`/api/servers*`, `/api/stats/*`, `/metrics`,
-//! `/healthz`, `/readyz`) are matched first; everything else is proxied. A
+//! `/healthz`, `/readyz`) go through warp; everything else is claimed by
+//! [`Proxied`] before warp sees it and goes straight to `proxy::handle`. A
 //! request for one of our own paths with the wrong method gets a 405 rather
 //! than being proxied.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use common::metrics::RouteInfo;
-use common::server::ClientAddr;
+use common::server::Direct;
 use common::shutdown::Readiness;
 use common::stats::Window;
 use http::StatusCode;
+use hyper::body::Incoming;
 use prometheus::Registry as MetricsRegistry;
 use serde::Serialize;
 use warp::reply::Response;
@@ -60,12 +65,45 @@ fn is_own_path(path: &str) -> bool {
     classify(path).template != "/*"
 }
 
-/// The whole routing table of the public port. `changes` says whether the
-/// registry may be changed here (not when a separate admin listener exists).
+/// The proxied path of the public port: every request outside the
+/// gateway's own paths, handed to `proxy::handle` as hyper parsed it.
+#[derive(Debug, Clone)]
+pub struct Proxied {
+    /// Registry, balancer, stats: shared by every worker.
+    pub state: Arc<ProxyState>,
+    /// This worker's upstream connections.
+    pub upstream: Arc<Upstream>,
+}
+
+impl Direct for Proxied {
+    type Future = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+    // The request goes back by value, once; boxing it would allocate on
+    // every request to save a move.
+    #[allow(clippy::result_large_err)]
+    fn claim(
+        &self,
+        request: http::Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Self::Future, http::Request<Incoming>> {
+        if is_own_path(request.uri().path()) {
+            return Err(request);
+        }
+        Ok(Box::pin(proxy::handle(
+            request,
+            peer,
+            self.state.clone(),
+            self.upstream.clone(),
+        )))
+    }
+}
+
+/// The gateway's own routes on the public port (the proxied path is
+/// [`Proxied`]). `changes` says whether the registry may be changed here
+/// (not when a separate admin listener exists).
 pub fn routes(
     state: Arc<AppState>,
     changes: Changes,
-    upstream: Arc<Upstream>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
     admin::routes(state.admin.clone(), changes)
         .or(stats(state.clone()))
@@ -73,8 +111,6 @@ pub fn routes(
         .or(metrics(state.clone()))
         .unify()
         .or(health(state.clone()))
-        .unify()
-        .or(proxied(state.proxy.clone(), upstream))
         .unify()
         .recover(recover)
         .unify()
@@ -104,16 +140,28 @@ fn stats(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rej
     warp::path!("api" / "stats" / String)
         .and(warp::get())
         .and(with(state))
-        .map(
-            |window: String, state: Arc<AppState>| match Window::parse(&window) {
+        .map(|window: String, state: Arc<AppState>| {
+            if !state.proxy.record_stats {
+                return switched_off("stats");
+            }
+            match Window::parse(&window) {
                 Some(w) => common::errors::json_response(StatusCode::OK, &stats_report(&state, w)),
                 None => common::errors::json_error(
                     StatusCode::NOT_FOUND,
                     "unknown_window",
                     &format!("unknown stats window {window:?}: use 1m, 5m or 1h"),
                 ),
-            },
-        )
+            }
+        })
+}
+
+/// The answer of an endpoint whose feature (`stats`, `metrics`) is off.
+fn switched_off(feature: &str) -> Response {
+    common::errors::json_error(
+        StatusCode::NOT_FOUND,
+        &format!("{feature}_disabled"),
+        &format!("{feature} are switched off in this gateway ({feature}.enabled = false)"),
+    )
 }
 
 /// `/api/stats/{window}`: gateway totals plus the same figures per backend.
@@ -162,6 +210,9 @@ fn metrics(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = R
         .and(warp::get())
         .and(with(state))
         .map(|state: Arc<AppState>| {
+            if !state.proxy.record_metrics {
+                return switched_off("metrics");
+            }
             state
                 .proxy
                 .metrics
@@ -200,48 +251,6 @@ fn health(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Re
     healthz.or(readyz).unify()
 }
 
-/// A path under one of our own prefixes that no route took (wrong method or
-/// unknown sub-path): refused here rather than proxied.
-#[derive(Debug)]
-struct OwnPath;
-impl warp::reject::Reject for OwnPath {}
-
-fn proxied(
-    state: Arc<ProxyState>,
-    upstream: Arc<Upstream>,
-) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    warp::path::full()
-        .and_then(|path: warp::path::FullPath| async move {
-            if is_own_path(path.as_str()) {
-                Err(warp::reject::custom(OwnPath))
-            } else {
-                Ok(())
-            }
-        })
-        .untuple_one()
-        .and(warp::method())
-        .and(path_and_query())
-        .and(warp::header::headers_cloned())
-        .and(warp::ext::optional::<ClientAddr>())
-        .and(warp::body::stream())
-        .and(with(state))
-        .and(with(upstream))
-        .then(proxy::handle)
-}
-
-/// The raw path plus `?query` when there is one, exactly as received.
-fn path_and_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
-    warp::path::full()
-        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .map(|path: warp::path::FullPath, query: String| {
-            if query.is_empty() {
-                path.as_str().to_owned()
-            } else {
-                format!("{}?{query}", path.as_str())
-            }
-        })
-}
-
 /// Maps every rejection to its status and JSON body.
 async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     if let Some(e) = rejection.find::<AdminError>() {
@@ -252,13 +261,6 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "method not allowed on this route",
-        ));
-    }
-    if rejection.find::<OwnPath>().is_some() {
-        return Ok(common::errors::json_error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such route",
         ));
     }
     Ok(common::errors::builtin_rejection(&rejection))

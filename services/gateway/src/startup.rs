@@ -117,6 +117,8 @@ impl Gateway {
             stats: Recorder::new(Arc::new(SystemClock)),
             metrics: gateway_metrics,
             access_log: settings.log.access_log,
+            record_stats: settings.stats.enabled,
+            record_metrics: settings.metrics.enabled,
         });
         let token = Some(settings.admin.token.clone()).filter(|t| !t.is_empty());
         let state = Arc::new(AppState {
@@ -130,6 +132,7 @@ impl Gateway {
             metrics_registry,
             readiness: Readiness::new(),
         });
+        let server_metrics = Some(server_metrics).filter(|_| settings.metrics.enabled);
         let observer = ServerObserver::new(server_metrics, routes::classify, None);
         Ok(Gateway {
             settings,
@@ -190,10 +193,14 @@ impl Gateway {
     ) -> Result<Drain, StartupError> {
         let tls = tls_client(&self.settings.upstream)?;
         let upstream = Upstream::new(&self.settings.upstream, tls);
-        let routes = routes::routes(self.state.clone(), changes, upstream);
+        let proxied = routes::Proxied {
+            state: self.state.proxy.clone(),
+            upstream,
+        };
         Ok(common::server::serve(
             listener,
-            routes,
+            routes::routes(self.state.clone(), changes),
+            proxied,
             self.observer.clone(),
             &self.settings.http,
             stopped.wait(),
@@ -207,6 +214,7 @@ impl Gateway {
         common::server::serve(
             listener,
             routes::admin_routes(self.state.clone()),
+            common::server::AllToWarp,
             self.observer.clone(),
             &self.settings.http,
             stopped.wait(),

@@ -342,6 +342,49 @@ async fn metrics_follow_the_conventions_and_count() {
 }
 
 #[tokio::test]
+async fn stats_and_metrics_switched_off_answer_404_while_proxying_goes_on() {
+    let mut settings = gateway_settings();
+    settings.stats.enabled = false;
+    settings.metrics.enabled = false;
+    let (gw, _backends) = gateway_with_three(settings).await;
+    let c = client();
+    for _ in 0..3 {
+        let r = c.get(gw.url("/api/data")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    for (path, code, key) in [
+        ("/api/stats/1m", "stats_disabled", "stats.enabled"),
+        ("/metrics", "metrics_disabled", "metrics.enabled"),
+    ] {
+        let r = c.get(gw.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        let body = json(r).await;
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(key));
+    }
+    // Each switch alone: the other endpoint keeps working.
+    let mut settings = gateway_settings();
+    settings.metrics.enabled = false;
+    let (gw, _backends) = gateway_with_three(settings).await;
+    c.get(gw.url("/api/data")).send().await.unwrap();
+    let s = json(c.get(gw.url("/api/stats/1m")).send().await.unwrap()).await;
+    assert_eq!(s["requests"], 1);
+    let mut settings = gateway_settings();
+    settings.stats.enabled = false;
+    let (gw, _backends) = gateway_with_three(settings).await;
+    c.get(gw.url("/api/data")).send().await.unwrap();
+    let text = c
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains(r#"http_route="/*""#), "{text}");
+}
+
+#[tokio::test]
 async fn deleted_backends_get_no_new_requests_but_in_flight_ones_finish() {
     let (gw, backends) = gateway_with_three(gateway_settings()).await;
     let c = client();
