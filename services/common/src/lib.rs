@@ -14,7 +14,8 @@
 //! - [`telemetry`]: logging (plain text or JSON lines) and OpenTelemetry
 //!   tracing start-up, W3C trace-context propagation helpers;
 //!   [`log_writer`]: log lines batched per runtime thread on their way to
-//!   stdout.
+//!   stdout; [`log_line`]: the per-request line formatted by hand, byte for
+//!   byte as the subscriber would.
 //! - [`settings`]: layered configuration loading (defaults, file,
 //!   environment) with errors that name the offending key.
 //! - [`server`]: serving a warp filter on a listener we bound ourselves, with
@@ -29,6 +30,7 @@ pub mod body;
 pub mod cli;
 pub mod clock;
 pub mod errors;
+pub mod log_line;
 pub mod log_writer;
 pub mod metrics;
 pub mod probe;

@@ -143,33 +143,23 @@ pub fn init(settings: &LogSettings, service: &'static str) -> Telemetry {
     // overload a slower log beats a silently incomplete one.
     let writer = crate::log_writer::BatchedStdout;
     let registry = tracing_subscriber::registry().with(otel_layer);
+    let ansi = std::io::stdout().is_terminal();
     let result = match settings.format {
         LogFormat::Text => registry
-            .with(
-                fmt::layer()
-                    .with_writer(writer)
-                    .with_target(false)
-                    .with_ansi(std::io::stdout().is_terminal())
-                    .compact()
-                    .with_filter(filter()),
-            )
+            .with(text_layer(writer, ansi).with_filter(filter()))
             .try_init(),
         LogFormat::Json => registry
-            .with(
-                fmt::layer()
-                    .with_writer(writer)
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(false)
-                    .with_span_list(false)
-                    .with_filter(filter()),
-            )
+            .with(json_layer(writer).with_filter(filter()))
             .try_init(),
     };
     if result.is_err() {
         // Already initialized (tests start several services in one process).
         return Telemetry::default();
     }
+    // Hand-formatted lines can match these layers, but not ANSI colours or
+    // events inside exported spans.
+    let plain = settings.format == LogFormat::Json || !ansi;
+    crate::log_line::set_format(Some(settings.format).filter(|_| plain && provider.is_none()));
     for warning in warnings {
         tracing::warn!("{warning}");
     }
@@ -178,6 +168,33 @@ pub fn init(settings: &LogSettings, service: &'static str) -> Telemetry {
         tracing::info!("exporting traces over OTLP/HTTP");
     }
     Telemetry { provider }
+}
+
+/// The text log layer: compact lines, no target, ANSI colours on a terminal.
+pub(crate) fn text_layer<S, W>(writer: W, ansi: bool) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    fmt::layer()
+        .with_writer(writer)
+        .with_target(false)
+        .with_ansi(ansi)
+        .compact()
+}
+
+/// The JSON log layer: one flat object per event, no span lists.
+pub(crate) fn json_layer<S, W>(writer: W) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    fmt::layer()
+        .with_writer(writer)
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
 }
 
 /// The tracer provider the environment asks for, if any.

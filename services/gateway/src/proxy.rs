@@ -521,6 +521,24 @@ fn answer_error(
 }
 
 fn access_log(request: &RequestInfo<'_>, status: u16, backend: &str, elapsed: Duration) {
+    if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+        return;
+    }
+    let request_id = request.request_id.to_str().unwrap_or("");
+    let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    // The common case, formatted by hand (the same bytes; see
+    // `common::log_line`): no trace export, so no trace id either.
+    if let Some(line) = common::log_line::Line::start("request") {
+        line.display("method", request.method.as_str())
+            .str("path", request.path)
+            .u64("status", u64::from(status))
+            .str("backend", backend)
+            .millis("latency_ms", micros)
+            .str("request_id", request_id)
+            .str("trace_id", "")
+            .finish("access");
+        return;
+    }
     // Runs inside the request's server span, whose trace id links the line
     // to its trace (empty when tracing is off).
     let trace_id = common::telemetry::trace_id(&tracing::Span::current()).unwrap_or_default();
@@ -530,8 +548,8 @@ fn access_log(request: &RequestInfo<'_>, status: u16, backend: &str, elapsed: Du
         path = request.path,
         status,
         backend,
-        latency_ms = (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
-        request_id = request.request_id.to_str().unwrap_or(""),
+        latency_ms = micros as f64 / 1000.0,
+        request_id,
         trace_id,
         "request"
     );
