@@ -4,7 +4,8 @@ issue's target checks, a Markdown table and a PNG chart.
 
 bench.py calls `summarize` and `write_all`; on its own,
     python3 bench/report.py [target/bench/results.json]
-re-renders results.md and results.png from an existing results.json.
+re-renders results.md and results.png from an existing results.json
+(medians and ratios recomputed from its raw runs).
 """
 
 from __future__ import annotations
@@ -49,6 +50,17 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+def _same_round_ratio(groups: dict, target: str, peer: str, conns: int, key: str) -> float | None:
+    """Median over rounds of `target`'s `key` over `peer`'s in the same round."""
+    theirs = {r["round"]: r[key] for r in groups.get((peer, conns), [])}
+    ratios = [
+        r[key] / theirs[r["round"]]
+        for r in groups.get((target, conns), [])
+        if r[key] is not None and theirs.get(r["round"])
+    ]
+    return _median(ratios)
+
+
 def summarize(conditions: dict, runs: list[dict]) -> dict:
     groups: dict[tuple[str, int], list[dict]] = {}
     for run in runs:
@@ -84,42 +96,60 @@ def summarize(conditions: dict, runs: list[dict]) -> dict:
             "cpu": _ratio(s["cpu_us_per_request"], nginx and nginx["cpu_us_per_request"]),
             "rss": _ratio(s["peak_rss_mib"], nginx and nginx["peak_rss_mib"]),
         }
+        # The machine's speed drifts over minutes (a shared VM): a ratio
+        # within each round, where the targets ran back to back, is steadier
+        # than the ratio of medians taken over the whole run.
+        s["vs_nginx_same_round"] = {
+            "rps": _same_round_ratio(groups, s["target"], "nginx", s["connections"], "rps"),
+            "cpu": _same_round_ratio(groups, s["target"], "nginx", s["connections"], "proxy_cpu_us_per_request"),
+        }
     summary.sort(key=lambda s: (s["connections"], ORDER.index(s["target"])))
 
     # What the gateway's observability costs: the access log alone
     # (gateway vs gateway-nolog), and stats + metrics + access log together
     # (gateway vs gateway-bare).
-    logging_cost = _costs(by, "gateway-nolog")
-    observability_cost = _costs(by, "gateway-bare")
+    logging_cost = _costs(groups, "gateway-nolog")
+    observability_cost = _costs(groups, "gateway-bare")
 
     return {
         "conditions": conditions,
         "summary": summary,
         "logging_cost": logging_cost,
         "observability_cost": observability_cost,
-        "targets": check_targets(by, observability_cost),
+        "targets": check_targets(by, groups, observability_cost),
         "runs": runs,
     }
 
 
-def _costs(by: dict, without: str) -> list[dict]:
+def _costs(groups: dict, without: str) -> list[dict]:
     """Per connection count: the share of req/s and the CPU per request the
-    default gateway pays over the `without` variant."""
+    default gateway pays over the `without` variant, as medians over the
+    rounds of the two runs in the same round."""
     costs = []
-    for conns in sorted({c for (_, c) in by}):
-        on, off = by.get(("gateway", conns)), by.get((without, conns))
-        if on and off and off["rps"]:
-            costs.append(
-                {
-                    "connections": conns,
-                    "throughput_cost": 1 - on["rps"] / off["rps"],
-                    "cpu_us_per_request_added": (on["cpu_us_per_request"] or 0) - (off["cpu_us_per_request"] or 0),
-                }
-            )
+    for conns in sorted({c for (_, c) in groups}):
+        on = {r["round"]: r for r in groups.get(("gateway", conns), [])}
+        off = {r["round"]: r for r in groups.get((without, conns), [])}
+        pairs = [(on[k], off[k]) for k in sorted(on.keys() & off.keys()) if off[k]["rps"]]
+        if not pairs:
+            continue
+        costs.append(
+            {
+                "connections": conns,
+                "throughput_cost": _median([1 - a["rps"] / b["rps"] for a, b in pairs]),
+                "cpu_us_per_request_added": _median(
+                    [
+                        a["proxy_cpu_us_per_request"] - b["proxy_cpu_us_per_request"]
+                        for a, b in pairs
+                        if a["proxy_cpu_us_per_request"] is not None and b["proxy_cpu_us_per_request"] is not None
+                    ]
+                )
+                or 0.0,
+            }
+        )
     return costs
 
 
-def check_targets(by: dict, observability_cost: list[dict]) -> list[dict]:
+def check_targets(by: dict, groups: dict, observability_cost: list[dict]) -> list[dict]:
     checks = []
 
     def add(what: str, value: str, met: bool) -> None:
@@ -133,11 +163,21 @@ def check_targets(by: dict, observability_cost: list[dict]) -> list[dict]:
             p = by.get((peer, conns))
             if p and p["rps"]:
                 r = gw["rps"] / p["rps"]
-                add(f"req/s >= {RPS_VS_PEERS}x {name} at {conns} conns", f"{r:.2f}x", r >= RPS_VS_PEERS)
+                same = _same_round_ratio(groups, "gateway", peer, conns, "rps")
+                add(
+                    f"req/s >= {RPS_VS_PEERS}x {name} at {conns} conns",
+                    f"{r:.2f}x; same round {_x(same)}",
+                    r >= RPS_VS_PEERS,
+                )
         n = by.get(("nginx", conns))
         if n and n["cpu_us_per_request"] and gw["cpu_us_per_request"]:
             r = gw["cpu_us_per_request"] / n["cpu_us_per_request"]
-            add(f"CPU/request <= {CPU_VS_NGINX}x NGINX at {conns} conns", f"{r:.2f}x", r <= CPU_VS_NGINX)
+            same = _same_round_ratio(groups, "gateway", "nginx", conns, "proxy_cpu_us_per_request")
+            add(
+                f"CPU/request <= {CPU_VS_NGINX}x NGINX at {conns} conns",
+                f"{r:.2f}x; same round {_x(same)}",
+                r <= CPU_VS_NGINX,
+            )
         if n and n["p99_ms"]:
             add(
                 f"p99 <= NGINX's at {conns} conns",
@@ -187,21 +227,23 @@ def markdown(results: dict) -> str:
         f"`access log off` row sets log.access_log=false, the `stats + metrics + log off` row also "
         f"stats.enabled=false and metrics.enabled=false.",
         "",
-        "| target | conns | req/s | vs NGINX | p50 ms | p99 ms | p99 vs NGINX | CPU µs/req | CPU vs NGINX "
-        "| peak RSS MiB | errors / requests |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| target | conns | req/s | vs NGINX | same round | p50 ms | p99 ms | p99 vs NGINX | CPU µs/req "
+        "| CPU vs NGINX | same round | peak RSS MiB | errors / requests |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in results["summary"]:
-        v = s["vs_nginx"]
+        v, same = s["vs_nginx"], s.get("vs_nginx_same_round", {})
         lines.append(
             f"| {LABELS[s['target']]} | {s['connections']} | {s['rps']:,.0f} | {_x(v['rps'])} "
-            f"| {_f(s['p50_ms'], '.2f')} | {_f(s['p99_ms'], '.2f')} | {_x(v['p99'])} "
-            f"| {_f(s['cpu_us_per_request'], '.1f')} | {_x(v['cpu'])} | {_f(s['peak_rss_mib'], '.1f')} "
-            f"| {s['errors']} / {s['requests']:,} |"
+            f"| {_x(same.get('rps'))} | {_f(s['p50_ms'], '.2f')} | {_f(s['p99_ms'], '.2f')} | {_x(v['p99'])} "
+            f"| {_f(s['cpu_us_per_request'], '.1f')} | {_x(v['cpu'])} | {_x(same.get('cpu'))} "
+            f"| {_f(s['peak_rss_mib'], '.1f')} | {s['errors']} / {s['requests']:,} |"
         )
     lines += [
         "",
-        "req/s, latency and CPU are medians over the rounds; peak RSS is the largest over the rounds "
+        "req/s, latency and CPU are medians over the rounds; `same round` is the median over the rounds "
+        "of the ratio to NGINX's run in the same round (steadier when the machine's speed drifts "
+        "between rounds); peak RSS is the largest over the rounds "
         "(sum of VmHWM over the proxy's processes). CPU per request is the proxy's own user+system "
         "time (all processes and threads, from /proc) over the measured run divided by the requests "
         "served. Errors are socket errors plus HTTP statuses >= 400, as wrk counts them.",
@@ -216,8 +258,8 @@ def markdown(results: dict) -> str:
             "",
         ]
     for key, what in (
-        ("logging_cost", "Access logging cost in the gateway (access log on vs off)"),
-        ("observability_cost", "Stats, metrics and access log together (all on vs all off)"),
+        ("logging_cost", "Access logging cost in the gateway (access log on vs off, same-round medians)"),
+        ("observability_cost", "Stats, metrics and access log together (all on vs all off, same-round medians)"),
     ):
         if results.get(key):
             lines.append(what + ": " + "; ".join(
@@ -310,6 +352,8 @@ def main() -> int:
         print(f"report: {problem}", file=sys.stderr)
         return 1
     results = json.loads(path.read_text())
+    # Recomputed from the raw runs, so a re-render picks up report changes.
+    results.update(summarize(results["conditions"], results["runs"]))
     write_all(results, path.parent)
     print(f"report: wrote {path.parent / 'results.md'} and {path.parent / 'results.png'}")
     return 0
