@@ -50,6 +50,25 @@ def soak_settings() -> dict:
     return cfg
 
 
+def upstream_connections(ports: list[int]) -> int:
+    """Established TCP connections to the backends (only the gateway opens
+    them), from /proc/net/tcp: the gateway's upstream pools, which are most
+    of its memory at high connection counts."""
+    wanted = {f"{p:04X}" for p in ports}
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # fields[2] is the remote address:port, fields[3] the state (01 = established).
+            if len(fields) > 3 and fields[3] == "01" and fields[2].rsplit(":", 1)[-1] in wanted:
+                count += 1
+    return count
+
+
 def run(cfg: dict, procs: bench.Processes, work: Path) -> dict:
     runner = bench.Bench(cfg, procs, work)
     runner.start_backends()
@@ -85,11 +104,13 @@ def run(cfg: dict, procs: bench.Processes, work: Path) -> dict:
             "rps": round(figures["requests"] / (figures["duration_us"] / 1e6)),
             "rss_kib": bench.status_kib(gateway.pid, "VmRSS"),
             "peak_rss_kib": bench.peak_rss_kib(gateway.pid),
+            "upstream_connections": upstream_connections(runner.backend_ports),
         }
         samples.append(sample)
         print(
             f"  {served:>12,} requests  {sample['rps']:>7,} req/s  "
-            f"RSS {sample['rss_kib'] / 1024:6.1f} MiB  peak {sample['peak_rss_kib'] / 1024:6.1f} MiB",
+            f"RSS {sample['rss_kib'] / 1024:6.1f} MiB  peak {sample['peak_rss_kib'] / 1024:6.1f} MiB  "
+            f"upstream connections {sample['upstream_connections']}",
             flush=True,
         )
     warm = next(s for s in samples[1:] if s["requests"] >= cfg["requests"] // 10)
@@ -125,13 +146,16 @@ def markdown(result: dict) -> str:
         f"({result['growth_percent']:+.1f}%): **{verdict}**. Peak RSS {last['peak_rss_kib'] / 1024:.1f} MiB; "
         f"errors {result['errors']:,}.",
         "",
-        "| requests | elapsed s | req/s | RSS MiB | peak RSS MiB |",
-        "|---:|---:|---:|---:|---:|",
+        "Upstream connections: established connections from the gateway to the backends when the "
+        "sample was taken (its per-worker keep-alive pools).",
+        "",
+        "| requests | elapsed s | req/s | RSS MiB | peak RSS MiB | upstream connections |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for s in result["samples"][1:]:
         lines.append(
             f"| {s['requests']:,} | {s['elapsed_s']} | {s['rps']:,} | {s['rss_kib'] / 1024:.1f} | "
-            f"{s['peak_rss_kib'] / 1024:.1f} |"
+            f"{s['peak_rss_kib'] / 1024:.1f} | {s.get('upstream_connections', '–')} |"
         )
     return "\n".join(lines) + "\n"
 
