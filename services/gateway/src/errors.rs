@@ -43,6 +43,9 @@ pub enum ProxyError {
     /// request target.
     #[error("invalid request target: {0}")]
     BadTarget(String),
+    /// A `CONNECT` request: a reverse proxy has no tunnel to open.
+    #[error("CONNECT is not supported: the gateway is a reverse proxy, not a tunnel")]
+    Connect,
     /// No response head within `upstream.request_timeout`.
     #[error("upstream {backend} did not answer within {timeout_ms} ms")]
     Timeout {
@@ -74,6 +77,7 @@ impl ProxyError {
             ProxyError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
             ProxyError::BadRequestBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
             ProxyError::BadTarget(_) => (StatusCode::BAD_REQUEST, "invalid_target"),
+            ProxyError::Connect => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
         }
     }
 
@@ -87,6 +91,7 @@ impl ProxyError {
             ProxyError::Timeout { .. } => "timeout",
             ProxyError::BadRequestBody(_) => "bad_request_body",
             ProxyError::BadTarget(_) => "bad_target",
+            ProxyError::Connect => "connect",
         }
     }
 

@@ -105,12 +105,12 @@ pub async fn handle(
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let (method, headers) = (parts.method, parts.headers);
-    // Origin-form targets always have one; `*` and authority-form ones
-    // (OPTIONS *, CONNECT) are sent upstream as `/`.
+    // Origin-form (and absolute-form) targets have a path; so does `*`
+    // (OPTIONS *), passed on as it is. Only CONNECT's authority-form has
+    // none, and CONNECT is refused below.
     let target = parts
         .uri
         .path_and_query()
-        .filter(|t| t.as_str().starts_with('/'))
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let path_and_query = target.as_str();
@@ -122,6 +122,9 @@ pub async fn handle(
         started,
     };
 
+    if method == Method::CONNECT {
+        return answer_error(&state, &request, None, ProxyError::Connect);
+    }
     let Some(_admitted) = admit(&state) else {
         let limit = state.limits.max_in_flight;
         return answer_error(
@@ -219,10 +222,11 @@ pub async fn handle(
 }
 
 /// The backend's path prefix (often empty) plus the request's path and
-/// query, as the origin-form target sent upstream. Without a prefix the
-/// client's target is reused as parsed (no copy, no second parse).
+/// query, as the origin-form target sent upstream. Without a prefix (and
+/// for `*`, which names the server rather than a path) the client's target
+/// is reused as parsed: no copy, no second parse.
 fn upstream_uri(prefix: &str, target: &PathAndQuery) -> Result<Uri, ProxyError> {
-    if prefix.is_empty() {
+    if prefix.is_empty() || target.as_str() == "*" {
         return Ok(Uri::from(target.clone()));
     }
     Uri::try_from(format!("{prefix}{target}")).map_err(|e| ProxyError::BadTarget(e.to_string()))

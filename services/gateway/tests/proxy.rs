@@ -341,6 +341,51 @@ async fn metrics_follow_the_conventions_and_count() {
     }
 }
 
+/// Sends `request` as raw bytes and returns the response head, lower-cased.
+async fn raw_head(gw: &TestGateway, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed before a response head: {seen:?}");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).to_lowercase()
+}
+
+#[tokio::test]
+async fn unusual_request_targets_are_forwarded_or_refused_clearly() {
+    let (gw, _backends) = gateway_with_three(gateway_settings()).await;
+    // Absolute-form (as sent to a forward proxy): proxied by its path.
+    let head = raw_head(
+        &gw,
+        "GET http://elsewhere.example/api/data?x=1 HTTP/1.1\r\nHost: elsewhere.example\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("x-served-by: backend-"), "{head}");
+    // OPTIONS * goes upstream as it is (the backend has no answer for it).
+    let head = raw_head(&gw, "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(head.contains("x-served-by: backend-"), "{head}");
+    // CONNECT asks for a tunnel: refused by the gateway, never forwarded.
+    let head = raw_head(
+        &gw,
+        "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 405"), "{head}");
+    assert!(!head.contains("x-served-by"), "{head}");
+    // HTTP/1.0 without Host.
+    let head = raw_head(&gw, "GET /api/data HTTP/1.0\r\n\r\n").await;
+    assert!(head.starts_with("http/1.0 200"), "{head}");
+}
+
 #[tokio::test]
 async fn stats_and_metrics_switched_off_answer_404_while_proxying_goes_on() {
     let mut settings = gateway_settings();
