@@ -98,5 +98,5 @@ compose-check: release ## Validate deploy/compose.yaml offline: compose config, 
 
 # --- Resilience (issue 3): tests/resilience, real processes on loopback ---
 .PHONY: test-resilience
-test-resilience: release ## SIGKILL/SIGSTOP a backend and SIGTERM the gateway under load, 200+ malformed admin requests, state file, slow clients
+test-resilience: release ## SIGKILL/SIGSTOP a backend and SIGTERM the gateway under load, 200+ malformed admin requests, state file, slow clients, access log under load
 	python3 tests/resilience/run.py

@@ -3,7 +3,7 @@
 against the release binaries, then one summary line per scenario with the
 numbers measured.
 
-    python3 tests/resilience/run.py            # all six scenarios
+    python3 tests/resilience/run.py            # every scenario
     python3 tests/resilience/run.py -k sigkill # those whose name contains "sigkill"
 
 Logs of each run go to target/run/resilience.<test>.*/ and are removed when

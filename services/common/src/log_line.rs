@@ -7,14 +7,17 @@
 //! bytes directly: the timestamp prefix is formatted once per second and
 //! plain strings are copied as they are. Its output is byte-for-byte what
 //! the subscriber set up by [`crate::telemetry::init`] would write for the
-//! same event (tested against it, text and JSON); whatever it cannot match
-//! (ANSI colours on a terminal, events inside exported trace spans, logging
-//! not set up) it declines, and the caller logs through `tracing` instead.
+//! same event (tested against it, text and JSON), and it honours the same
+//! filter (`RUST_LOG` or `log.level`), decided once per [`Target`].
+//! Whatever it cannot match (ANSI colours on a terminal, events inside
+//! exported trace spans, span-dependent filters, logging not set up) it
+//! declines, and the caller logs through `tracing` instead.
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing_subscriber::fmt::MakeWriter;
@@ -25,14 +28,77 @@ use crate::telemetry::LogFormat;
 /// 0: declined; 1: text; 2: JSON. Set by `telemetry::init`.
 static MODE: AtomicU8 = AtomicU8::new(0);
 
-/// Lets [`Line::start`] write lines in `format` (`None`: never).
-pub(crate) fn set_format(format: Option<LogFormat>) {
+/// The filter directives in force, to decide per [`Target`] (once) whether
+/// its INFO lines pass.
+static DIRECTIVES: OnceLock<String> = OnceLock::new();
+
+/// Lets [`Line::start`] write lines in `format` (`None`: never), filtered by
+/// `directives` (`RUST_LOG` syntax) as the subscriber filters.
+pub(crate) fn set_format(format: Option<LogFormat>, directives: &str) {
     let mode = match format {
         None => 0,
         Some(LogFormat::Text) => 1,
         Some(LogFormat::Json) => 2,
     };
-    MODE.store(mode, Ordering::Relaxed);
+    if DIRECTIVES.set(directives.to_owned()).is_ok() {
+        MODE.store(mode, Ordering::Relaxed);
+    }
+}
+
+/// A log target whose INFO lines may be written by hand. Whether the filter
+/// lets them through is worked out once, by sending `probe` (an INFO event
+/// of that target, e.g. `|| tracing::info!(target: "access", "probe")`)
+/// through a throwaway subscriber with the same filter. Asking `tracing`
+/// per line (`tracing::enabled!`) does not work here: the log layer's
+/// filter is a per-layer filter, and the subscriber as a whole answered
+/// "enabled" even for `RUST_LOG=info,access=off` (seen by hand).
+#[derive(Debug)]
+pub struct Target {
+    probe: fn(),
+    enabled: OnceLock<bool>,
+}
+
+impl Target {
+    /// A target identified by the event `probe` sends.
+    pub const fn new(probe: fn()) -> Target {
+        Target {
+            probe,
+            enabled: OnceLock::new(),
+        }
+    }
+
+    fn enabled(&self) -> bool {
+        *self.enabled.get_or_init(|| match DIRECTIVES.get() {
+            Some(directives) => passes(directives, self.probe),
+            None => false,
+        })
+    }
+}
+
+/// Whether `directives` let the event `probe` sends through. Directives
+/// that depend on spans (`[...]`) are left to `tracing`: no.
+fn passes(directives: &str, probe: fn()) -> bool {
+    use tracing_subscriber::prelude::*;
+    if directives.contains('[') {
+        return false;
+    }
+    let Ok(filter) = crate::telemetry::parse_filter(directives) else {
+        return false;
+    };
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let layer = Seen(seen.clone()).with_filter(filter);
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, probe);
+    seen.load(Ordering::Relaxed)
+}
+
+/// Notes that an event got through its filter.
+struct Seen(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Seen {
+    fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// One INFO line being built; [`Line::finish`] writes it.
@@ -43,16 +109,16 @@ pub struct Line {
 }
 
 impl Line {
-    /// Starts an INFO line with `message`, or `None` when lines must go
-    /// through `tracing` (see the module docs). The caller checks first
-    /// that its target is enabled at INFO (`tracing::enabled!`).
-    pub fn start(message: &str) -> Option<Line> {
+    /// Starts an INFO line of `target` with `message`; `None` when lines
+    /// must go through `tracing` (see the module docs) or when the filter
+    /// drops this target's INFO lines (then `tracing` drops them too).
+    pub fn start(target: &Target, message: &str) -> Option<Line> {
         let json = match MODE.load(Ordering::Relaxed) {
             1 => false,
             2 => true,
             _ => return None,
         };
-        Some(Line::begin(json, message))
+        target.enabled().then(|| Line::begin(json, message))
     }
 
     fn begin(json: bool, message: &str) -> Line {
@@ -352,6 +418,24 @@ mod tests {
             "{ours}"
         );
         assert!(is_timestamp(&ours));
+    }
+
+    #[test]
+    fn filters_decide_per_target_as_the_subscriber_would() {
+        let access = || tracing::info!(target: "access", "probe");
+        for (directives, expected) in [
+            ("info", true),
+            ("debug", true),
+            ("warn", false),
+            ("info,access=off", false),
+            ("warn,access=info", true),
+            ("access=info", true),
+            ("gateway=debug", false),
+            ("[span]=info", false),
+            ("not a filter ((", false),
+        ] {
+            assert_eq!(passes(directives, access), expected, "{directives}");
+        }
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub fn validate_level(level: &str) -> Result<(), String> {
 /// Parses an `EnvFilter` safely: tracing-subscriber panics on some
 /// non-ASCII directives with surrounding spaces, so those are refused and
 /// every directive is trimmed first.
-fn parse_filter(filter: &str) -> Result<EnvFilter, String> {
+pub(crate) fn parse_filter(filter: &str) -> Result<EnvFilter, String> {
     if !filter.is_ascii() {
         return Err(format!(
             "invalid log filter {filter:?}: only ASCII is allowed"
@@ -118,12 +118,12 @@ impl Telemetry {
 /// once, early in `main`; `service` is the default `service.name`.
 pub fn init(settings: &LogSettings, service: &'static str) -> Telemetry {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    let filter = || {
-        env("RUST_LOG")
-            .and_then(|v| parse_filter(&v).ok())
-            .or_else(|| parse_filter(&settings.level).ok())
-            .unwrap_or_else(|| EnvFilter::new("info"))
-    };
+    // The directives in force: `RUST_LOG` when valid, else `log.level`.
+    let directives = env("RUST_LOG")
+        .filter(|v| parse_filter(v).is_ok())
+        .or_else(|| Some(settings.level.clone()).filter(|l| parse_filter(l).is_ok()))
+        .unwrap_or_else(|| "info".to_owned());
+    let filter = || parse_filter(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
 
     let mut warnings = Vec::new();
     let provider = match trace_provider(service, &env) {
@@ -159,7 +159,10 @@ pub fn init(settings: &LogSettings, service: &'static str) -> Telemetry {
     // Hand-formatted lines can match these layers, but not ANSI colours or
     // events inside exported spans.
     let plain = settings.format == LogFormat::Json || !ansi;
-    crate::log_line::set_format(Some(settings.format).filter(|_| plain && provider.is_none()));
+    crate::log_line::set_format(
+        Some(settings.format).filter(|_| plain && provider.is_none()),
+        &directives,
+    );
     for warning in warnings {
         tracing::warn!("{warning}");
     }

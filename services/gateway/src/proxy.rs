@@ -524,15 +524,16 @@ fn answer_error(
     response
 }
 
+/// The access log's target, for hand-formatted lines.
+static ACCESS: common::log_line::Target =
+    common::log_line::Target::new(|| tracing::info!(target: "access", "probe"));
+
 fn access_log(request: &RequestInfo<'_>, status: u16, backend: &str, elapsed: Duration) {
-    if !tracing::enabled!(target: "access", tracing::Level::INFO) {
-        return;
-    }
     let request_id = request.request_id.to_str().unwrap_or("");
     let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     // The common case, formatted by hand (the same bytes; see
     // `common::log_line`): no trace export, so no trace id either.
-    if let Some(line) = common::log_line::Line::start("request") {
+    if let Some(line) = common::log_line::Line::start(&ACCESS, "request") {
         line.display("method", request.method.as_str())
             .str("path", request.path)
             .u64("status", u64::from(status))
