@@ -3,7 +3,8 @@
 //! upstream, and every request gets an `X-Request-Id` (the client's, or a
 //! fresh one) that is sent upstream and returned to the client.
 
-use common::server::ClientAddr;
+use std::net::SocketAddr;
+
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// The client's `X-Request-Id` when it sent a usable one, else a fresh
@@ -61,21 +62,19 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// and the request id.
 pub fn forward_headers(
     mut headers: HeaderMap,
-    client: Option<ClientAddr>,
+    client: SocketAddr,
     request_id: &HeaderValue,
 ) -> HeaderMap {
     strip_hop_by_hop(&mut headers);
     let host = headers.remove(header::HOST);
 
-    if let Some(ClientAddr(addr)) = client {
-        let ip = addr.ip().to_string();
-        let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prior) if !prior.is_empty() => format!("{prior}, {ip}"),
-            _ => ip,
-        };
-        if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
-            headers.insert(HeaderName::from_static("x-forwarded-for"), v);
-        }
+    let ip = client.ip().to_string();
+    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) if !prior.is_empty() => format!("{prior}, {ip}"),
+        _ => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
     }
     if !headers.contains_key("x-forwarded-proto") {
         headers.insert(
@@ -121,8 +120,8 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("gw.example"));
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        let addr = ClientAddr("127.0.0.9:1234".parse().unwrap());
-        let out = forward_headers(h, Some(addr), &HeaderValue::from_static("rid"));
+        let addr = "127.0.0.9:1234".parse().unwrap();
+        let out = forward_headers(h, addr, &HeaderValue::from_static("rid"));
         assert_eq!(out["x-forwarded-for"], "10.0.0.1, 127.0.0.9");
         assert_eq!(out["x-forwarded-proto"], "http");
         assert_eq!(out["x-forwarded-host"], "gw.example");

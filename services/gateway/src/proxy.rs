@@ -5,14 +5,12 @@
 //! classify the outcome, and either stream the answer back or retry on
 //! another backend while the retry rules and budget allow.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use std::net::SocketAddr;
-
 use bytes::Bytes;
-use common::server::ClientAddr;
 use common::stats::{Outcome, Recorder};
 use futures_util::StreamExt;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -141,7 +139,7 @@ pub async fn handle(
         Ok(body) => body,
         Err(e) => return answer_error(&state, &request, None, e),
     };
-    let forwarded = forward_headers(headers, Some(ClientAddr(client)), &request_id);
+    let forwarded = forward_headers(headers, client, &request_id);
     state.budget.record_request();
 
     let deadline = started + state.request_timeout;
