@@ -15,7 +15,7 @@ use common::stats::{Outcome, Recorder};
 use futures_util::StreamExt;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Method, Request, Uri};
+use http::{Method, Request, StatusCode, Uri};
 use http_body_util::BodyDataStream;
 use hyper::body::Incoming;
 use tracing::Instrument;
@@ -459,16 +459,7 @@ fn pass_through(
 ) -> Response {
     let (parts, body) = upstream_response.into_parts();
     let status = parts.status;
-    let elapsed = request.started.elapsed();
-    if state.record_stats {
-        state.stats.record(Outcome {
-            status: Some(status.as_u16()),
-            latency: elapsed,
-        });
-    }
-    if state.access_log {
-        access_log(request, status.as_u16(), &backend.name, elapsed);
-    }
+    book(state, request, status, &backend.name);
     let mut response_headers = parts.headers;
     strip_hop_by_hop(&mut response_headers);
     response_headers.insert(
@@ -495,7 +486,6 @@ fn answer_error(
     backend: Option<&Arc<Backend>>,
     error: ProxyError,
 ) -> Response {
-    let elapsed = request.started.elapsed();
     let (status, _) = error.status_and_code();
     state.metrics.proxy_error(error.kind());
     if backend.is_none() {
@@ -504,6 +494,24 @@ fn answer_error(
             "{error}"
         );
     }
+    book(
+        state,
+        request,
+        status,
+        backend.map_or("-", |b| b.name.as_str()),
+    );
+    let mut response = error.into_response();
+    response.headers_mut().insert(
+        HeaderName::from_static("x-request-id"),
+        request.request_id.clone(),
+    );
+    response
+}
+
+/// Books a request answered with `status`: the gateway's stats windows and
+/// the access log (each when switched on).
+fn book(state: &ProxyState, request: &RequestInfo<'_>, status: StatusCode, backend: &str) {
+    let elapsed = request.started.elapsed();
     if state.record_stats {
         state.stats.record(Outcome {
             status: Some(status.as_u16()),
@@ -511,15 +519,8 @@ fn answer_error(
         });
     }
     if state.access_log {
-        let name = backend.map_or("-", |b| b.name.as_str());
-        access_log(request, status.as_u16(), name, elapsed);
+        access_log(request, status.as_u16(), backend, elapsed);
     }
-    let mut response = error.into_response();
-    response.headers_mut().insert(
-        HeaderName::from_static("x-request-id"),
-        request.request_id.clone(),
-    );
-    response
 }
 
 /// The access log's target, for hand-formatted lines.
