@@ -142,9 +142,6 @@ pub struct AllToWarp;
 
 impl Direct for AllToWarp {
     type Future = std::future::Ready<Response>;
-    // The request goes back by value, once; boxing it would allocate on
-    // every request to save a move.
-    #[allow(clippy::result_large_err)]
     fn claim(
         &self,
         request: http::Request<Incoming>,
@@ -156,7 +153,6 @@ impl Direct for AllToWarp {
 
 /// Serves `filter` (and `direct`'s claims) on `listener` until `shutdown`
 /// resolves, then drains.
-#[allow(clippy::too_many_arguments)]
 pub async fn serve<F, D, O>(
     listener: TcpListener,
     filter: F,

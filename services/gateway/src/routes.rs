@@ -78,9 +78,6 @@ pub struct Proxied {
 impl Direct for Proxied {
     type Future = Pin<Box<dyn Future<Output = Response> + Send>>;
 
-    // The request goes back by value, once; boxing it would allocate on
-    // every request to save a move.
-    #[allow(clippy::result_large_err)]
     fn claim(
         &self,
         request: http::Request<Incoming>,
