@@ -8,8 +8,8 @@
 //!   everything else to [`proxy`]; one `recover` renders every error.
 //! - [`proxy`]: picks a backend with the [`balancer`] from the [`registry`]'s
 //!   current snapshot, forwards the request with the worker's [`upstream`]
-//!   client (hyper HTTP/1 with its own keep-alive pool; reqwest for `https`
-//!   backends), streams the answer back and records it in the stats windows
+//!   client (its own HTTP/1.1 codec on httparse with a keep-alive pool;
+//!   reqwest for `https` backends), streams the answer back and records it in the stats windows
 //!   (`common::stats`) and [`metrics`].
 //! - [`headers`]: what is forwarded (hop-by-hop stripping, `X-Forwarded-*`,
 //!   request ids).

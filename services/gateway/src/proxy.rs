@@ -80,7 +80,7 @@ impl RequestBody {
     fn for_attempt(&mut self) -> upstream::RequestBody {
         match self {
             RequestBody::Empty => upstream::RequestBody::Empty,
-            RequestBody::Buffered(bytes) => upstream::RequestBody::Full(Some(bytes.clone())),
+            RequestBody::Buffered(bytes) => upstream::RequestBody::Full(bytes.clone()),
             RequestBody::Streaming(body) => match body.take() {
                 Some(body) => upstream::RequestBody::Stream(Box::pin(
                     BodyDataStream::new(body).map(|chunk| chunk.map_err(Into::into)),

@@ -105,7 +105,7 @@ pub struct BaseUrl {
     /// every pooled connection without copying) and what logs show.
     pub authority: Arc<str>,
     /// Whether the backend speaks `https` (reqwest with rustls), rather
-    /// than plain HTTP (the gateway's own pooled hyper client).
+    /// than plain HTTP (the gateway's own pooled HTTP/1.1 client).
     pub tls: bool,
     /// The URL's path prefix without a trailing slash (often empty);
     /// forwarded paths are appended to it.

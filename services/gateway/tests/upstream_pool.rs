@@ -114,13 +114,7 @@ async fn gateway_for(
     // Health probes would be requests and connections of their own.
     settings.health_check.enabled = false;
     let gw = spawn_gateway(settings).await;
-    let response = client()
-        .post(gw.url("/api/servers"))
-        .json(&serde_json::json!({"name": "counted", "url": format!("http://{}", server.addr)}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+    register_addr(&gw, "counted", server.addr).await;
     gw
 }
 

@@ -103,9 +103,15 @@ pub fn client() -> reqwest::Client {
 
 /// Registers `name` -> `backend` through the admin API.
 pub async fn register(gw: &TestGateway, name: &str, backend: &TestBackend) {
+    register_addr(gw, name, backend.addr).await;
+}
+
+/// Registers `name` -> `http://addr` through the admin API (for test
+/// servers that are not project backends).
+pub async fn register_addr(gw: &TestGateway, name: &str, addr: SocketAddr) {
     let response = client()
         .post(gw.url("/api/servers"))
-        .json(&serde_json::json!({"name": name, "url": format!("http://{}", backend.addr)}))
+        .json(&serde_json::json!({"name": name, "url": format!("http://{addr}")}))
         .send()
         .await
         .unwrap();

@@ -1,0 +1,410 @@
+//! HTTP/1.1 on one upstream connection, spoken by the request that holds it.
+//!
+//! hyper's client gives every connection a task of its own and hands each
+//! request to it over a channel; the answer comes back over another. That is
+//! two task wake-ups per request and about 30 KB per pooled connection
+//! (channel blocks, write and read buffers), which at 256 client
+//! connections was most of the gateway's memory. Here the request's own
+//! task writes the request and reads the answer on the socket, and an idle
+//! connection in the pool is just its socket: buffers live only while a
+//! request uses them.
+//!
+//! Parsing is httparse's (the parser hyper uses). This module writes the
+//! request and reads the response head; `body` reads the body. Message
+//! framing follows RFC 9112 section 6.
+
+use std::io;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::RequestBody;
+
+/// Longest response head accepted, like hyper's default buffer limit for
+/// heads; larger is a broken or hostile backend.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Most response headers accepted (hyper's client default is 100).
+const MAX_HEADERS: usize = 128;
+
+/// Bytes asked of the socket per read. A short read tells tokio the socket
+/// is drained, so waiting for the next answer costs no extra syscall.
+pub(super) const READ_SIZE: usize = 8 * 1024;
+
+/// Request bodies up to this size go out in the same write as the head.
+const COALESCE_BODY_BYTES: usize = 8 * 1024;
+
+/// Why an exchange on a connection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum H1Error {
+    /// The socket failed or the backend closed it.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The backend closed the connection before a whole response head.
+    #[error("backend closed the connection before a complete response head")]
+    Closed,
+    /// The backend's answer is not valid HTTP/1.1.
+    #[error("invalid response from backend: {0}")]
+    Invalid(String),
+    /// The client's body ended before its declared length, or broke.
+    #[error("request body: {0}")]
+    RequestBody(String),
+}
+
+/// How the response body is delimited (RFC 9112 section 6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body: HEAD, 1xx, 204, 304.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Everything until the backend closes the connection.
+    UntilClose,
+}
+
+/// A response head as read from the backend.
+#[derive(Debug)]
+pub struct Head {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub framing: Framing,
+    /// Whether the connection may carry another request once the body is
+    /// read (HTTP/1.1 without `Connection: close`, or 1.0 with keep-alive).
+    pub keep_alive: bool,
+}
+
+/// What the front of the read buffer holds.
+enum Parsed {
+    /// Not a whole head yet.
+    Partial,
+    /// A 1xx answer, now consumed; the final one follows.
+    Informational,
+    Final(Head),
+}
+
+/// One plain-TCP connection to a backend.
+#[derive(Debug)]
+pub struct Conn {
+    stream: TcpStream,
+    /// Bytes read and not yet consumed. Empty (no allocation) while idle.
+    pub(super) buf: BytesMut,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream) -> Conn {
+        Conn {
+            stream,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Whether an idle connection can carry a request: the backend has
+    /// neither closed it nor sent anything unasked. Costs no syscall unless
+    /// the socket was marked readable.
+    pub fn is_usable(&self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            // Readiness can be left over from the last answer; only a read
+            // that would block says the connection is really quiet.
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// Reads into the buffer; `Ok(0)` is end of stream.
+    pub(super) fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        want: usize,
+    ) -> Poll<io::Result<usize>> {
+        self.buf.reserve(want);
+        tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut self.stream), cx, &mut self.buf)
+    }
+
+    /// Writes the request: its head (with `Host` and our own framing
+    /// headers) and its body. A `Full` body is cloned, not taken, so the
+    /// request can be sent again on another connection.
+    pub async fn write_request(
+        &mut self,
+        method: &Method,
+        target: &str,
+        headers: &HeaderMap,
+        host: &HeaderValue,
+        body: &mut RequestBody,
+    ) -> Result<(), H1Error> {
+        let declared = headers.get(header::CONTENT_LENGTH);
+        let mut head = BytesMut::with_capacity(256 + headers.len() * 48);
+        head.extend_from_slice(method.as_str().as_bytes());
+        head.extend_from_slice(b" ");
+        head.extend_from_slice(target.as_bytes());
+        head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+        head.extend_from_slice(host.as_bytes());
+        head.extend_from_slice(b"\r\n");
+        for (name, value) in headers {
+            // Framing is ours to write, from the body we actually send.
+            if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+                continue;
+            }
+            head.extend_from_slice(name.as_str().as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        match body {
+            RequestBody::Empty => {
+                // Keep an explicit `content-length: 0` (some servers want
+                // one on POST); never invent one for a GET.
+                if declared.is_some() {
+                    head.extend_from_slice(b"content-length: 0\r\n");
+                }
+                head.extend_from_slice(b"\r\n");
+                self.stream.write_all(&head).await?;
+            }
+            RequestBody::Full(bytes) => {
+                let bytes = bytes.clone();
+                head.extend_from_slice(
+                    format!("content-length: {}\r\n\r\n", bytes.len()).as_bytes(),
+                );
+                if bytes.len() <= COALESCE_BODY_BYTES {
+                    head.extend_from_slice(&bytes);
+                    self.stream.write_all(&head).await?;
+                } else {
+                    self.stream.write_all(&head).await?;
+                    self.stream.write_all(&bytes).await?;
+                }
+            }
+            RequestBody::Stream(stream) => {
+                let length = match declared {
+                    Some(value) => Some(
+                        parse_content_length(std::iter::once(value))
+                            .ok_or_else(|| H1Error::RequestBody("invalid content-length".into()))?,
+                    ),
+                    None => None,
+                };
+                match length {
+                    Some(n) => {
+                        head.extend_from_slice(format!("content-length: {n}\r\n\r\n").as_bytes())
+                    }
+                    None => head.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n"),
+                }
+                self.stream.write_all(&head).await?;
+                let mut sent: u64 = 0;
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|e| H1Error::RequestBody(e.to_string()))?;
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    sent += chunk.len() as u64;
+                    if length.is_some_and(|n| sent > n) {
+                        return Err(H1Error::RequestBody(
+                            "longer than its content-length".into(),
+                        ));
+                    }
+                    if length.is_none() {
+                        let mut framed = BytesMut::with_capacity(chunk.len() + 20);
+                        framed.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                        framed.extend_from_slice(&chunk);
+                        framed.extend_from_slice(b"\r\n");
+                        self.stream.write_all(&framed).await?;
+                    } else {
+                        self.stream.write_all(&chunk).await?;
+                    }
+                }
+                match length {
+                    Some(n) if sent != n => {
+                        return Err(H1Error::RequestBody(format!(
+                            "ended after {sent} of its {n} declared bytes"
+                        )))
+                    }
+                    Some(_) => {}
+                    None => self.stream.write_all(b"0\r\n\r\n").await?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the final response head (informational 1xx answers are
+    /// skipped). `received` is set once any byte of an answer arrived, so
+    /// the caller knows whether the backend may have acted on the request.
+    pub async fn read_head(
+        &mut self,
+        method: &Method,
+        received: &mut bool,
+    ) -> Result<Head, H1Error> {
+        loop {
+            if !self.buf.is_empty() {
+                *received = true;
+                match self.parse_head(method)? {
+                    Parsed::Final(head) => return Ok(head),
+                    // The final answer may already be buffered behind it.
+                    Parsed::Informational => continue,
+                    Parsed::Partial => {}
+                }
+                if self.buf.len() > MAX_HEAD_BYTES {
+                    return Err(H1Error::Invalid(format!(
+                        "response head larger than {MAX_HEAD_BYTES} bytes"
+                    )));
+                }
+            }
+            self.buf.reserve(READ_SIZE);
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(H1Error::Closed);
+            }
+        }
+    }
+
+    /// Parses a complete head off the front of the buffer.
+    fn parse_head(&mut self, method: &Method) -> Result<Parsed, H1Error> {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut slots);
+        let len = match response.parse(&self.buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+            Err(e) => return Err(H1Error::Invalid(e.to_string())),
+        };
+        let code = response.code.unwrap_or(0);
+        let status = StatusCode::from_u16(code)
+            .map_err(|_| H1Error::Invalid(format!("status code {code}")))?;
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            // The gateway strips `Upgrade`, so this was never asked for.
+            return Err(H1Error::Invalid(
+                "unrequested 101 Switching Protocols".into(),
+            ));
+        }
+        if status.is_informational() {
+            let _ = self.buf.split_to(len);
+            return Ok(Parsed::Informational);
+        }
+        let http11 = response.version == Some(1);
+        // Header values are slices of the head's bytes: no copy each.
+        let base = self.buf.as_ptr() as usize;
+        let mut fields = Vec::with_capacity(response.headers.len());
+        for h in response.headers.iter() {
+            let name = HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|_| H1Error::Invalid(format!("header name {:?}", h.name)))?;
+            let start = h.value.as_ptr() as usize - base;
+            fields.push((name, start, start + h.value.len()));
+        }
+        let bytes: Bytes = self.buf.split_to(len).freeze();
+        let mut headers = HeaderMap::with_capacity(fields.len());
+        for (name, start, end) in fields {
+            let value = HeaderValue::from_maybe_shared(bytes.slice(start..end))
+                .map_err(|_| H1Error::Invalid(format!("value of header {name}")))?;
+            headers.append(name, value);
+        }
+
+        let mut keep_alive = http11;
+        for token in tokens(&headers, header::CONNECTION) {
+            if token.eq_ignore_ascii_case("close") {
+                keep_alive = false;
+            } else if token.eq_ignore_ascii_case("keep-alive") && !http11 {
+                keep_alive = true;
+            }
+        }
+        let framing = if method == Method::HEAD
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            Framing::Empty
+        } else if headers.contains_key(header::TRANSFER_ENCODING) {
+            let chunked = tokens(&headers, header::TRANSFER_ENCODING)
+                .last()
+                .is_some_and(|t| t.eq_ignore_ascii_case("chunked"));
+            // With both, Transfer-Encoding wins and the length is a lie the
+            // client must not see; such a connection is not trusted again.
+            if headers.remove(header::CONTENT_LENGTH).is_some() {
+                keep_alive = false;
+            }
+            if chunked {
+                Framing::Chunked
+            } else {
+                keep_alive = false;
+                Framing::UntilClose
+            }
+        } else if headers.contains_key(header::CONTENT_LENGTH) {
+            let length = parse_content_length(headers.get_all(header::CONTENT_LENGTH).iter())
+                .ok_or_else(|| H1Error::Invalid("invalid content-length".into()))?;
+            Framing::Length(length)
+        } else {
+            keep_alive = false;
+            Framing::UntilClose
+        };
+        Ok(Parsed::Final(Head {
+            status,
+            headers,
+            framing,
+            keep_alive,
+        }))
+    }
+}
+
+/// The comma-separated tokens of every `name` header, trimmed.
+fn tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(name)
+        .into_iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// A `Content-Length` made of digits only; repeated values (in one header
+/// or several) must all agree (RFC 9110 section 8.6).
+fn parse_content_length<'a>(values: impl Iterator<Item = &'a HeaderValue>) -> Option<u64> {
+    let mut length = None;
+    for value in values {
+        for part in value.to_str().ok()?.split(',') {
+            let part = part.trim();
+            if part.is_empty() || part.len() > 19 || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let n: u64 = part.parse().ok()?;
+            if length.is_some_and(|l| l != n) {
+                return None;
+            }
+            length = Some(n);
+        }
+    }
+    length
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn values(v: &[&'static str]) -> Vec<HeaderValue> {
+        v.iter().map(|s| HeaderValue::from_static(s)).collect()
+    }
+
+    #[test]
+    fn content_length_must_be_digits_and_agree() {
+        assert_eq!(parse_content_length(values(&["42"]).iter()), Some(42));
+        assert_eq!(parse_content_length(values(&["7, 7"]).iter()), Some(7));
+        assert_eq!(parse_content_length(values(&["7", "7"]).iter()), Some(7));
+        assert_eq!(parse_content_length(values(&["7", "8"]).iter()), None);
+        assert_eq!(parse_content_length(values(&["+7"]).iter()), None);
+        assert_eq!(parse_content_length(values(&["-1"]).iter()), None);
+        assert_eq!(parse_content_length(values(&[""]).iter()), None);
+        assert_eq!(
+            parse_content_length(values(&["99999999999999999999"]).iter()),
+            None
+        );
+    }
+}

@@ -1,0 +1,216 @@
+//! The client that carries proxied requests to backends.
+//!
+//! Plain-HTTP backends (the common case inside a cluster, and the one the
+//! benchmark measures) are spoken to by the gateway's own HTTP/1.1 client
+//! (`h1`, `body`): the request's task writes the request and reads the
+//! answer on a pooled keep-alive connection (`pool`), one pool per worker
+//! runtime. Earlier versions used reqwest (its URL parsing and pool
+//! bookkeeping were ~15% of the CPU per request) and then hyper's client
+//! connections (a task, two channels and ~30 KB per pooled connection);
+//! `h1` says why. `https` backends still go through reqwest, which brings
+//! TLS (rustls).
+//!
+//! A connection goes back to the pool when its response body has been read
+//! to the end; one whose body was abandoned half-way is closed instead,
+//! since it cannot carry another request. Idle connections are dropped after
+//! `upstream.pool_idle_timeout`, so one the backend is about to close is
+//! never reused.
+
+mod body;
+mod h1;
+mod pool;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use http::{Request, Response};
+use tokio::net::TcpStream;
+
+pub use body::ResponseBody;
+use h1::{Conn, H1Error};
+use pool::{GiveBack, Pool};
+
+use crate::config::UpstreamSettings;
+use crate::registry::BaseUrl;
+
+/// Errors boxed for the response body stream.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A streamed request body (the client's, read once).
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, BoxError>> + Send + Sync>>;
+
+/// Why an upstream call got no response head.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No TCP connection (refused, unreachable, DNS, connect timeout).
+    #[error("connect to {authority}: {source}")]
+    Connect {
+        /// Where we tried to connect.
+        authority: String,
+        /// What the socket said.
+        source: std::io::Error,
+    },
+    /// The connection broke, or the backend's answer was not valid HTTP/1.1.
+    #[error("{0}")]
+    Http(#[from] H1Error),
+    /// An `https` backend's call failed (reqwest).
+    #[error("{}", error_chain(.0))]
+    Tls(#[from] reqwest::Error),
+}
+
+impl UpstreamError {
+    /// Whether nothing reached the backend: safe to retry for any method.
+    pub fn is_connect(&self) -> bool {
+        match self {
+            UpstreamError::Connect { .. } => true,
+            UpstreamError::Http(_) => false,
+            UpstreamError::Tls(e) => e.is_connect(),
+        }
+    }
+}
+
+/// An error with its causes, for one readable log line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// What is sent upstream as the request body.
+pub enum RequestBody {
+    /// No body.
+    Empty,
+    /// A body read in full (so a retry can send it again).
+    Full(Bytes),
+    /// The client's body, streamed through once.
+    Stream(BodyStream),
+}
+
+/// One worker's upstream client. Cheap to share; each worker runtime gets
+/// its own so its connections are driven by the thread that uses them.
+#[derive(Debug)]
+pub struct Upstream {
+    /// Idle keep-alive connections to plain-HTTP backends.
+    pool: Arc<Pool>,
+    /// For `https` backends only.
+    tls: reqwest::Client,
+    /// Longest wait for a TCP connection.
+    connect_timeout: Duration,
+}
+
+impl Upstream {
+    /// A client for one worker. Spawns the pool's idle sweeper on the
+    /// current runtime; it ends when the client is dropped.
+    pub fn new(settings: &UpstreamSettings, tls: reqwest::Client) -> Arc<Upstream> {
+        Arc::new(Upstream {
+            pool: Pool::new(settings.pool_max_idle_per_host, settings.pool_idle_timeout),
+            tls,
+            connect_timeout: settings.connect_timeout,
+        })
+    }
+
+    /// Sends `request` (origin-form URI, all headers set except `Host`) to
+    /// `base`, and returns the response head with its streaming body.
+    pub async fn send(
+        &self,
+        base: &BaseUrl,
+        request: Request<RequestBody>,
+    ) -> Result<Response<ResponseBody>, UpstreamError> {
+        if base.tls {
+            return self.send_tls(base, request).await;
+        }
+        let (parts, mut body) = request.into_parts();
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        loop {
+            let (mut conn, reused) = match self.pool.take(&base.authority) {
+                Some(conn) => (conn, true),
+                None => (self.connect(&base.authority).await?, false),
+            };
+            let mut received = false;
+            let exchange = async {
+                conn.write_request(&parts.method, target, &parts.headers, &base.host, &mut body)
+                    .await?;
+                conn.read_head(&parts.method, &mut received).await
+            };
+            match exchange.await {
+                Ok(head) => {
+                    let giveback = GiveBack {
+                        pool: Arc::downgrade(&self.pool),
+                        key: base.authority.clone(),
+                    };
+                    let mut response = Response::new(ResponseBody::plain(
+                        conn,
+                        head.framing,
+                        head.keep_alive,
+                        giveback,
+                    ));
+                    *response.status_mut() = head.status;
+                    *response.headers_mut() = head.headers;
+                    return Ok(response);
+                }
+                // A pooled connection the backend closed just as it was
+                // reused: nothing came back, so nothing was acted on. The
+                // request goes again on another connection when its body
+                // can be sent again.
+                Err(H1Error::Closed | H1Error::Io(_))
+                    if reused && !received && !matches!(body, RequestBody::Stream(_)) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn connect(&self, authority: &Arc<str>) -> Result<Conn, UpstreamError> {
+        let connect_error = |source| UpstreamError::Connect {
+            authority: authority.to_string(),
+            source,
+        };
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&**authority))
+            .await
+            .map_err(|_| {
+                connect_error(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no connection within {} ms",
+                        self.connect_timeout.as_millis()
+                    ),
+                ))
+            })?
+            .map_err(connect_error)?;
+        let _ = stream.set_nodelay(true);
+        Ok(Conn::new(stream))
+    }
+
+    async fn send_tls(
+        &self,
+        base: &BaseUrl,
+        request: Request<RequestBody>,
+    ) -> Result<Response<ResponseBody>, UpstreamError> {
+        let (parts, body) = request.into_parts();
+        let url = format!("{}{}", base.prefix, parts.uri);
+        let body = match body {
+            RequestBody::Empty => reqwest::Body::from(Bytes::new()),
+            RequestBody::Full(bytes) => reqwest::Body::from(bytes),
+            RequestBody::Stream(stream) => reqwest::Body::wrap_stream(stream),
+        };
+        let response = self
+            .tls
+            .request(parts.method, url)
+            .headers(parts.headers)
+            .body(body)
+            .send()
+            .await?;
+        let response: Response<reqwest::Body> = response.into();
+        Ok(response.map(ResponseBody::tls))
+    }
+}
