@@ -15,7 +15,7 @@ use common::stats::{Outcome, Recorder};
 use futures_util::StreamExt;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Method, Request, StatusCode, Uri};
+use http::{Method, Request, StatusCode};
 use http_body_util::BodyDataStream;
 use hyper::body::Incoming;
 use tracing::Instrument;
@@ -30,7 +30,7 @@ use crate::metrics::GatewayMetrics;
 use crate::outlier::{AttemptOutcome, Outlier};
 use crate::registry::{Backend, InFlight, Registry};
 use crate::retry::{retryable, Failure, RetryBudget};
-use crate::upstream::{self, ResponseBody, Upstream, UpstreamError};
+use crate::upstream::{self, Outgoing, ResponseBody, Upstream, UpstreamError};
 
 /// What the proxied path needs, shared by all requests.
 #[derive(Debug)]
@@ -156,14 +156,26 @@ pub async fn handle(
             .min(deadline.saturating_duration_since(attempt_started));
 
         let span = client_span(&method, path_and_query, &backend, tried.len() + 1);
-        let mut outgoing = Request::new(body.for_attempt());
-        *outgoing.method_mut() = method.clone();
-        *outgoing.uri_mut() = match upstream_uri(&backend.base.path, &target) {
-            Ok(uri) => uri,
+        let target = match upstream_target(&backend.base.path, &target) {
+            Ok(target) => target,
             Err(e) => return answer_error(&state, &request, None, e),
         };
-        *outgoing.headers_mut() = forwarded.clone();
-        common::telemetry::inject(&span, outgoing.headers_mut());
+        // Trace context goes on a copy; without tracing, no copy at all.
+        let traced;
+        let headers = if common::telemetry::tracing_enabled() {
+            let mut copy = forwarded.clone();
+            common::telemetry::inject(&span, &mut copy);
+            traced = copy;
+            &traced
+        } else {
+            &forwarded
+        };
+        let outgoing = Outgoing {
+            method: &method,
+            target: &target,
+            headers,
+            body: body.for_attempt(),
+        };
         let sent = tokio::time::timeout(timeout, upstream.send(&backend.base, outgoing))
             .instrument(span.clone())
             .await;
@@ -223,11 +235,12 @@ pub async fn handle(
 /// query, as the origin-form target sent upstream. Without a prefix (and
 /// for `*`, which names the server rather than a path) the client's target
 /// is reused as parsed: no copy, no second parse.
-fn upstream_uri(prefix: &str, target: &PathAndQuery) -> Result<Uri, ProxyError> {
+fn upstream_target(prefix: &str, target: &PathAndQuery) -> Result<PathAndQuery, ProxyError> {
     if prefix.is_empty() || target.as_str() == "*" {
-        return Ok(Uri::from(target.clone()));
+        return Ok(target.clone());
     }
-    Uri::try_from(format!("{prefix}{target}")).map_err(|e| ProxyError::BadTarget(e.to_string()))
+    PathAndQuery::try_from(format!("{prefix}{target}"))
+        .map_err(|e| ProxyError::BadTarget(e.to_string()))
 }
 
 /// A client span for one upstream attempt; retries show as siblings.

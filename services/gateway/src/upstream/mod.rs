@@ -26,7 +26,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
-use http::{Request, Response};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Method, Response};
 use tokio::net::TcpStream;
 
 pub use body::ResponseBody;
@@ -84,6 +85,20 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// One request to send upstream, borrowed from the proxied request so a
+/// retry costs no copies.
+pub struct Outgoing<'a> {
+    /// The client's method, sent as it came.
+    pub method: &'a Method,
+    /// Origin-form target, the backend's path prefix included.
+    pub target: &'a PathAndQuery,
+    /// Everything but `Host` and the body's framing, which are the
+    /// client's to write.
+    pub headers: &'a HeaderMap,
+    /// Taken per attempt: a buffered body is shared, a stream goes once.
+    pub body: RequestBody,
+}
+
 /// What is sent upstream as the request body.
 pub enum RequestBody {
     /// No body.
@@ -117,18 +132,22 @@ impl Upstream {
         })
     }
 
-    /// Sends `request` (origin-form URI, all headers set except `Host`) to
-    /// `base`, and returns the response head with its streaming body.
+    /// Sends `request` to `base`, and returns the response head with its
+    /// streaming body.
     pub async fn send(
         &self,
         base: &BaseUrl,
-        request: Request<RequestBody>,
+        request: Outgoing<'_>,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
         if base.tls {
             return self.send_tls(base, request).await;
         }
-        let (parts, mut body) = request.into_parts();
-        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let Outgoing {
+            method,
+            target,
+            headers,
+            mut body,
+        } = request;
         loop {
             let (mut conn, reused) = match self.pool.take(&base.authority) {
                 Some(conn) => (conn, true),
@@ -136,9 +155,9 @@ impl Upstream {
             };
             let mut received = false;
             let exchange = async {
-                conn.write_request(&parts.method, target, &parts.headers, &base.host, &mut body)
+                conn.write_request(method, target.as_str(), headers, &base.host, &mut body)
                     .await?;
-                conn.read_head(&parts.method, &mut received).await
+                conn.read_head(method, &mut received).await
             };
             match exchange.await {
                 Ok(head) => {
@@ -194,23 +213,50 @@ impl Upstream {
     async fn send_tls(
         &self,
         base: &BaseUrl,
-        request: Request<RequestBody>,
+        request: Outgoing<'_>,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
-        let (parts, body) = request.into_parts();
-        let url = format!("{}{}", base.prefix, parts.uri);
-        let body = match body {
+        let body = match request.body {
             RequestBody::Empty => reqwest::Body::from(Bytes::new()),
             RequestBody::Full(bytes) => reqwest::Body::from(bytes),
             RequestBody::Stream(stream) => reqwest::Body::wrap_stream(stream),
         };
         let response = self
             .tls
-            .request(parts.method, url)
-            .headers(parts.headers)
+            .request(request.method.clone(), tls_url(base, request.target))
+            .headers(request.headers.clone())
             .body(body)
             .send()
             .await?;
         let response: Response<reqwest::Body> = response.into();
         Ok(response.map(ResponseBody::tls))
+    }
+}
+
+/// The URL of an `https` call: scheme and authority, then the target,
+/// which already carries the backend's path prefix.
+fn tls_url(base: &BaseUrl, target: &PathAndQuery) -> String {
+    let origin = base
+        .prefix
+        .strip_suffix(base.path.as_str())
+        .unwrap_or(&base.prefix);
+    format!("{origin}{target}")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_urls_carry_the_path_prefix_once() {
+        let base = crate::registry::parse_base_url("https://api.example.com/v1").unwrap();
+        let target = PathAndQuery::from_static("/v1/users?id=7");
+        assert_eq!(
+            tls_url(&base, &target),
+            "https://api.example.com:443/v1/users?id=7"
+        );
+        let base = crate::registry::parse_base_url("https://127.0.0.1:8443").unwrap();
+        let target = PathAndQuery::from_static("/x");
+        assert_eq!(tls_url(&base, &target), "https://127.0.0.1:8443/x");
     }
 }
