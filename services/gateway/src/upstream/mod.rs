@@ -92,8 +92,8 @@ pub struct Outgoing<'a> {
     pub method: &'a Method,
     /// Origin-form target, the backend's path prefix included.
     pub target: &'a PathAndQuery,
-    /// Everything but `Host` and the body's framing, which are the
-    /// client's to write.
+    /// Everything but `Host` and the body's framing (`Content-Length`,
+    /// `Transfer-Encoding`), which `send` writes for the body it sends.
     pub headers: &'a HeaderMap,
     /// Taken per attempt: a buffered body is shared, a stream goes once.
     pub body: RequestBody,
