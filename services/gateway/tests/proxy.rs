@@ -455,3 +455,30 @@ async fn deleted_backends_get_no_new_requests_but_in_flight_ones_finish() {
     }
     drop(backends);
 }
+
+#[tokio::test]
+async fn an_upload_the_backend_refuses_early_gets_the_backends_answer() {
+    // The backend's echo takes at most 1 MiB and answers 413 without
+    // reading the rest; the gateway must pass that answer on rather than
+    // fail on the upload it could no longer write.
+    let (gw, _backends) = gateway_with_three(gateway_settings()).await;
+    let c = client();
+    let big = vec![b'x'; 8 * 1024 * 1024];
+    let with_length = c.post(gw.url("/api/echo")).body(big.clone());
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        big.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    let chunked =
+        c.post(gw.url("/api/echo"))
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                chunks,
+            )));
+    for (how, request) in [("content-length", with_length), ("chunked", chunked)] {
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status(), 413, "{how}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_body", "{how}: {body}");
+    }
+    // And the gateway carries on.
+    let r = c.get(gw.url("/api/data")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -29,6 +29,9 @@ struct Script {
     trickle: bool,
     /// The connection is closed after the answer.
     close: bool,
+    /// Answered as soon as the head is in, before the body is read (which
+    /// is then read all the same).
+    before_body: bool,
 }
 
 fn script(answer: &[u8]) -> Script {
@@ -36,6 +39,7 @@ fn script(answer: &[u8]) -> Script {
         answer: answer.to_vec(),
         trickle: false,
         close: false,
+        before_body: false,
     }
 }
 
@@ -76,18 +80,28 @@ async fn serve(
 ) {
     let mut buf = Vec::new();
     loop {
-        let Some(raw) = read_request(&mut socket, &mut buf).await else {
-            return;
-        };
-        let head = String::from_utf8_lossy(&raw).to_string();
-        requests.lock().unwrap().push(raw);
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            if fill(&mut socket, &mut buf).await.is_none() {
+                return;
+            }
+        }
+        let head = String::from_utf8_lossy(&buf).to_string();
         let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
         let script = scripts
             .iter()
             .find(|(p, _)| *p == path)
             .map(|(_, s)| s.clone())
             .unwrap_or_else(|| script(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"));
-        if script.trickle {
+        if script.before_body && socket.write_all(&script.answer).await.is_err() {
+            return;
+        }
+        let Some(raw) = read_request(&mut socket, &mut buf).await else {
+            return;
+        };
+        requests.lock().unwrap().push(raw);
+        if script.before_body {
+            // Answered already.
+        } else if script.trickle {
             for byte in &script.answer {
                 if socket.write_all(&[*byte]).await.is_err() {
                     return;
@@ -376,4 +390,33 @@ async fn request_framing_is_rewritten_from_the_body_actually_sent() {
         "{}",
         text[2]
     );
+}
+
+#[tokio::test]
+async fn an_early_success_answer_still_gets_the_whole_streamed_body() {
+    // A backend that answers as soon as it has the head, then reads the
+    // body: the gateway passes the answer on and still sends every byte.
+    let mut early = script(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+    early.before_body = true;
+    let backend = scripted_backend(vec![("/early", early)]).await;
+    let gw = gateway_for(&backend).await;
+    let body = vec![b'z'; 512 * 1024];
+    let r = client()
+        .post(gw.url("/early"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "ok");
+    // The backend records the request once it has read all of it.
+    for _ in 0..100 {
+        if !backend.requests.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let requests = backend.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1, "the backend never got the whole body");
+    assert!(requests[0].ends_with(&body), "the body was cut short");
 }

@@ -9,20 +9,21 @@
 //! connection in the pool is just its socket: buffers live only while a
 //! request uses them.
 //!
-//! Parsing is httparse's (the parser hyper uses). This module writes the
-//! request and reads the response head; `body` reads the body. Message
-//! framing follows RFC 9112 section 6.
+//! Parsing is httparse's (the parser hyper uses). This module runs the
+//! exchange and reads the response head; `request` encodes the request and
+//! `body` reads the response body. Message framing follows RFC 9112
+//! section 6.
 
 use std::io;
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::request::{self, RequestHead};
 use super::RequestBody;
 
 /// Longest response head accepted, like hyper's default buffer limit for
@@ -135,222 +136,190 @@ impl Conn {
         tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut self.stream), cx, &mut self.buf)
     }
 
-    /// Writes the request: its head (with `Host` and our own framing
-    /// headers) and its body. A `Full` body is cloned, not taken, so the
-    /// request can be sent again on another connection.
-    pub async fn write_request(
+    /// Sends the request and reads the final response head. `received` is
+    /// set once any byte of an answer arrived, so the caller knows whether
+    /// the backend may have acted on the request. A `Full` body is cloned,
+    /// not taken, so the request can be sent again on another connection.
+    pub async fn exchange(
         &mut self,
-        method: &Method,
-        target: &str,
-        headers: &HeaderMap,
-        host: &HeaderValue,
+        request: &RequestHead<'_>,
         body: &mut RequestBody,
-    ) -> Result<(), H1Error> {
-        let declared = headers.get(header::CONTENT_LENGTH);
-        let mut head = BytesMut::with_capacity(256 + headers.len() * 48);
-        head.extend_from_slice(method.as_str().as_bytes());
-        head.extend_from_slice(b" ");
-        head.extend_from_slice(target.as_bytes());
-        head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-        head.extend_from_slice(host.as_bytes());
-        head.extend_from_slice(b"\r\n");
-        for (name, value) in headers {
-            // Framing is ours to write, from the body we actually send.
-            if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
-                continue;
-            }
-            head.extend_from_slice(name.as_str().as_bytes());
-            head.extend_from_slice(b": ");
-            head.extend_from_slice(value.as_bytes());
-            head.extend_from_slice(b"\r\n");
-        }
+        received: &mut bool,
+    ) -> Result<Head, H1Error> {
+        let method = request.method;
         match body {
             RequestBody::Empty => {
-                // Keep an explicit `content-length: 0` (some servers want
-                // one on POST); never invent one for a GET.
-                if declared.is_some() {
-                    head.extend_from_slice(b"content-length: 0\r\n");
-                }
-                head.extend_from_slice(b"\r\n");
+                let head = request::encode_head(request, Framing::Empty)?;
                 self.stream.write_all(&head).await?;
             }
             RequestBody::Full(bytes) => {
-                let bytes = bytes.clone();
-                head.extend_from_slice(
-                    format!("content-length: {}\r\n\r\n", bytes.len()).as_bytes(),
-                );
+                let mut head = request::encode_head(request, Framing::Length(bytes.len() as u64))?;
                 if bytes.len() <= COALESCE_BODY_BYTES {
-                    head.extend_from_slice(&bytes);
+                    head.extend_from_slice(bytes);
                     self.stream.write_all(&head).await?;
                 } else {
                     self.stream.write_all(&head).await?;
-                    self.stream.write_all(&bytes).await?;
+                    self.stream.write_all(bytes).await?;
                 }
             }
             RequestBody::Stream(stream) => {
-                let length = match declared {
-                    Some(value) => Some(
+                let framing = match request.headers.get(header::CONTENT_LENGTH) {
+                    Some(value) => Framing::Length(
                         parse_content_length(std::iter::once(value))
                             .ok_or_else(|| H1Error::RequestBody("invalid content-length".into()))?,
                     ),
-                    None => None,
+                    None => Framing::Chunked,
                 };
-                match length {
-                    Some(n) => {
-                        head.extend_from_slice(format!("content-length: {n}\r\n\r\n").as_bytes())
-                    }
-                    None => head.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n"),
-                }
+                let head = request::encode_head(request, framing)?;
                 self.stream.write_all(&head).await?;
-                let mut sent: u64 = 0;
-                while let Some(chunk) = stream.next().await {
-                    let chunk = chunk.map_err(|e| H1Error::RequestBody(e.to_string()))?;
-                    if chunk.is_empty() {
-                        continue;
-                    }
-                    sent += chunk.len() as u64;
-                    if length.is_some_and(|n| sent > n) {
-                        return Err(H1Error::RequestBody(
-                            "longer than its content-length".into(),
-                        ));
-                    }
-                    if length.is_none() {
-                        let mut framed = BytesMut::with_capacity(chunk.len() + 20);
-                        framed.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
-                        framed.extend_from_slice(&chunk);
-                        framed.extend_from_slice(b"\r\n");
-                        self.stream.write_all(&framed).await?;
-                    } else {
-                        self.stream.write_all(&chunk).await?;
-                    }
-                }
-                match length {
-                    Some(n) if sent != n => {
-                        return Err(H1Error::RequestBody(format!(
-                            "ended after {sent} of its {n} declared bytes"
-                        )))
-                    }
-                    Some(_) => {}
-                    None => self.stream.write_all(b"0\r\n\r\n").await?,
-                }
+                // The backend may answer before it has the whole body: a
+                // refusal (413, 401, ...) is passed on at once with the rest
+                // of the body unsent, and the connection is not reused. Any
+                // other early answer (a backend that streams as it reads)
+                // still gets the whole body first.
+                let (mut reader, mut writer) = self.stream.split();
+                let upload = request::write_stream(&mut writer, stream, framing);
+                let answer = read_head(&mut reader, &mut self.buf, method, received);
+                tokio::pin!(upload, answer);
+                let not_reused = |head: Head| Head {
+                    keep_alive: false,
+                    ..head
+                };
+                return tokio::select! {
+                    biased;
+                    head = &mut answer => match head? {
+                        head if head.status.as_u16() >= 400 => Ok(not_reused(head)),
+                        head => match upload.await {
+                            Ok(()) => Ok(head),
+                            Err(_) => Ok(not_reused(head)),
+                        },
+                    },
+                    sent = &mut upload => match sent {
+                        Ok(()) => answer.await,
+                        // Closed on us: an answer sent before the close is
+                        // still readable, and says more than the error.
+                        Err(H1Error::Io(e)) => answer.await.map(not_reused).map_err(|_| H1Error::Io(e)),
+                        Err(e) => Err(e),
+                    },
+                };
             }
         }
-        Ok(())
+        read_head(&mut self.stream, &mut self.buf, method, received).await
+    }
+}
+
+/// Reads the final response head into `buf` (informational 1xx answers
+/// are skipped).
+async fn read_head<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut BytesMut,
+    method: &Method,
+    received: &mut bool,
+) -> Result<Head, H1Error> {
+    loop {
+        if !buf.is_empty() {
+            *received = true;
+            match parse_head(buf, method)? {
+                Parsed::Final(head) => return Ok(head),
+                // The final answer may already be buffered behind it.
+                Parsed::Informational => continue,
+                Parsed::Partial => {}
+            }
+            if buf.len() > MAX_HEAD_BYTES {
+                return Err(H1Error::Invalid(format!(
+                    "response head larger than {MAX_HEAD_BYTES} bytes"
+                )));
+            }
+        }
+        buf.reserve(READ_SIZE);
+        if io.read_buf(buf).await? == 0 {
+            return Err(H1Error::Closed);
+        }
+    }
+}
+
+/// Parses a complete head off the front of the buffer.
+fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, H1Error> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut slots);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+        Err(e) => return Err(H1Error::Invalid(e.to_string())),
+    };
+    let code = response.code.unwrap_or(0);
+    let status =
+        StatusCode::from_u16(code).map_err(|_| H1Error::Invalid(format!("status code {code}")))?;
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        // The gateway strips `Upgrade`, so this was never asked for.
+        return Err(H1Error::Invalid(
+            "unrequested 101 Switching Protocols".into(),
+        ));
+    }
+    if status.is_informational() {
+        let _ = buf.split_to(len);
+        return Ok(Parsed::Informational);
+    }
+    let http11 = response.version == Some(1);
+    // Header values are slices of the head's bytes: no copy each.
+    let base = buf.as_ptr() as usize;
+    let mut fields = Vec::with_capacity(response.headers.len());
+    for h in response.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| H1Error::Invalid(format!("header name {:?}", h.name)))?;
+        let start = h.value.as_ptr() as usize - base;
+        fields.push((name, start, start + h.value.len()));
+    }
+    let bytes: Bytes = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    for (name, start, end) in fields {
+        let value = HeaderValue::from_maybe_shared(bytes.slice(start..end))
+            .map_err(|_| H1Error::Invalid(format!("value of header {name}")))?;
+        headers.append(name, value);
     }
 
-    /// Reads the final response head (informational 1xx answers are
-    /// skipped). `received` is set once any byte of an answer arrived, so
-    /// the caller knows whether the backend may have acted on the request.
-    pub async fn read_head(
-        &mut self,
-        method: &Method,
-        received: &mut bool,
-    ) -> Result<Head, H1Error> {
-        loop {
-            if !self.buf.is_empty() {
-                *received = true;
-                match self.parse_head(method)? {
-                    Parsed::Final(head) => return Ok(head),
-                    // The final answer may already be buffered behind it.
-                    Parsed::Informational => continue,
-                    Parsed::Partial => {}
-                }
-                if self.buf.len() > MAX_HEAD_BYTES {
-                    return Err(H1Error::Invalid(format!(
-                        "response head larger than {MAX_HEAD_BYTES} bytes"
-                    )));
-                }
-            }
-            self.buf.reserve(READ_SIZE);
-            if self.stream.read_buf(&mut self.buf).await? == 0 {
-                return Err(H1Error::Closed);
-            }
+    let mut keep_alive = http11;
+    for token in tokens(&headers, header::CONNECTION) {
+        if token.eq_ignore_ascii_case("close") {
+            keep_alive = false;
+        } else if token.eq_ignore_ascii_case("keep-alive") && !http11 {
+            keep_alive = true;
         }
     }
-
-    /// Parses a complete head off the front of the buffer.
-    fn parse_head(&mut self, method: &Method) -> Result<Parsed, H1Error> {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut slots);
-        let len = match response.parse(&self.buf) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
-            Err(e) => return Err(H1Error::Invalid(e.to_string())),
-        };
-        let code = response.code.unwrap_or(0);
-        let status = StatusCode::from_u16(code)
-            .map_err(|_| H1Error::Invalid(format!("status code {code}")))?;
-        if status == StatusCode::SWITCHING_PROTOCOLS {
-            // The gateway strips `Upgrade`, so this was never asked for.
-            return Err(H1Error::Invalid(
-                "unrequested 101 Switching Protocols".into(),
-            ));
+    let framing = if method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        Framing::Empty
+    } else if headers.contains_key(header::TRANSFER_ENCODING) {
+        let chunked = tokens(&headers, header::TRANSFER_ENCODING)
+            .last()
+            .is_some_and(|t| t.eq_ignore_ascii_case("chunked"));
+        // With both, Transfer-Encoding wins and the length is a lie the
+        // client must not see; such a connection is not trusted again.
+        if headers.remove(header::CONTENT_LENGTH).is_some() {
+            keep_alive = false;
         }
-        if status.is_informational() {
-            let _ = self.buf.split_to(len);
-            return Ok(Parsed::Informational);
-        }
-        let http11 = response.version == Some(1);
-        // Header values are slices of the head's bytes: no copy each.
-        let base = self.buf.as_ptr() as usize;
-        let mut fields = Vec::with_capacity(response.headers.len());
-        for h in response.headers.iter() {
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| H1Error::Invalid(format!("header name {:?}", h.name)))?;
-            let start = h.value.as_ptr() as usize - base;
-            fields.push((name, start, start + h.value.len()));
-        }
-        let bytes: Bytes = self.buf.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(fields.len());
-        for (name, start, end) in fields {
-            let value = HeaderValue::from_maybe_shared(bytes.slice(start..end))
-                .map_err(|_| H1Error::Invalid(format!("value of header {name}")))?;
-            headers.append(name, value);
-        }
-
-        let mut keep_alive = http11;
-        for token in tokens(&headers, header::CONNECTION) {
-            if token.eq_ignore_ascii_case("close") {
-                keep_alive = false;
-            } else if token.eq_ignore_ascii_case("keep-alive") && !http11 {
-                keep_alive = true;
-            }
-        }
-        let framing = if method == Method::HEAD
-            || status == StatusCode::NO_CONTENT
-            || status == StatusCode::NOT_MODIFIED
-        {
-            Framing::Empty
-        } else if headers.contains_key(header::TRANSFER_ENCODING) {
-            let chunked = tokens(&headers, header::TRANSFER_ENCODING)
-                .last()
-                .is_some_and(|t| t.eq_ignore_ascii_case("chunked"));
-            // With both, Transfer-Encoding wins and the length is a lie the
-            // client must not see; such a connection is not trusted again.
-            if headers.remove(header::CONTENT_LENGTH).is_some() {
-                keep_alive = false;
-            }
-            if chunked {
-                Framing::Chunked
-            } else {
-                keep_alive = false;
-                Framing::UntilClose
-            }
-        } else if headers.contains_key(header::CONTENT_LENGTH) {
-            let length = parse_content_length(headers.get_all(header::CONTENT_LENGTH).iter())
-                .ok_or_else(|| H1Error::Invalid("invalid content-length".into()))?;
-            Framing::Length(length)
+        if chunked {
+            Framing::Chunked
         } else {
             keep_alive = false;
             Framing::UntilClose
-        };
-        Ok(Parsed::Final(Head {
-            status,
-            headers,
-            framing,
-            keep_alive,
-        }))
-    }
+        }
+    } else if headers.contains_key(header::CONTENT_LENGTH) {
+        let length = parse_content_length(headers.get_all(header::CONTENT_LENGTH).iter())
+            .ok_or_else(|| H1Error::Invalid("invalid content-length".into()))?;
+        Framing::Length(length)
+    } else {
+        keep_alive = false;
+        Framing::UntilClose
+    };
+    Ok(Parsed::Final(Head {
+        status,
+        headers,
+        framing,
+        keep_alive,
+    }))
 }
 
 /// The comma-separated tokens of every `name` header, trimmed.

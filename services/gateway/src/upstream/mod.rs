@@ -19,6 +19,7 @@
 mod body;
 mod h1;
 mod pool;
+mod request;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use tokio::net::TcpStream;
 pub use body::ResponseBody;
 use h1::{Conn, H1Error};
 use pool::{GiveBack, Pool};
+use request::RequestHead;
 
 use crate::config::UpstreamSettings;
 use crate::registry::BaseUrl;
@@ -148,18 +150,20 @@ impl Upstream {
             headers,
             mut body,
         } = request;
+        let head = RequestHead {
+            method,
+            target: target.as_str(),
+            headers,
+            host: &base.host,
+            declared_length: headers.contains_key(http::header::CONTENT_LENGTH),
+        };
         loop {
             let (mut conn, reused) = match self.pool.take(&base.authority) {
                 Some(conn) => (conn, true),
                 None => (self.connect(&base.authority).await?, false),
             };
             let mut received = false;
-            let exchange = async {
-                conn.write_request(method, target.as_str(), headers, &base.host, &mut body)
-                    .await?;
-                conn.read_head(method, &mut received).await
-            };
-            match exchange.await {
+            match conn.exchange(&head, &mut body, &mut received).await {
                 Ok(head) => {
                     let giveback = GiveBack {
                         pool: Arc::downgrade(&self.pool),
