@@ -73,8 +73,12 @@ pub enum Framing {
 /// A response head as read from the backend.
 #[derive(Debug)]
 pub struct Head {
+    /// Final status (1xx answers are skipped before this is built).
     pub status: StatusCode,
+    /// As sent, minus a `Content-Length` that `Transfer-Encoding`
+    /// overrode; values share the head's bytes.
     pub headers: HeaderMap,
+    /// How to read the body that follows.
     pub framing: Framing,
     /// Whether the connection may carry another request once the body is
     /// read (HTTP/1.1 without `Connection: close`, or 1.0 with keep-alive).

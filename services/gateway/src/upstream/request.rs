@@ -16,11 +16,13 @@ use super::BodyStream;
 
 /// What goes into a request head.
 pub struct RequestHead<'a> {
+    /// Sent as the client sent it.
     pub method: &'a Method,
     /// Origin-form target (or `*`).
     pub target: &'a str,
     /// Everything but `Host` and framing.
     pub headers: &'a HeaderMap,
+    /// The backend's, built once at registration.
     pub host: &'a HeaderValue,
     /// Whether the client sent a `Content-Length` (kept as `0` on an
     /// empty body: some servers want one on a POST).
