@@ -25,6 +25,7 @@ use tokio::net::TcpStream;
 
 use super::request::{self, RequestHead};
 use super::RequestBody;
+use crate::headers::tokens;
 
 /// Longest response head accepted, like hyper's default buffer limit for
 /// heads; larger is a broken or hostile backend.
@@ -324,17 +325,6 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, H1Error> {
         framing,
         keep_alive,
     }))
-}
-
-/// The comma-separated tokens of every `name` header, trimmed.
-fn tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
-    headers
-        .get_all(name)
-        .into_iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
 }
 
 /// A `Content-Length` made of digits only; repeated values (in one header
