@@ -44,7 +44,7 @@ struct Plain {
     decoder: Decoder,
     /// Whether the connection can carry another request after this body.
     keep_alive: bool,
-    giveback: Option<GiveBack>,
+    giveback: GiveBack,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +88,7 @@ impl ResponseBody {
             conn: Some(conn),
             decoder,
             keep_alive,
-            giveback: Some(giveback),
+            giveback,
         };
         // A response without a body (204, 304, HEAD) may never be polled.
         if decoder == Decoder::Done {
@@ -111,11 +111,11 @@ impl Plain {
     /// carry another request and nothing unasked follows the body.
     fn finish(&mut self) {
         self.decoder = Decoder::Done;
-        if let (Some(mut conn), Some(giveback)) = (self.conn.take(), self.giveback.take()) {
+        if let Some(mut conn) = self.conn.take() {
             if self.keep_alive && conn.buf.is_empty() {
                 // Idle connections hold no buffer.
                 conn.buf = BytesMut::new();
-                giveback.release(conn);
+                self.giveback.release(conn);
             }
         }
     }

@@ -106,9 +106,9 @@ pub(super) struct GiveBack {
 }
 
 impl GiveBack {
-    pub fn release(self, conn: Conn) {
+    pub fn release(&self, conn: Conn) {
         if let Some(pool) = self.pool.upgrade() {
-            pool.put(self.key, conn);
+            pool.put(self.key.clone(), conn);
         }
     }
 }
