@@ -168,7 +168,7 @@ impl Line {
     /// An integer field.
     pub fn u64(mut self, key: &str, value: u64) -> Self {
         self.key(key);
-        let _ = write!(self.buf, "{value}");
+        push_digits(&mut self.buf, value, 1);
         self
     }
 
@@ -177,7 +177,8 @@ impl Line {
     pub fn millis(mut self, key: &str, micros: u64) -> Self {
         self.key(key);
         let (whole, mut frac) = (micros / 1000, micros % 1000);
-        let _ = write!(self.buf, "{whole}.");
+        push_digits(&mut self.buf, whole, 1);
+        self.buf.push('.');
         if frac == 0 {
             self.buf.push('0');
         } else {
@@ -186,7 +187,7 @@ impl Line {
                 frac /= 10;
                 digits -= 1;
             }
-            let _ = write!(self.buf, "{frac:0digits$}");
+            push_digits(&mut self.buf, frac, digits);
         }
         self
     }
@@ -266,7 +267,28 @@ fn push_timestamp(buf: &mut String) {
         }
         buf.push_str(&cached.1);
     });
-    let _ = write!(buf, "{:06}Z", now.subsec_micros());
+    push_digits(buf, u64::from(now.subsec_micros()), 6);
+    buf.push('Z');
+}
+
+/// `n` in decimal, zero-padded to at least `width` (at most 20) digits: what
+/// `{n:0width$}` writes, without the formatting machinery (several of these
+/// go into every access-log line).
+fn push_digits(buf: &mut String, mut n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    start = start.min(digits.len().saturating_sub(width));
+    for &d in &digits[start..] {
+        buf.push(char::from(d));
+    }
 }
 
 /// Year, month, day of a count of days since 1970-01-01 (Howard Hinnant's
@@ -435,6 +457,24 @@ mod tests {
             ("not a filter ((", false),
         ] {
             assert_eq!(passes(directives, access), expected, "{directives}");
+        }
+    }
+
+    #[test]
+    fn digits_are_written_as_format_pads_them() {
+        for (n, width) in [
+            (0, 1),
+            (7, 1),
+            (7, 3),
+            (42, 6),
+            (999_999, 6),
+            (1_000_000, 6),
+            (u64::MAX, 1),
+            (5, 20),
+        ] {
+            let mut buf = String::new();
+            push_digits(&mut buf, n, width);
+            assert_eq!(buf, format!("{n:0width$}"));
         }
     }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::stats::{Outcome, Recorder};
 use futures_util::StreamExt;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyDataStream;
@@ -25,7 +25,7 @@ use warp::Reply;
 use crate::balancer::Balancer;
 use crate::config::{LimitSettings, RetrySettings};
 use crate::errors::ProxyError;
-use crate::headers::{forward_headers, has_body, request_id, strip_hop_by_hop};
+use crate::headers::{forward_headers, has_body, request_id, strip_hop_by_hop, X_REQUEST_ID};
 use crate::metrics::GatewayMetrics;
 use crate::outlier::{AttemptOutcome, Outlier};
 use crate::registry::{Backend, InFlight, Registry};
@@ -475,10 +475,7 @@ fn pass_through(
     book(state, request, status, &backend.name);
     let mut response_headers = parts.headers;
     strip_hop_by_hop(&mut response_headers);
-    response_headers.insert(
-        HeaderName::from_static("x-request-id"),
-        request.request_id.clone(),
-    );
+    response_headers.insert(X_REQUEST_ID, request.request_id.clone());
     // The in-flight guard rides along with the body, so a streaming answer
     // counts as outstanding (for least_outstanding) until it is finished.
     let body = body.map(move |chunk| {
@@ -514,10 +511,9 @@ fn answer_error(
         backend.map_or("-", |b| b.name.as_str()),
     );
     let mut response = error.into_response();
-    response.headers_mut().insert(
-        HeaderName::from_static("x-request-id"),
-        request.request_id.clone(),
-    );
+    response
+        .headers_mut()
+        .insert(X_REQUEST_ID, request.request_id.clone());
     response
 }
 

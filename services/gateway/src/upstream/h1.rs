@@ -245,9 +245,16 @@ async fn read_head<R: AsyncRead + Unpin>(
 
 /// Parses a complete head off the front of the buffer.
 fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, H1Error> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut slots);
-    let len = match response.parse(buf) {
+    // Uninitialised slots: zeroing all of them would cost more than parsing
+    // a typical head.
+    let mut slots = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut slots,
+    );
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
         Err(e) => return Err(H1Error::Invalid(e.to_string())),
