@@ -214,10 +214,13 @@ where
                         req.extensions_mut().insert(ClientAddr(peer));
                         let mut service = service.clone();
                         let routed = tower_service::Service::call(&mut service, req);
-                        futures_util::future::Either::Right(futures_util::FutureExt::map(
+                        // Boxed: warp's future is several hundred bytes, and
+                        // unboxed it would size (and be copied with) every
+                        // request's future, claimed ones included.
+                        futures_util::future::Either::Right(Box::pin(futures_util::FutureExt::map(
                             routed,
                             |routed| routed.unwrap_or_else(|never| match never {}),
-                        ))
+                        )))
                     }
                 }
             };

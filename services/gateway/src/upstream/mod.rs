@@ -142,7 +142,9 @@ impl Upstream {
         request: Outgoing<'_>,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
         if base.tls {
-            return self.send_tls(base, request).await;
+            // Boxed: reqwest's future is large, and unboxed it would size
+            // (and be copied with) every plain-HTTP request's future.
+            return Box::pin(self.send_tls(base, request)).await;
         }
         let Outgoing {
             method,
