@@ -225,8 +225,12 @@ impl Line {
 /// Printable ASCII without quotes or backslashes: what both `Debug` and
 /// JSON leave as it is.
 fn is_plain(s: &str) -> bool {
-    s.bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    // Every byte checked without stopping early: the loop has no branch per
+    // byte and vectorises, which beats stopping early on the plain values
+    // nearly every line has.
+    s.bytes().fold(true, |plain, b| {
+        plain & (0x20..0x7f).contains(&b) & (b != b'"') & (b != b'\\')
+    })
 }
 
 fn push_json_str(buf: &mut String, s: &str) {
