@@ -89,35 +89,81 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::TRANSFER_ENCODING);
 }
 
+/// What goes upstream in a request's headers: the client's own and the
+/// ones the gateway adds, kept apart so that the usual request needs no
+/// insertion into the client's map (each costs about as much as parsing a
+/// header line).
+#[derive(Debug, Clone)]
+pub struct Forwarded {
+    /// The client's headers, hop-by-hop ones dropped. Its `Host` (the
+    /// backend's is sent) and any header named in `added` are not sent.
+    pub client: HeaderMap,
+    /// `X-Forwarded-For` (the client's, with the client's address
+    /// appended), `X-Forwarded-Proto` and `-Host` unless the client set
+    /// them, `X-Request-Id`, and trace context when traces are exported.
+    pub added: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Forwarded {
+    /// Whether the client's header `name` goes upstream as it came.
+    pub fn passes(&self, name: &HeaderName) -> bool {
+        *name != header::HOST && !self.added.iter().any(|(added, _)| added == name)
+    }
+
+    /// Everything sent, in one map: what a client library takes.
+    pub fn to_map(&self) -> HeaderMap {
+        let mut map = self.client.clone();
+        map.remove(header::HOST);
+        for (name, value) in &self.added {
+            map.insert(name.clone(), value.clone());
+        }
+        map
+    }
+}
+
 /// The headers sent upstream: the client's, minus hop-by-hop and `Host`
-/// (the client library sets the backend's), plus the `X-Forwarded-*` trio
-/// and the request id.
+/// (the backend's is sent), plus the `X-Forwarded-*` trio and the request
+/// id.
 pub fn forward_headers(
     mut headers: HeaderMap,
     client: SocketAddr,
     request_id: &HeaderValue,
-) -> HeaderMap {
+) -> Forwarded {
     strip_hop_by_hop(&mut headers);
-    let host = headers.remove(header::HOST);
-
-    let mut forwarded_for = match headers.get(X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
+    // One pass over the few headers a client sends, instead of a lookup for
+    // each one asked about.
+    let (mut host, mut prior_for, mut has_proto, mut has_host) = (None, None, false, false);
+    for (name, value) in &headers {
+        if *name == header::HOST {
+            host = host.or(Some(value));
+        } else if *name == X_FORWARDED_FOR {
+            prior_for = prior_for.or(Some(value));
+        } else if *name == X_FORWARDED_PROTO {
+            has_proto = true;
+        } else if *name == X_FORWARDED_HOST {
+            has_host = true;
+        }
+    }
+    let mut added = Vec::with_capacity(4);
+    let mut forwarded_for = match prior_for.map(HeaderValue::as_bytes) {
         Some(prior) if !prior.is_empty() => [prior, b", "].concat(),
         _ => Vec::with_capacity(15),
     };
     push_ip(&mut forwarded_for, client.ip());
     if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(forwarded_for)) {
-        headers.insert(X_FORWARDED_FOR, v);
+        added.push((X_FORWARDED_FOR, v));
     }
-    if !headers.contains_key(X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    if !has_proto {
+        added.push((X_FORWARDED_PROTO, HeaderValue::from_static("http")));
     }
-    if !headers.contains_key(X_FORWARDED_HOST) {
-        if let Some(host) = host {
-            headers.insert(X_FORWARDED_HOST, host);
-        }
+    if let (false, Some(host)) = (has_host, host) {
+        added.push((X_FORWARDED_HOST, host.clone()));
     }
-    headers.insert(X_REQUEST_ID, request_id.clone());
-    headers
+    added.push((X_REQUEST_ID, request_id.clone()));
+    Forwarded {
+        client: headers,
+        added,
+    }
 }
 
 /// Appends the address as text; IPv4 (nearly every client) by hand, which
@@ -189,12 +235,50 @@ mod tests {
         h.insert(header::HOST, HeaderValue::from_static("gw.example"));
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         let addr = "127.0.0.9:1234".parse().unwrap();
-        let out = forward_headers(h, addr, &HeaderValue::from_static("rid"));
+        let out = forward_headers(h, addr, &HeaderValue::from_static("rid")).to_map();
         assert_eq!(out["x-forwarded-for"], "10.0.0.1, 127.0.0.9");
         assert_eq!(out["x-forwarded-proto"], "http");
         assert_eq!(out["x-forwarded-host"], "gw.example");
         assert_eq!(out["x-request-id"], "rid");
         assert!(!out.contains_key(header::HOST));
+    }
+
+    #[test]
+    fn the_clients_forwarding_headers_are_kept_or_replaced_never_doubled() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("gw.example"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        h.insert(
+            "x-forwarded-host",
+            HeaderValue::from_static("public.example"),
+        );
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.2"));
+        h.insert("x-request-id", HeaderValue::from_static("theirs"));
+        let addr = "127.0.0.9:1234".parse().unwrap();
+        let out = forward_headers(h, addr, &HeaderValue::from_static("ours"));
+        let sent = |name: &str| -> Vec<String> {
+            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            let mut values: Vec<String> = out
+                .client
+                .get_all(&name)
+                .iter()
+                .filter(|_| out.passes(&name))
+                .chain(out.added.iter().filter(|(n, _)| *n == name).map(|(_, v)| v))
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect();
+            values.sort();
+            values
+        };
+        assert_eq!(sent("x-forwarded-proto"), ["https"]);
+        assert_eq!(sent("x-forwarded-host"), ["public.example"]);
+        assert_eq!(sent("x-forwarded-for"), ["10.0.0.1, 127.0.0.9"]);
+        assert_eq!(sent("x-request-id"), ["ours"]);
+        assert!(sent("host").is_empty());
+        let map = out.to_map();
+        assert_eq!(map.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(map["x-forwarded-proto"], "https");
+        assert_eq!(map["x-request-id"], "ours");
     }
 
     #[test]

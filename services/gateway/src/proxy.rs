@@ -163,8 +163,14 @@ pub async fn handle(
         // Trace context goes on a copy; without tracing, no copy at all.
         let traced;
         let headers = if common::telemetry::tracing_enabled() {
+            let mut context = HeaderMap::new();
+            common::telemetry::inject(&span, &mut context);
             let mut copy = forwarded.clone();
-            common::telemetry::inject(&span, &mut copy);
+            copy.added.extend(
+                context
+                    .iter()
+                    .map(|(name, value)| (name.clone(), value.clone())),
+            );
             traced = copy;
             &traced
         } else {

@@ -169,7 +169,7 @@ impl Conn {
                 }
             }
             RequestBody::Stream(stream) => {
-                let framing = match request.headers.get(header::CONTENT_LENGTH) {
+                let framing = match request.headers.client.get(header::CONTENT_LENGTH) {
                     Some(value) => Framing::Length(
                         parse_content_length(std::iter::once(value))
                             .ok_or_else(|| H1Error::RequestBody("invalid content-length".into()))?,

@@ -28,7 +28,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::Stream;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, Method, Response};
+use http::{Method, Response};
 use tokio::net::TcpStream;
 
 pub use body::ResponseBody;
@@ -37,6 +37,7 @@ use pool::{GiveBack, Pool};
 use request::RequestHead;
 
 use crate::config::UpstreamSettings;
+use crate::headers::Forwarded;
 use crate::registry::BaseUrl;
 
 /// Errors boxed for the response body stream.
@@ -94,9 +95,10 @@ pub struct Outgoing<'a> {
     pub method: &'a Method,
     /// Origin-form target, the backend's path prefix included.
     pub target: &'a PathAndQuery,
-    /// Everything but `Host` and the body's framing (`Content-Length`,
-    /// `Transfer-Encoding`), which `send` writes for the body it sends.
-    pub headers: &'a HeaderMap,
+    /// The client's headers and the gateway's; `Host` and the body's
+    /// framing (`Content-Length`, `Transfer-Encoding`) are written by `send`
+    /// for the backend and the body it sends.
+    pub headers: &'a Forwarded,
     /// Taken per attempt: a buffered body is shared, a stream goes once.
     pub body: RequestBody,
 }
@@ -157,7 +159,7 @@ impl Upstream {
             target: target.as_str(),
             headers,
             host: &base.host,
-            declared_length: headers.contains_key(http::header::CONTENT_LENGTH),
+            declared_length: headers.client.contains_key(http::header::CONTENT_LENGTH),
         };
         loop {
             let (mut conn, reused) = match self.pool.take(&base.authority) {
@@ -229,7 +231,7 @@ impl Upstream {
         let response = self
             .tls
             .request(request.method.clone(), tls_url(base, request.target))
-            .headers(request.headers.clone())
+            .headers(request.headers.to_map())
             .body(body)
             .send()
             .await?;

@@ -7,12 +7,13 @@
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::Method;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::h1::{Framing, H1Error};
 use super::BodyStream;
+use crate::headers::Forwarded;
 
 /// What goes into a request head.
 pub struct RequestHead<'a> {
@@ -20,8 +21,8 @@ pub struct RequestHead<'a> {
     pub method: &'a Method,
     /// Origin-form target (or `*`).
     pub target: &'a str,
-    /// Everything but `Host` and framing.
-    pub headers: &'a HeaderMap,
+    /// The client's headers and the gateway's; framing ones are skipped.
+    pub headers: &'a Forwarded,
     /// The backend's, built once at registration.
     pub host: &'a HeaderValue,
     /// Whether the client sent a `Content-Length` (kept as `0` on an
@@ -33,17 +34,21 @@ pub struct RequestHead<'a> {
 /// `Framing::Empty` writes no framing header unless the client declared a
 /// length, and `UntilClose` is not a request framing.
 pub fn encode_head(request: &RequestHead<'_>, framing: Framing) -> Result<BytesMut, H1Error> {
-    let mut head = BytesMut::with_capacity(256 + request.headers.len() * 48);
+    let forwarded = request.headers;
+    let mut head =
+        BytesMut::with_capacity(256 + (forwarded.client.len() + forwarded.added.len()) * 48);
     head.extend_from_slice(request.method.as_str().as_bytes());
     head.extend_from_slice(b" ");
     head.extend_from_slice(request.target.as_bytes());
     head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     head.extend_from_slice(request.host.as_bytes());
     head.extend_from_slice(b"\r\n");
-    for (name, value) in request.headers {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
-            continue;
-        }
+    let client = forwarded.client.iter().filter(|(name, _)| {
+        *name != header::CONTENT_LENGTH
+            && *name != header::TRANSFER_ENCODING
+            && forwarded.passes(name)
+    });
+    for (name, value) in client.chain(forwarded.added.iter().map(|(n, v)| (n, v))) {
         head.extend_from_slice(name.as_str().as_bytes());
         head.extend_from_slice(b": ");
         head.extend_from_slice(value.as_bytes());
@@ -113,12 +118,17 @@ pub async fn write_stream<W: AsyncWrite + Unpin>(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
 
     fn head(headers: &HeaderMap, framing: Framing) -> String {
+        let forwarded = Forwarded {
+            client: headers.clone(),
+            added: Vec::new(),
+        };
         let request = RequestHead {
             method: &Method::POST,
             target: "/p?q=1",
-            headers,
+            headers: &forwarded,
             host: &HeaderValue::from_static("backend:8080"),
             declared_length: headers.contains_key(header::CONTENT_LENGTH),
         };
