@@ -159,7 +159,6 @@ impl Upstream {
             target: target.as_str(),
             headers,
             host: &base.host,
-            declared_length: headers.client.contains_key(http::header::CONTENT_LENGTH),
         };
         loop {
             let (mut conn, reused) = match self.pool.take(&base.authority) {

@@ -25,14 +25,12 @@ pub struct RequestHead<'a> {
     pub headers: &'a Forwarded,
     /// The backend's, built once at registration.
     pub host: &'a HeaderValue,
-    /// Whether the client sent a `Content-Length` (kept as `0` on an
-    /// empty body: some servers want one on a POST).
-    pub declared_length: bool,
 }
 
 /// The head, ending with its blank line, framed as `framing` says.
 /// `Framing::Empty` writes no framing header unless the client declared a
-/// length, and `UntilClose` is not a request framing.
+/// length (kept as `0`: some servers want one on a POST), and `UntilClose`
+/// is not a request framing.
 pub fn encode_head(request: &RequestHead<'_>, framing: Framing) -> Result<BytesMut, H1Error> {
     let forwarded = request.headers;
     let mut head =
@@ -55,7 +53,7 @@ pub fn encode_head(request: &RequestHead<'_>, framing: Framing) -> Result<BytesM
         head.extend_from_slice(b"\r\n");
     }
     match framing {
-        Framing::Empty if request.declared_length => {
+        Framing::Empty if forwarded.client.contains_key(header::CONTENT_LENGTH) => {
             head.extend_from_slice(b"content-length: 0\r\n")
         }
         Framing::Empty => {}
@@ -130,7 +128,6 @@ mod tests {
             target: "/p?q=1",
             headers: &forwarded,
             host: &HeaderValue::from_static("backend:8080"),
-            declared_length: headers.contains_key(header::CONTENT_LENGTH),
         };
         String::from_utf8(encode_head(&request, framing).unwrap().to_vec()).unwrap()
     }
