@@ -105,7 +105,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Seen {
 #[derive(Debug)]
 pub struct Line {
     json: bool,
-    buf: String,
+    buf: Vec<u8>,
 }
 
 impl Line {
@@ -122,19 +122,21 @@ impl Line {
     }
 
     fn begin(json: bool, message: &str) -> Line {
-        let mut line = Line {
-            json,
-            buf: String::with_capacity(256),
-        };
+        let mut buf = SPARE
+            .with(|spare| spare.try_borrow_mut().map(|mut s| std::mem::take(&mut *s)))
+            .unwrap_or_default();
+        buf.reserve(256);
+        let mut line = Line { json, buf };
         if json {
-            line.buf.push_str("{\"timestamp\":\"");
+            line.buf.extend_from_slice(b"{\"timestamp\":\"");
             push_timestamp(&mut line.buf);
-            line.buf.push_str("\",\"level\":\"INFO\",\"message\":");
+            line.buf
+                .extend_from_slice(b"\",\"level\":\"INFO\",\"message\":");
             push_json_str(&mut line.buf, message);
         } else {
             push_timestamp(&mut line.buf);
-            line.buf.push_str("  INFO ");
-            line.buf.push_str(message);
+            line.buf.extend_from_slice(b"  INFO ");
+            line.buf.extend_from_slice(message.as_bytes());
         }
         line
     }
@@ -145,7 +147,7 @@ impl Line {
         if self.json {
             push_json_str(&mut self.buf, value);
         } else {
-            self.buf.push_str(value);
+            self.buf.extend_from_slice(value.as_bytes());
         }
         self
     }
@@ -156,9 +158,9 @@ impl Line {
         if self.json {
             push_json_str(&mut self.buf, value);
         } else if is_plain(value) {
-            self.buf.push('"');
-            self.buf.push_str(value);
-            self.buf.push('"');
+            self.buf.push(b'"');
+            self.buf.extend_from_slice(value.as_bytes());
+            self.buf.push(b'"');
         } else {
             let _ = write!(self.buf, "{value:?}");
         }
@@ -178,9 +180,9 @@ impl Line {
         self.key(key);
         let (whole, mut frac) = (micros / 1000, micros % 1000);
         push_digits(&mut self.buf, whole, 1);
-        self.buf.push('.');
+        self.buf.push(b'.');
         if frac == 0 {
-            self.buf.push('0');
+            self.buf.push(b'0');
         } else {
             let mut digits = 3;
             while frac % 10 == 0 {
@@ -194,30 +196,36 @@ impl Line {
 
     /// Ends the line and hands it to the log writer.
     pub fn finish(self, target: &str) {
-        let line = self.into_text(target);
-        let _ = BatchedStdout.make_writer().write_all(line.as_bytes());
+        let mut line = self.into_text(target);
+        let _ = BatchedStdout.make_writer().write_all(&line);
+        line.clear();
+        SPARE.with(|spare| {
+            if let Ok(mut spare) = spare.try_borrow_mut() {
+                *spare = line;
+            }
+        });
     }
 
     /// The whole line; JSON names `target` last, as the subscriber does.
-    fn into_text(mut self, target: &str) -> String {
+    fn into_text(mut self, target: &str) -> Vec<u8> {
         if self.json {
-            self.buf.push_str(",\"target\":");
+            self.buf.extend_from_slice(b",\"target\":");
             push_json_str(&mut self.buf, target);
-            self.buf.push('}');
+            self.buf.push(b'}');
         }
-        self.buf.push('\n');
+        self.buf.push(b'\n');
         self.buf
     }
 
     fn key(&mut self, key: &str) {
         if self.json {
-            self.buf.push(',');
+            self.buf.push(b',');
             push_json_str(&mut self.buf, key);
-            self.buf.push(':');
+            self.buf.push(b':');
         } else {
-            self.buf.push(' ');
-            self.buf.push_str(key);
-            self.buf.push('=');
+            self.buf.push(b' ');
+            self.buf.extend_from_slice(key.as_bytes());
+            self.buf.push(b'=');
         }
     }
 }
@@ -233,23 +241,30 @@ fn is_plain(s: &str) -> bool {
     })
 }
 
-fn push_json_str(buf: &mut String, s: &str) {
+fn push_json_str(buf: &mut Vec<u8>, s: &str) {
     if is_plain(s) {
-        buf.push('"');
-        buf.push_str(s);
-        buf.push('"');
+        buf.push(b'"');
+        buf.extend_from_slice(s.as_bytes());
+        buf.push(b'"');
     } else {
-        buf.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
+        buf.extend_from_slice(
+            serde_json::to_string(s)
+                .unwrap_or_else(|_| "\"\"".into())
+                .as_bytes(),
+        );
     }
 }
 
 thread_local! {
+    /// The last finished line's buffer, cleared: the next line on this
+    /// thread is written into it instead of a fresh allocation.
+    static SPARE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// The second last formatted, and `YYYY-MM-DDTHH:MM:SS.` for it.
     static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
 }
 
 /// The time now as the subscriber writes it: RFC 3339, UTC, microseconds.
-fn push_timestamp(buf: &mut String) {
+fn push_timestamp(buf: &mut Vec<u8>) {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -269,16 +284,16 @@ fn push_timestamp(buf: &mut String) {
             );
             cached.0 = secs;
         }
-        buf.push_str(&cached.1);
+        buf.extend_from_slice(cached.1.as_bytes());
     });
     push_digits(buf, u64::from(now.subsec_micros()), 6);
-    buf.push('Z');
+    buf.push(b'Z');
 }
 
 /// `n` in decimal, zero-padded to at least `width` (at most 20) digits: what
 /// `{n:0width$}` writes, without the formatting machinery (several of these
 /// go into every access-log line).
-fn push_digits(buf: &mut String, mut n: u64, width: usize) {
+fn push_digits(buf: &mut Vec<u8>, mut n: u64, width: usize) {
     let mut digits = [b'0'; 20];
     let mut start = digits.len();
     loop {
@@ -290,9 +305,7 @@ fn push_digits(buf: &mut String, mut n: u64, width: usize) {
         }
     }
     start = start.min(digits.len().saturating_sub(width));
-    for &d in &digits[start..] {
-        buf.push(char::from(d));
-    }
+    buf.extend_from_slice(&digits[start..]);
 }
 
 /// Year, month, day of a count of days since 1970-01-01 (Howard Hinnant's
@@ -380,6 +393,7 @@ mod tests {
             .millis("latency_ms", micros)
             .str("request_id", strings[2])
             .into_text("access");
+        let ours = String::from_utf8(ours).unwrap();
         let theirs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
         (theirs, ours)
     }
@@ -432,8 +446,9 @@ mod tests {
 
     #[test]
     fn timestamps_are_now_in_utc() {
-        let mut ours = String::new();
+        let mut ours = Vec::new();
         push_timestamp(&mut ours);
+        let ours = String::from_utf8(ours).unwrap();
         let secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
@@ -476,9 +491,9 @@ mod tests {
             (u64::MAX, 1),
             (5, 20),
         ] {
-            let mut buf = String::new();
+            let mut buf = Vec::new();
             push_digits(&mut buf, n, width);
-            assert_eq!(buf, format!("{n:0width$}"));
+            assert_eq!(String::from_utf8(buf).unwrap(), format!("{n:0width$}"));
         }
     }
 
@@ -500,11 +515,11 @@ mod tests {
         ] {
             let line = Line {
                 json: false,
-                buf: String::new(),
+                buf: Vec::new(),
             }
             .millis("x", micros);
             let float = (micros as f64) / 1000.0;
-            assert_eq!(line.buf, format!(" x={float:?}"), "{micros}");
+            assert_eq!(line.buf, format!(" x={float:?}").into_bytes(), "{micros}");
         }
     }
 }

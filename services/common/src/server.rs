@@ -173,7 +173,13 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(http.header_read_timeout)
         .max_buf_size(http.max_header_bytes)
-        .keep_alive(true);
+        .keep_alive(true)
+        // Head and body copied into one buffer and sent with one `send`,
+        // instead of a `writev` of the two: the socket path skips the file
+        // layer that `writev` goes through. Measured on the proxied path:
+        // 0.4 us less CPU per request for small answers (lower in 4 of 5
+        // alternating pairs), and no change for 64 KiB and 1 MiB bodies.
+        .writev(false);
     let graceful = GracefulShutdown::new();
     let service = warp::service(filter);
     let mut shutdown = std::pin::pin!(shutdown);

@@ -18,7 +18,7 @@ use std::io;
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -278,21 +278,32 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, H1Error> {
     let base = buf.as_ptr() as usize;
     let mut fields = Vec::with_capacity(response.headers.len());
     for h in response.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
+        let name = crate::headers::interned_name(h.name.as_bytes())
             .map_err(|_| H1Error::Invalid(format!("header name {:?}", h.name)))?;
         let start = h.value.as_ptr() as usize - base;
         fields.push((name, start, start + h.value.len()));
     }
     let bytes: Bytes = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(fields.len());
+    // Which framing headers are present, noted on the way: most answers
+    // carry only Content-Length, and a map lookup costs about as much as
+    // parsing a header line.
+    let (mut connection, mut transfer_encoding, mut content_length) = (false, false, false);
     for (name, start, end) in fields {
         let value = HeaderValue::from_maybe_shared(bytes.slice(start..end))
             .map_err(|_| H1Error::Invalid(format!("value of header {name}")))?;
+        connection |= name == header::CONNECTION;
+        transfer_encoding |= name == header::TRANSFER_ENCODING;
+        content_length |= name == header::CONTENT_LENGTH;
         headers.append(name, value);
     }
 
     let mut keep_alive = http11;
-    for token in tokens(&headers, header::CONNECTION) {
+    let connection_tokens = connection
+        .then(|| tokens(&headers, header::CONNECTION))
+        .into_iter()
+        .flatten();
+    for token in connection_tokens {
         if token.eq_ignore_ascii_case("close") {
             keep_alive = false;
         } else if token.eq_ignore_ascii_case("keep-alive") && !http11 {
@@ -304,7 +315,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, H1Error> {
         || status == StatusCode::NOT_MODIFIED
     {
         Framing::Empty
-    } else if headers.contains_key(header::TRANSFER_ENCODING) {
+    } else if transfer_encoding {
         let chunked = tokens(&headers, header::TRANSFER_ENCODING)
             .last()
             .is_some_and(|t| t.eq_ignore_ascii_case("chunked"));
@@ -319,7 +330,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, H1Error> {
             keep_alive = false;
             Framing::UntilClose
         }
-    } else if headers.contains_key(header::CONTENT_LENGTH) {
+    } else if content_length {
         let length = parse_content_length(headers.get_all(header::CONTENT_LENGTH).iter())
             .ok_or_else(|| H1Error::Invalid("invalid content-length".into()))?;
         Framing::Length(length)
