@@ -25,9 +25,9 @@ Writes target/bench/results.json, results.md and results.png (the report is
 rendered by bench/report.py, which can also re-render an existing JSON).
 
 Settings, from the environment (all bounded):
-  BENCH_DURATION     seconds per measured run (6; 1-120)
-  BENCH_WARMUP       seconds of warm-up before each run (2; 0-30)
-  BENCH_ROUNDS       rounds over all targets (5; 1-20)
+  BENCH_DURATION     seconds per measured run (4; 1-120)
+  BENCH_WARMUP       seconds of warm-up before each run (1; 0-30)
+  BENCH_ROUNDS       rounds over all targets (10; 1-20)
   BENCH_CONNECTIONS  comma-separated connection counts (64,256; each 1-1024)
   BENCH_WRK_THREADS  wrk threads (1; 1-4). One, as in performance-notes: on
                      2 cores a second wrk thread takes CPU from the proxy
@@ -111,9 +111,9 @@ def settings() -> dict:
     if peer_log not in ("0", "1"):
         raise BenchError("BENCH_PEER_ACCESS_LOG must be 0 or 1")
     return {
-        "duration_s": env_int("BENCH_DURATION", 6, 1, 120),
-        "warmup_s": env_int("BENCH_WARMUP", 2, 0, 30),
-        "rounds": env_int("BENCH_ROUNDS", 5, 1, 20),
+        "duration_s": env_int("BENCH_DURATION", 4, 1, 120),
+        "warmup_s": env_int("BENCH_WARMUP", 1, 0, 30),
+        "rounds": env_int("BENCH_ROUNDS", 10, 1, 20),
         "connections": connections,
         "wrk_threads": env_int("BENCH_WRK_THREADS", 1, 1, 4),
         "targets": targets,
