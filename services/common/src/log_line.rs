@@ -198,6 +198,10 @@ impl Line {
     pub fn finish(self, target: &str) {
         let mut line = self.into_text(target);
         let _ = BatchedStdout.make_writer().write_all(&line);
+        // A rare huge line (a long path) is not kept for good.
+        if line.capacity() > SPARE_MAX_BYTES {
+            return;
+        }
         line.clear();
         SPARE.with(|spare| {
             if let Ok(mut spare) = spare.try_borrow_mut() {
@@ -254,6 +258,9 @@ fn push_json_str(buf: &mut Vec<u8>, s: &str) {
         );
     }
 }
+
+/// Largest line buffer kept for the next line.
+const SPARE_MAX_BYTES: usize = 4096;
 
 thread_local! {
     /// The last finished line's buffer, cleared: the next line on this
