@@ -19,7 +19,8 @@
 //! - [`settings`]: layered configuration loading (defaults, file,
 //!   environment) with errors that name the offending key.
 //! - [`server`]: serving a warp filter on a listener we bound ourselves, with
-//!   header-read limits and a bounded graceful drain.
+//!   header-read limits and a bounded graceful drain; [`coalesce`]: small
+//!   answers written with one `send` instead of a `writev`.
 //! - [`shutdown`]: turning SIGTERM/SIGINT into a future, and the readiness
 //!   flag that `/readyz` reports.
 //! - [`errors`]: the JSON error body both services use.
@@ -29,6 +30,7 @@
 pub mod body;
 pub mod cli;
 pub mod clock;
+pub mod coalesce;
 pub mod errors;
 pub mod log_line;
 pub mod log_writer;
