@@ -231,6 +231,7 @@ where
                 Ok::<_, std::convert::Infallible>(response)
             }
         });
+        // Small answers leave in one `send` rather than a `writev`.
         let connection = builder.serve_connection(
             TokioIo::new(crate::coalesce::Coalescing(stream)),
             hyper_service,
