@@ -140,17 +140,21 @@ pub struct Forwarded {
 }
 
 impl Forwarded {
-    /// Whether the client's header `name` goes upstream as it came.
-    pub fn passes(&self, name: &HeaderName) -> bool {
-        *name != header::HOST && !self.added.iter().any(|(added, _)| added == name)
+    /// Every header sent upstream, the client's first: its own minus
+    /// `Host` and the names the gateway sets, then the gateway's.
+    pub fn sent(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        let replaced = |name: &HeaderName| self.added.iter().any(|(added, _)| added == name);
+        self.client
+            .iter()
+            .filter(move |(name, _)| *name != header::HOST && !replaced(name))
+            .chain(self.added.iter().map(|(name, value)| (name, value)))
     }
 
     /// Everything sent, in one map: what a client library takes.
     pub fn to_map(&self) -> HeaderMap {
-        let mut map = self.client.clone();
-        map.remove(header::HOST);
-        for (name, value) in &self.added {
-            map.insert(name.clone(), value.clone());
+        let mut map = HeaderMap::with_capacity(self.client.len() + self.added.len());
+        for (name, value) in self.sent() {
+            map.append(name.clone(), value.clone());
         }
         map
     }
@@ -317,14 +321,10 @@ mod tests {
         let addr = "127.0.0.9:1234".parse().unwrap();
         let out = forward_headers(h, addr, &HeaderValue::from_static("ours"));
         let sent = |name: &str| -> Vec<String> {
-            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
             let mut values: Vec<String> = out
-                .client
-                .get_all(&name)
-                .iter()
-                .filter(|_| out.passes(&name))
-                .chain(out.added.iter().filter(|(n, _)| *n == name).map(|(_, v)| v))
-                .map(|v| v.to_str().unwrap().to_owned())
+                .sent()
+                .filter(|(n, _)| n.as_str() == name)
+                .map(|(_, v)| v.to_str().unwrap().to_owned())
                 .collect();
             values.sort();
             values

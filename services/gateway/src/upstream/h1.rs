@@ -299,15 +299,13 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, H1Error> {
     }
 
     let mut keep_alive = http11;
-    let connection_tokens = connection
-        .then(|| tokens(&headers, header::CONNECTION))
-        .into_iter()
-        .flatten();
-    for token in connection_tokens {
-        if token.eq_ignore_ascii_case("close") {
-            keep_alive = false;
-        } else if token.eq_ignore_ascii_case("keep-alive") && !http11 {
-            keep_alive = true;
+    if connection {
+        for token in tokens(&headers, header::CONNECTION) {
+            if token.eq_ignore_ascii_case("close") {
+                keep_alive = false;
+            } else if token.eq_ignore_ascii_case("keep-alive") && !http11 {
+                keep_alive = true;
+            }
         }
     }
     let framing = if method == Method::HEAD

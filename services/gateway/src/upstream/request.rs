@@ -41,12 +41,11 @@ pub fn encode_head(request: &RequestHead<'_>, framing: Framing) -> Result<BytesM
     head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     head.extend_from_slice(request.host.as_bytes());
     head.extend_from_slice(b"\r\n");
-    let client = forwarded.client.iter().filter(|(name, _)| {
-        *name != header::CONTENT_LENGTH
-            && *name != header::TRANSFER_ENCODING
-            && forwarded.passes(name)
-    });
-    for (name, value) in client.chain(forwarded.added.iter().map(|(n, v)| (n, v))) {
+    // Framing is written below, for the body actually sent.
+    let headers = forwarded
+        .sent()
+        .filter(|(name, _)| *name != header::CONTENT_LENGTH && *name != header::TRANSFER_ENCODING);
+    for (name, value) in headers {
         head.extend_from_slice(name.as_str().as_bytes());
         head.extend_from_slice(b": ");
         head.extend_from_slice(value.as_bytes());
