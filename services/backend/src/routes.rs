@@ -8,11 +8,15 @@
 //! | `GET /readyz` | ready for traffic (503 once shutdown starts) |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /api/stats/{1m,5m,1h}` | windowed stats of this instance's own traffic |
+//!
+//! Every GET route answers HEAD too; a 405 names the methods in `Allow`
+//! ([`allowed`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use common::errors::{json_error, json_response};
+use common::methods::get_or_head;
 use common::metrics::RouteInfo;
 use common::shutdown::Readiness;
 use common::stats::{Recorder, Window};
@@ -65,6 +69,16 @@ pub fn classify(path: &str) -> RouteInfo {
     RouteInfo { template, counted }
 }
 
+/// The methods each route answers, for the `Allow` header of a 405.
+pub fn allowed(path: &str) -> Option<&'static str> {
+    match classify(path).template {
+        "/api/data" | "/healthz" | "/readyz" | "/metrics" | "/api/stats/{window}" => {
+            Some("GET, HEAD")
+        }
+        _ => None,
+    }
+}
+
 /// All routes, with every rejection turned into a JSON error, and every
 /// answer (errors included) marked `X-Served-By: <instance name>` so a client
 /// behind a load balancer can tell who answered.
@@ -72,7 +86,7 @@ pub fn routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
     let served_by = HeaderValue::from_str(&state.instance.name).ok();
-    data(state.clone())
+    let routes = data(state.clone())
         .or(echo(state.clone()))
         .unify()
         .or(healthz())
@@ -84,13 +98,13 @@ pub fn routes(
         .or(stats(state))
         .unify()
         .recover(recover)
-        .unify()
-        .map(move |mut response: Response| {
-            if let Some(name) = &served_by {
-                response.headers_mut().insert("x-served-by", name.clone());
-            }
-            response
-        })
+        .unify();
+    common::methods::with_allow(routes, allowed).map(move |mut response: Response| {
+        if let Some(name) = &served_by {
+            response.headers_mut().insert("x-served-by", name.clone());
+        }
+        response
+    })
 }
 
 fn with_state(
@@ -107,7 +121,7 @@ fn data(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("api" / "data")
-        .and(warp::get())
+        .and(get_or_head())
         .and(raw_query())
         .and(warp::header::optional::<String>("x-request-id"))
         .and(with_state(state))
@@ -176,7 +190,7 @@ fn echo_reply(
 
 fn healthz() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("healthz")
-        .and(warp::get().or(warp::head()).unify())
+        .and(get_or_head())
         .map(|| json_response(StatusCode::OK, &serde_json::json!({"status": "ok"})))
 }
 
@@ -184,7 +198,7 @@ fn readyz(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("readyz")
-        .and(warp::get().or(warp::head()).unify())
+        .and(get_or_head())
         .and(with_state(state))
         .map(|state: Arc<AppState>| readiness_reply(&state.readiness))
 }
@@ -193,7 +207,7 @@ fn metrics(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("metrics")
-        .and(warp::get())
+        .and(get_or_head())
         .and(with_state(state))
         .map(|state: Arc<AppState>| metrics_reply(&state.registry))
 }
@@ -202,7 +216,7 @@ fn stats(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("api" / "stats" / String)
-        .and(warp::get())
+        .and(get_or_head())
         .and(with_state(state))
         .map(
             |window: String, state: Arc<AppState>| match Window::parse(&window) {

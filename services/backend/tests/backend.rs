@@ -200,3 +200,44 @@ async fn health_and_graceful_shutdown() {
     let drain = b.handle.await.unwrap().unwrap();
     assert_eq!(drain, common::server::Drain::Complete);
 }
+
+#[tokio::test]
+async fn get_routes_answer_head_and_a_405_names_the_allowed_methods() {
+    let b = spawn(settings()).await;
+    let c = client();
+    for path in [
+        "/api/data",
+        "/api/stats/1m",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+    ] {
+        let get = c.get(format!("{}{path}", b.base)).send().await.unwrap();
+        let get_type = get.headers()["content-type"].clone();
+        assert_eq!(get.status(), 200, "GET {path}");
+        let head = c.head(format!("{}{path}", b.base)).send().await.unwrap();
+        assert_eq!(head.status(), 200, "HEAD {path}");
+        assert_eq!(head.headers()["content-type"], get_type, "HEAD {path}");
+        assert_eq!(head.headers()["x-served-by"], "b1");
+        assert!(
+            head.bytes().await.unwrap().is_empty(),
+            "HEAD {path} sent a body"
+        );
+
+        let wrong = c.delete(format!("{}{path}", b.base)).send().await.unwrap();
+        assert_eq!(wrong.status(), 405, "DELETE {path}");
+        assert_eq!(wrong.headers()["allow"], "GET, HEAD", "DELETE {path}");
+        let body: Value = wrong.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "method_not_allowed");
+    }
+    // Any method goes to the echo route, and unknown paths are 404s.
+    let r = c
+        .delete(format!("{}/api/echo", b.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c.post(format!("{}/nowhere", b.base)).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers().get("allow").is_none());
+}

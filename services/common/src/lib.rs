@@ -23,7 +23,8 @@
 //!   answers written with one `send` instead of a `writev`.
 //! - [`shutdown`]: turning SIGTERM/SIGINT into a future, and the readiness
 //!   flag that `/readyz` reports.
-//! - [`errors`]: the JSON error body both services use.
+//! - [`errors`]: the JSON error body both services use; [`methods`]: HEAD
+//!   wherever GET is, and `Allow` on every 405.
 //! - [`probe`]: a tiny HTTP GET client for health checks inside images that
 //!   have no shell or curl.
 
@@ -34,6 +35,7 @@ pub mod coalesce;
 pub mod errors;
 pub mod log_line;
 pub mod log_writer;
+pub mod methods;
 pub mod metrics;
 pub mod probe;
 pub mod server;

@@ -4,8 +4,8 @@
 //! |---|---|
 //! | `POST /api/servers` `{"name","url","weight"?}` | 201 created, 200 identical registration already there, 409 name taken |
 //! | `PUT /api/servers/{name}` `{"url","weight"?,"name"?}` | 201 created, 200 replaced or unchanged |
-//! | `GET /api/servers` | 200 `{"servers": [...]}` |
-//! | `GET /api/servers/{name}` | 200 or 404 |
+//! | `GET /api/servers` | 200 `{"servers": [...]}` (HEAD too) |
+//! | `GET /api/servers/{name}` | 200 or 404 (HEAD too) |
 //! | `PATCH /api/servers/{name}` `{"state": "draining" \| "up"}` | 200; draining stops new requests, in-flight ones finish |
 //! | `DELETE /api/servers/{name}` | 204 or 404; requests in flight to it finish |
 //!
@@ -58,7 +58,7 @@ pub fn routes(
     changes: Changes,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let list = warp::path!("api" / "servers")
-        .and(warp::get())
+        .and(common::methods::get_or_head())
         .and(with_state(state.clone()))
         .map(list);
     let create = warp::path!("api" / "servers")
@@ -67,7 +67,7 @@ pub fn routes(
         .and(limited_body(state.max_body_bytes))
         .and_then(create);
     let show = warp::path!("api" / "servers" / String)
-        .and(warp::get())
+        .and(common::methods::get_or_head())
         .and(with_state(state.clone()))
         .and_then(show);
     let put = warp::path!("api" / "servers" / String)

@@ -5,7 +5,8 @@
 //! `/healthz`, `/readyz`) go through warp; everything else is claimed by
 //! [`Proxied`] before warp sees it and goes straight to `proxy::handle`. A
 //! request for one of our own paths with the wrong method gets a 405 rather
-//! than being proxied.
+//! than being proxied, with the route's methods in `Allow` ([`allowed`]);
+//! every GET route answers HEAD too.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -13,6 +14,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use common::methods::{get_or_head, with_allow};
 use common::metrics::RouteInfo;
 use common::server::Direct;
 use common::shutdown::Readiness;
@@ -61,6 +63,18 @@ pub fn classify(path: &str) -> RouteInfo {
     }
 }
 
+/// The methods each of the gateway's own routes answers, for the `Allow`
+/// header of a 405. The same on the admin listener, which refuses changes
+/// with its own error rather than a 405.
+pub fn allowed(path: &str) -> Option<&'static str> {
+    match classify(path).template {
+        "/api/servers" => Some("GET, HEAD, POST"),
+        "/api/servers/{name}" => Some("GET, HEAD, PUT, PATCH, DELETE"),
+        "/api/stats/{window}" | "/metrics" | "/healthz" | "/readyz" => Some("GET, HEAD"),
+        _ => None,
+    }
+}
+
 fn is_own_path(path: &str) -> bool {
     classify(path).template != "/*"
 }
@@ -102,7 +116,7 @@ pub fn routes(
     state: Arc<AppState>,
     changes: Changes,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
-    admin::routes(state.admin.clone(), changes)
+    let routes = admin::routes(state.admin.clone(), changes)
         .or(stats(state.clone()))
         .unify()
         .or(metrics(state.clone()))
@@ -110,7 +124,8 @@ pub fn routes(
         .or(health(state.clone()))
         .unify()
         .recover(recover)
-        .unify()
+        .unify();
+    with_allow(routes, allowed)
 }
 
 /// The separate admin listener's routes: the registration API, plus health
@@ -118,13 +133,14 @@ pub fn routes(
 pub fn admin_routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
-    admin::routes(state.admin.clone(), Changes::Allowed)
+    let routes = admin::routes(state.admin.clone(), Changes::Allowed)
         .or(health(state.clone()))
         .unify()
         .or(metrics(state))
         .unify()
         .recover(recover)
-        .unify()
+        .unify();
+    with_allow(routes, allowed)
 }
 
 fn with<T: Clone + Send + Sync + 'static>(
@@ -135,7 +151,7 @@ fn with<T: Clone + Send + Sync + 'static>(
 
 fn stats(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("api" / "stats" / String)
-        .and(warp::get())
+        .and(get_or_head())
         .and(with(state))
         .map(|window: String, state: Arc<AppState>| {
             if !state.proxy.record_stats {
@@ -204,7 +220,7 @@ fn stats_report(state: &AppState, window: Window) -> StatsReport {
 
 fn metrics(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("metrics")
-        .and(warp::get())
+        .and(get_or_head())
         .and(with(state))
         .map(|state: Arc<AppState>| {
             if !state.proxy.record_metrics {
@@ -225,7 +241,6 @@ fn metrics(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = R
 }
 
 fn health(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let get_or_head = || warp::get().or(warp::head()).unify();
     let healthz = warp::path!("healthz").and(get_or_head()).map(|| {
         common::errors::json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
     });

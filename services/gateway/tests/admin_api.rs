@@ -357,3 +357,72 @@ async fn static_servers_from_settings_are_registered_at_start() {
     assert_eq!(names, ["s1", "s2"]);
     assert_eq!(list["servers"][0]["source"], "config");
 }
+
+#[tokio::test]
+async fn own_get_routes_answer_head_and_a_405_names_the_allowed_methods() {
+    let gw = spawn_gateway(gateway_settings()).await;
+    let backend = spawn_backend("backend-1").await;
+    register(&gw, "server1", &backend).await;
+    let c = client();
+    for path in [
+        "/api/servers",
+        "/api/servers/server1",
+        "/api/stats/1m",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+    ] {
+        let get = c.get(gw.url(path)).send().await.unwrap();
+        assert_eq!(get.status(), 200, "GET {path}");
+        let head = c.head(gw.url(path)).send().await.unwrap();
+        assert_eq!(head.status(), 200, "HEAD {path}");
+        assert_eq!(
+            head.headers()["content-type"],
+            get.headers()["content-type"],
+            "HEAD {path}"
+        );
+        assert!(
+            head.bytes().await.unwrap().is_empty(),
+            "HEAD {path} sent a body"
+        );
+    }
+    for (method, path, allow) in [
+        ("PATCH", "/api/servers", "GET, HEAD, POST"),
+        (
+            "POST",
+            "/api/servers/server1",
+            "GET, HEAD, PUT, PATCH, DELETE",
+        ),
+        ("DELETE", "/api/stats/1m", "GET, HEAD"),
+        ("POST", "/metrics", "GET, HEAD"),
+        ("PUT", "/healthz", "GET, HEAD"),
+        ("DELETE", "/readyz", "GET, HEAD"),
+    ] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = c
+            .request(method.clone(), gw.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{method} {path}");
+        assert_eq!(r.headers()["allow"], allow, "{method} {path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "method_not_allowed");
+    }
+    // A refused change (no body) is still a 400, not a 405.
+    let r = c.post(gw.url("/api/servers")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("allow").is_none());
+    // HEAD through the proxy: no body, and the pooled connection is still
+    // good for the GET after it.
+    for _ in 0..3 {
+        let head = c.head(gw.url("/api/data")).send().await.unwrap();
+        assert_eq!(head.status(), 200);
+        assert_eq!(head.headers()["x-served-by"], "backend-1");
+        assert!(head.bytes().await.unwrap().is_empty());
+        let get = c.get(gw.url("/api/data")).send().await.unwrap();
+        assert_eq!(get.status(), 200);
+        let body: Value = get.json().await.unwrap();
+        assert_eq!(body["instance"]["name"], "backend-1");
+    }
+}
