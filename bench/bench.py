@@ -6,8 +6,8 @@ the project's backends on loopback, then measures each target in turn with
 wrk, alternating the targets within every round:
 
 - direct          wrk straight to one backend (what the proxies add to)
-- nginx           NGINX, 2 workers, round robin, upstream keep-alive
-- haproxy         HAProxy, 2 threads, round robin, http-reuse always
+- nginx           NGINX, BENCH_WORKERS workers, round robin, upstream keep-alive
+- haproxy         HAProxy, BENCH_WORKERS threads, round robin, http-reuse always
 - gateway         this project's gateway: stats, metrics, access log on
 - gateway-nolog   the same with log.access_log=false (the logging cost)
 - gateway-bare    stats, metrics and access log all off (what they cost)
@@ -28,6 +28,7 @@ Settings, from the environment (all bounded):
   BENCH_DURATION     seconds per measured run (4; 1-120)
   BENCH_WARMUP       seconds of warm-up before each run (1; 0-30)
   BENCH_ROUNDS       rounds over all targets (10; 1-20)
+  BENCH_WORKERS      worker processes / threads of every proxy (2; 1-64)
   BENCH_CONNECTIONS  comma-separated connection counts (64,256; each 1-1024)
   BENCH_WRK_THREADS  wrk threads (1; 1-4). One, as in performance-notes: on
                      2 cores a second wrk thread takes CPU from the proxy
@@ -116,6 +117,10 @@ def settings() -> dict:
         "rounds": env_int("BENCH_ROUNDS", 10, 1, 20),
         "connections": connections,
         "wrk_threads": env_int("BENCH_WRK_THREADS", 1, 1, 4),
+        # The same for all three proxies: NGINX worker_processes, HAProxy
+        # nbthread, the gateway's workers (whose own default is one per core,
+        # which would not be a like-for-like comparison on a bigger machine).
+        "workers": env_int("BENCH_WORKERS", 2, 1, 64),
         "targets": targets,
         "peer_access_log": peer_log == "1",
         "out": Path(os.environ.get("BENCH_OUT", ROOT / "target" / "bench")),
@@ -365,6 +370,7 @@ class Bench:
                 HERE / "nginx.conf.tmpl",
                 {
                     "RUNDIR": str(rundir),
+                    "WORKERS": str(self.cfg["workers"]),
                     "PORT": str(port),
                     "UPSTREAM_SERVERS": servers,
                     "UPSTREAM_KEEPALIVE": str(max(1024, max(self.cfg["connections"]))),
@@ -379,6 +385,7 @@ class Bench:
             conf = render(
                 HERE / "haproxy.cfg.tmpl",
                 {
+                    "WORKERS": str(self.cfg["workers"]),
                     "PORT": str(port),
                     "SERVERS": servers,
                     "GLOBAL_LOG": "    log stdout format raw local0 info" if peer_log else "",
@@ -409,6 +416,7 @@ class Bench:
                     "GATEWAY__LISTEN__PORT": str(port),
                     "PORT": str(port),
                     "GATEWAY__SERVERS": servers,
+                    "GATEWAY__WORKERS": str(self.cfg["workers"]),
                     "GATEWAY__LOG__ACCESS_LOG": "true" if target == "gateway" else "false",
                     "GATEWAY__STATS__ENABLED": "false" if target == "gateway-bare" else "true",
                     "GATEWAY__METRICS__ENABLED": "false" if target == "gateway-bare" else "true",
@@ -597,6 +605,7 @@ def conditions(cfg: dict) -> dict:
         "rounds": cfg["rounds"],
         "connections": cfg["connections"],
         "wrk_threads": cfg["wrk_threads"],
+        "workers": cfg["workers"],
         "path": cfg["path"],
         "peer_access_log": cfg["peer_access_log"],
         "targets": cfg["targets"],

@@ -243,6 +243,8 @@ def _within(interval: tuple[float, float] | None, unit: str) -> str:
 
 def markdown(results: dict) -> str:
     c = results["conditions"]
+    # Runs from before BENCH_WORKERS existed used two everywhere.
+    workers = c.get("workers", 2)
     lines = [
         "# Gateway vs NGINX vs HAProxy",
         "",
@@ -250,8 +252,9 @@ def markdown(results: dict) -> str:
         f"wrk -t{c['wrk_threads']} ({c['wrk']}), GET {c['path']} on loopback, "
         f"{c['duration_s']} s per run after {c['warmup_s']} s warm-up, median of {c['rounds']} rounds "
         f"with the targets' order rotated each round; each proxy started fresh for every run. "
-        f"Three project backends behind every proxy, round robin. {c['nginx']} (2 workers, upstream keepalive "
-        f"1024), {c['haproxy'].split(' - ')[0]} (nbthread 2, http-reuse always); access log per request "
+        f"Three project backends behind every proxy, round robin. {c['nginx']} ({workers} worker{'s' if workers != 1 else ''}, "
+        f"upstream keepalive 1024), {c['haproxy'].split(' - ')[0]} (nbthread {workers}, http-reuse always), gateway "
+        f"with {workers} worker{'s' if workers != 1 else ''}; access log per request "
         f"{'on for NGINX and HAProxy too' if c['peer_access_log'] else 'off for NGINX and HAProxy'}. "
         f"Gateway with its default settings (round robin; stats, metrics and access log on); the "
         f"`access log off` row sets log.access_log=false, the `stats + metrics + log off` row also "
