@@ -279,7 +279,8 @@ def table():
         ("PUT", "/metrics"),
     ]:
         add(row(f"wrong method {method} {path}", method, path, js(name="x", url=LOCAL), 405, "method_not_allowed"))
-    add(row("wrong method HEAD /api/servers", "HEAD", "/api/servers", None, 405, None))
+    # HEAD is GET without the body (RFC 9110), not a wrong method.
+    add(row("HEAD /api/servers answers as GET does", "HEAD", "/api/servers", None, 200, None))
 
     # --- missing and wrong tokens: 401 / 403, valid bodies otherwise
     good = js(name="intruder", url=LOCAL)
@@ -451,6 +452,10 @@ class BadInput(h.ProcessTest):
                     problem = f"not a JSON error: {body[:200]!r}"
             if status == 401 and headers.get("www-authenticate") != "Bearer":
                 problem = f"401 without 'WWW-Authenticate: Bearer': {headers}"
+            if status == 405:
+                allow = [m.strip() for m in headers.get("allow", "").split(",") if m.strip()]
+                if not allow or r["method"] in allow:
+                    problem = f"405 with Allow {headers.get('allow')!r} for {r['method']}"
             if problem:
                 mismatches.append(f"{r['label']}: {problem}")
 
