@@ -151,6 +151,37 @@ impl Direct for AllToWarp {
     }
 }
 
+/// An answer that is not a [`Direct`] claim: warp's, or a refusal made here.
+type BoxedAnswer = std::pin::Pin<Box<dyn Future<Output = Response> + Send>>;
+
+/// A 400 for a request whose Host header breaks HTTP/1.1's rule (RFC 9112
+/// §3.2): there must be exactly one, unless the request target carries its
+/// own authority (absolute form) or the request is HTTP/1.0. hyper parses
+/// such requests without complaint; a proxy that passed them on would leave
+/// the backend to guess which host was meant.
+fn host_problem<B>(request: &http::Request<B>) -> Option<Response> {
+    let mut hosts = request.headers().get_all(http::header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Some(crate::errors::json_error(
+            http::StatusCode::BAD_REQUEST,
+            "invalid_host",
+            "Host: sent more than once; send exactly one",
+        ));
+    }
+    if first.is_none()
+        && request.version() == http::Version::HTTP_11
+        && request.uri().authority().is_none()
+    {
+        return Some(crate::errors::json_error(
+            http::StatusCode::BAD_REQUEST,
+            "missing_host",
+            "Host: missing; HTTP/1.1 requests must send one",
+        ));
+    }
+    None
+}
+
 /// Serves `filter` (and `direct`'s claims) on `listener` until `shutdown`
 /// resolves, then drains.
 pub async fn serve<F, D, O>(
@@ -208,19 +239,25 @@ where
             let observer = observer.clone();
             let response = {
                 let _entered = span.enter();
-                match direct.claim(req, peer) {
-                    Ok(claimed) => futures_util::future::Either::Left(claimed),
-                    Err(mut req) => {
-                        req.extensions_mut().insert(ClientAddr(peer));
-                        let mut service = service.clone();
-                        let routed = tower_service::Service::call(&mut service, req);
-                        // Boxed: warp's future is several hundred bytes, and
-                        // unboxed it would size (and be copied with) every
-                        // request's future, claimed ones included.
-                        futures_util::future::Either::Right(Box::pin(futures_util::FutureExt::map(
-                            routed,
-                            |routed| routed.unwrap_or_else(|never| match never {}),
-                        )))
+                if let Some(refusal) = host_problem(&req) {
+                    let refused: BoxedAnswer = Box::pin(std::future::ready(refusal));
+                    futures_util::future::Either::Right(refused)
+                } else {
+                    match direct.claim(req, peer) {
+                        Ok(claimed) => futures_util::future::Either::Left(claimed),
+                        Err(mut req) => {
+                            req.extensions_mut().insert(ClientAddr(peer));
+                            let mut service = service.clone();
+                            let routed = tower_service::Service::call(&mut service, req);
+                            // Boxed: warp's future is several hundred bytes,
+                            // and unboxed it would size (and be copied with)
+                            // every request's future, claimed ones included.
+                            let routed: BoxedAnswer =
+                                Box::pin(futures_util::FutureExt::map(routed, |routed| {
+                                    routed.unwrap_or_else(|never| match never {})
+                                }));
+                            futures_util::future::Either::Right(routed)
+                        }
                     }
                 }
             };
@@ -251,5 +288,47 @@ where
             tracing::warn!(drain_secs = drain.as_secs_f64(), "drain time ran out with requests still in flight");
             Drain::TimedOut
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::host_problem;
+    use http::{Request, Version};
+
+    fn refused(request: &Request<()>) -> bool {
+        host_problem(request).is_some_and(|r| r.status() == 400)
+    }
+
+    #[test]
+    fn http_1_1_needs_exactly_one_host_unless_the_target_names_it() {
+        let ok = |r: Request<()>| assert!(host_problem(&r).is_none(), "{r:?}");
+        ok(Request::get("/x").header("host", "a").body(()).unwrap());
+        ok(Request::get("http://a/x").body(()).unwrap());
+        ok(Request::get("/x")
+            .version(Version::HTTP_10)
+            .body(())
+            .unwrap());
+        ok(Request::get("/x")
+            .version(Version::HTTP_10)
+            .header("host", "a")
+            .body(())
+            .unwrap());
+
+        let missing = Request::get("/x").body(()).unwrap();
+        assert!(refused(&missing));
+        let twice = Request::get("/x")
+            .header("host", "a")
+            .header("host", "a")
+            .body(())
+            .unwrap();
+        assert!(refused(&twice));
+        let twice_absolute = Request::get("http://a/x")
+            .header("host", "a")
+            .header("host", "b")
+            .body(())
+            .unwrap();
+        assert!(refused(&twice_absolute));
     }
 }

@@ -384,6 +384,58 @@ async fn unusual_request_targets_are_forwarded_or_refused_clearly() {
     // HTTP/1.0 without Host.
     let head = raw_head(&gw, "GET /api/data HTTP/1.0\r\n\r\n").await;
     assert!(head.starts_with("http/1.0 200"), "{head}");
+    // Absolute-form carries its own authority: no Host needed.
+    let head = raw_head(
+        &gw,
+        "GET http://elsewhere.example/api/data HTTP/1.1\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+}
+
+#[tokio::test]
+async fn http_1_1_without_exactly_one_host_is_refused_before_any_backend_sees_it() {
+    let (gw, _backends) = gateway_with_three(gateway_settings()).await;
+    for (request, code) in [
+        ("GET /api/data HTTP/1.1\r\n\r\n", "missing_host"),
+        (
+            "GET /api/data HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "invalid_host",
+        ),
+        ("GET /api/servers HTTP/1.1\r\n\r\n", "missing_host"),
+    ] {
+        let head = raw_head(&gw, request).await;
+        assert!(head.starts_with("http/1.1 400"), "{request:?}: {head}");
+        assert!(
+            !head.contains("x-served-by"),
+            "{request:?} was forwarded: {head}"
+        );
+        let body = raw_exchange(&gw, request).await;
+        assert!(
+            body.contains(&format!("\"code\":\"{code}\"")),
+            "{request:?}: {body}"
+        );
+    }
+    let stats = json(client().get(gw.url("/api/stats/1m")).send().await.unwrap()).await;
+    assert_eq!(
+        stats["requests"], 0,
+        "a refused request reached the proxy: {stats}"
+    );
+}
+
+/// Sends `request` with `Connection: close` appended to its head and returns
+/// everything the gateway sent back.
+async fn raw_exchange(gw: &TestGateway, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = request.replacen("\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1);
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut seen))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&seen).into_owned()
 }
 
 #[tokio::test]
