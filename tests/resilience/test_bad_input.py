@@ -378,6 +378,18 @@ def table():
         ("NUL in the request target", b"GET /api/servers/\x00 HTTP/1.1\r\nHost: x\r\n\r\n"),
     ]:
         add(row(f"framing: {label}", "RAW", "-", status=400, code=None, raw=lambda port, p=payload: p))
+    # HTTP/1.1 needs exactly one Host (RFC 9112 3.2); a change without one is
+    # refused before the admin API sees it, token or not.
+    body = js(name="hostless", url=LOCAL)
+    for label, host_lines, code in [
+        ("no Host", "", "missing_host"),
+        ("two Hosts", "Host: a\r\nHost: b\r\n", "invalid_host"),
+    ]:
+        payload = (
+            f"POST /api/servers HTTP/1.1\r\n{host_lines}Authorization: Bearer {TOKEN}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode() + body
+        add(row(f"framing: {label}", "RAW", "-", status=400, code=code, raw=lambda port, p=payload: p))
     return rows
 
 
