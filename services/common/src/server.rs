@@ -4,7 +4,9 @@
 //! graceful drain, and binding the listener ourselves is what lets tests use
 //! port 0. So both services run their routes through this small accept loop
 //! on hyper's HTTP/1 connection builder: slow clients that never finish their
-//! headers are cut off, oversized header blocks are refused, and on shutdown
+//! headers are cut off, oversized header blocks are refused, HTTP/1.1
+//! requests without exactly one `Host` get a 400 before any route sees them
+//! (hyper does not check), and on shutdown
 //! the listener closes at once while open connections get `drain` to finish.
 //!
 //! A service may also claim requests before they reach warp (see [`Direct`]):
