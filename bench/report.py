@@ -245,6 +245,7 @@ def markdown(results: dict) -> str:
     c = results["conditions"]
     # Runs from before BENCH_WORKERS existed used two everywhere.
     workers = c.get("workers", 2)
+    worker_count = f"{workers} worker{'s' if workers != 1 else ''}"
     lines = [
         "# Gateway vs NGINX vs HAProxy",
         "",
@@ -252,9 +253,9 @@ def markdown(results: dict) -> str:
         f"wrk -t{c['wrk_threads']} ({c['wrk']}), GET {c['path']} on loopback, "
         f"{c['duration_s']} s per run after {c['warmup_s']} s warm-up, median of {c['rounds']} rounds "
         f"with the targets' order rotated each round; each proxy started fresh for every run. "
-        f"Three project backends behind every proxy, round robin. {c['nginx']} ({workers} worker{'s' if workers != 1 else ''}, "
+        f"Three project backends behind every proxy, round robin. {c['nginx']} ({worker_count}, "
         f"upstream keepalive 1024), {c['haproxy'].split(' - ')[0]} (nbthread {workers}, http-reuse always), gateway "
-        f"with {workers} worker{'s' if workers != 1 else ''}; access log per request "
+        f"with {worker_count}; access log per request "
         f"{'on for NGINX and HAProxy too' if c['peer_access_log'] else 'off for NGINX and HAProxy'}. "
         f"Gateway with its default settings (round robin; stats, metrics and access log on); the "
         f"`access log off` row sets log.access_log=false, the `stats + metrics + log off` row also "

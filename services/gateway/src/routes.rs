@@ -268,12 +268,5 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     if let Some(e) = rejection.find::<AdminError>() {
         return Ok(e.into_response());
     }
-    if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        return Ok(common::errors::json_error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "method not allowed on this route",
-        ));
-    }
     Ok(common::errors::builtin_rejection(&rejection))
 }

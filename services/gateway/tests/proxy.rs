@@ -404,16 +404,15 @@ async fn http_1_1_without_exactly_one_host_is_refused_before_any_backend_sees_it
         ),
         ("GET /api/servers HTTP/1.1\r\n\r\n", "missing_host"),
     ] {
-        let head = raw_head(&gw, request).await;
-        assert!(head.starts_with("http/1.1 400"), "{request:?}: {head}");
+        let answer = raw_exchange(&gw, request).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{request:?}: {answer}");
         assert!(
-            !head.contains("x-served-by"),
-            "{request:?} was forwarded: {head}"
+            !answer.to_lowercase().contains("x-served-by"),
+            "{request:?} was forwarded: {answer}"
         );
-        let body = raw_exchange(&gw, request).await;
         assert!(
-            body.contains(&format!("\"code\":\"{code}\"")),
-            "{request:?}: {body}"
+            answer.contains(&format!("\"code\":\"{code}\"")),
+            "{request:?}: {answer}"
         );
     }
     let stats = json(client().get(gw.url("/api/stats/1m")).send().await.unwrap()).await;
