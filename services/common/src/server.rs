@@ -184,6 +184,43 @@ fn host_problem<B>(request: &http::Request<B>) -> Option<Response> {
     None
 }
 
+/// A refusal for a request body coded with anything but one `chunked`
+/// (RFC 9112 §6.1). hyper decodes the final `chunked` and hands on what is
+/// under it as the body, so a proxy that let `gzip, chunked` through would
+/// send the backend compressed bytes labelled as plain ones (it re-frames
+/// the body and cannot keep the other codings). As NGINX does: 501 for a
+/// coding this server does not implement, 400 for `chunked` applied twice.
+/// hyper itself refuses a final coding other than `chunked`, and any
+/// Transfer-Encoding on HTTP/1.0.
+fn transfer_coding_problem<B>(request: &http::Request<B>) -> Option<Response> {
+    let mut chunked = 0;
+    for value in request
+        .headers()
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+    {
+        // hyper has already refused values that are not visible ASCII.
+        let list = value.to_str().unwrap_or_default();
+        for coding in list.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            if !coding.eq_ignore_ascii_case("chunked") {
+                return Some(crate::errors::json_error(
+                    http::StatusCode::NOT_IMPLEMENTED,
+                    "unsupported_transfer_coding",
+                    &format!("Transfer-Encoding: {coding:?} is not supported; only chunked is"),
+                ));
+            }
+            chunked += 1;
+        }
+    }
+    (chunked > 1).then(|| {
+        crate::errors::json_error(
+            http::StatusCode::BAD_REQUEST,
+            "invalid_transfer_encoding",
+            "Transfer-Encoding: chunked applied more than once",
+        )
+    })
+}
+
 /// Serves `filter` (and `direct`'s claims) on `listener` until `shutdown`
 /// resolves, then drains.
 pub async fn serve<F, D, O>(
@@ -241,7 +278,8 @@ where
             let observer = observer.clone();
             let response = {
                 let _entered = span.enter();
-                if let Some(refusal) = host_problem(&req) {
+                let refusal = host_problem(&req).or_else(|| transfer_coding_problem(&req));
+                if let Some(refusal) = refusal {
                     let refused: BoxedAnswer = Box::pin(std::future::ready(refusal));
                     futures_util::future::Either::Right(refused)
                 } else {
@@ -296,7 +334,7 @@ where
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::host_problem;
+    use super::{host_problem, transfer_coding_problem};
     use http::{Request, Version};
 
     /// Whether a GET for `target` with these Host headers is refused.
@@ -327,5 +365,30 @@ mod tests {
         assert!(refused("/x", HTTP_11, &[]));
         assert!(refused("/x", HTTP_11, &["a", "a"]));
         assert!(refused("http://a/x", HTTP_11, &["a", "b"]));
+    }
+
+    /// The status a POST with these Transfer-Encoding lines is refused
+    /// with, if it is.
+    fn coding_refusal(lines: &[&str]) -> Option<u16> {
+        let mut request = Request::post("/x");
+        for line in lines {
+            request = request.header("transfer-encoding", *line);
+        }
+        let request = request.body(()).unwrap();
+        transfer_coding_problem(&request).map(|answer| answer.status().as_u16())
+    }
+
+    #[test]
+    fn only_a_single_chunked_coding_is_accepted() {
+        assert_eq!(coding_refusal(&[]), None);
+        assert_eq!(coding_refusal(&["chunked"]), None);
+        assert_eq!(coding_refusal(&["Chunked"]), None);
+        assert_eq!(coding_refusal(&[" chunked , "]), None);
+
+        assert_eq!(coding_refusal(&["gzip, chunked"]), Some(501));
+        assert_eq!(coding_refusal(&["gzip", "chunked"]), Some(501));
+        assert_eq!(coding_refusal(&["identity, chunked"]), Some(501));
+        assert_eq!(coding_refusal(&["chunked, chunked"]), Some(400));
+        assert_eq!(coding_refusal(&["chunked", "chunked"]), Some(400));
     }
 }

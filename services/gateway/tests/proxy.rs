@@ -422,6 +422,51 @@ async fn http_1_1_without_exactly_one_host_is_refused_before_any_backend_sees_it
     );
 }
 
+#[tokio::test]
+async fn bodies_coded_other_than_chunked_once_are_refused_before_any_backend_sees_them() {
+    let (gw, _backends) = gateway_with_three(gateway_settings()).await;
+    let body = "5\r\nhello\r\n0\r\n\r\n";
+    for (codings, status, code) in [
+        ("gzip, chunked", "501", "unsupported_transfer_coding"),
+        (
+            "x-custom\r\nTransfer-Encoding: chunked",
+            "501",
+            "unsupported_transfer_coding",
+        ),
+        ("chunked, chunked", "400", "invalid_transfer_encoding"),
+    ] {
+        let request = format!(
+            "POST /api/data HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {codings}\r\n\r\n{body}"
+        );
+        let answer = raw_exchange(&gw, &request).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{codings:?}: {answer}"
+        );
+        assert!(
+            !answer.to_lowercase().contains("x-served-by"),
+            "{codings:?} was forwarded: {answer}"
+        );
+        assert!(
+            answer.contains(&format!("\"code\":\"{code}\"")),
+            "{codings:?}: {answer}"
+        );
+    }
+    // A plain chunked body still goes through.
+    let request =
+        format!("POST /api/data HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{body}");
+    let answer = raw_exchange(&gw, &request).await;
+    assert!(
+        answer.to_lowercase().contains("x-served-by"),
+        "a chunked body was not forwarded: {answer}"
+    );
+    let stats = json(client().get(gw.url("/api/stats/1m")).send().await.unwrap()).await;
+    assert_eq!(
+        stats["requests"], 1,
+        "only the plain chunked request should reach the proxy: {stats}"
+    );
+}
+
 /// Sends `request` with `Connection: close` appended to its head and returns
 /// everything the gateway sent back.
 async fn raw_exchange(gw: &TestGateway, request: &str) -> String {
