@@ -107,6 +107,17 @@ impl ProxyError {
                 http::HeaderValue::from_static("1"),
             );
         }
+        // A 405 must say what the resource does take (RFC 9110 §15.5.6):
+        // every method but CONNECT is passed on, extension methods too,
+        // which no list can name; these are the standard ones.
+        if matches!(self, ProxyError::Connect) {
+            response.headers_mut().insert(
+                http::header::ALLOW,
+                http::HeaderValue::from_static(
+                    "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE",
+                ),
+            );
+        }
         response
     }
 }

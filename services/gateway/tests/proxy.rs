@@ -381,6 +381,10 @@ async fn unusual_request_targets_are_forwarded_or_refused_clearly() {
     .await;
     assert!(head.starts_with("http/1.1 405"), "{head}");
     assert!(!head.contains("x-served-by"), "{head}");
+    assert!(
+        head.contains("allow: get, head, post, put, patch, delete, options, trace\r\n"),
+        "{head}"
+    );
     // HTTP/1.0 without Host.
     let head = raw_head(&gw, "GET /api/data HTTP/1.0\r\n\r\n").await;
     assert!(head.starts_with("http/1.0 200"), "{head}");
