@@ -188,9 +188,9 @@ fn host_problem<B>(request: &http::Request<B>) -> Option<Response> {
 /// (RFC 9112 §6.1). hyper decodes the final `chunked` and hands on what is
 /// under it as the body, so a proxy that let `gzip, chunked` through would
 /// send the backend compressed bytes labelled as plain ones (it re-frames
-/// the body and cannot keep the other codings). As NGINX does: 501 for a
-/// coding this server does not implement, 400 for `chunked` applied twice.
-/// hyper itself refuses a final coding other than `chunked`, and any
+/// the body and cannot keep the other codings). 501 for a coding this
+/// server does not implement (NGINX answers these so too), 400 for
+/// `chunked` applied twice, which breaks the framing. hyper itself refuses a final coding other than `chunked`, and any
 /// Transfer-Encoding on HTTP/1.0.
 fn transfer_coding_problem<B>(request: &http::Request<B>) -> Option<Response> {
     let mut chunked = 0;
