@@ -267,6 +267,20 @@ async fn broken_answers_are_502_and_the_gateway_carries_on() {
             "/bad-status",
             script(b"HTTP/1.1 2000 OK\r\ncontent-length: 0\r\n\r\n"),
         ),
+        // Codings other than one chunked: passed on, the client would get
+        // gzip bytes (or the like) with nothing saying so.
+        (
+            "/gzip-chunked",
+            script(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+        ),
+        (
+            "/gzip-until-close",
+            script(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\nhello"),
+        ),
+        (
+            "/chunked-twice",
+            script(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+        ),
         (
             "/plain",
             script(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nplain"),
@@ -282,6 +296,9 @@ async fn broken_answers_are_502_and_the_gateway_carries_on() {
         "/switching",
         "/huge-head",
         "/bad-status",
+        "/gzip-chunked",
+        "/gzip-until-close",
+        "/chunked-twice",
     ] {
         let r = c.get(gw.url(path)).send().await.unwrap();
         assert_eq!(r.status(), 502, "{path}");

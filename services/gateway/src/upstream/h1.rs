@@ -314,9 +314,23 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, H1Error> {
     {
         Framing::Empty
     } else if transfer_encoding {
-        let chunked = tokens(&headers, header::TRANSFER_ENCODING)
-            .last()
-            .is_some_and(|t| t.eq_ignore_ascii_case("chunked"));
+        // Only chunked can be passed on: the body is re-framed for the
+        // client, and any other coding (gzip, say) would reach it undone
+        // and unlabelled. No client asked for one (the gateway sends no
+        // `TE`), so a backend that applies one is broken (RFC 9112 §6.1).
+        let mut chunked = 0;
+        for value in headers.get_all(header::TRANSFER_ENCODING) {
+            let codings = value.to_str().unwrap_or("(not text)").split(',');
+            for coding in codings.map(str::trim).filter(|c| !c.is_empty()) {
+                if !coding.eq_ignore_ascii_case("chunked") || chunked > 0 {
+                    return Err(H1Error::Invalid(format!(
+                        "transfer coding {coding:?}: only a single chunked can be passed on"
+                    )));
+                }
+                chunked += 1;
+            }
+        }
+        let chunked = chunked == 1;
         // With both, Transfer-Encoding wins and the length is a lie the
         // client must not see; such a connection is not trusted again.
         if headers.remove(header::CONTENT_LENGTH).is_some() {
