@@ -196,6 +196,10 @@ async fn valid_framings_reach_the_client_whole_and_keep_alive_is_honoured() {
             script(b"HTTP/1.1 200 OK\r\ncontent-length: 99\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
         ),
         ("/plain", script(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nplain")),
+        (
+            "/no-content",
+            script(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n"),
+        ),
     ])
     .await;
     let gw = gateway_for(&backend).await;
@@ -238,6 +242,11 @@ async fn valid_framings_reach_the_client_whole_and_keep_alive_is_honoured() {
         backend.accepted.load(Ordering::SeqCst) <= before + 1,
         "keep-alive connections were not reused"
     );
+
+    // A 204 states no length (RFC 9110 8.6), even where the backend did.
+    let r = c.get(gw.url("/no-content")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers().get("content-length"), None);
 }
 
 #[tokio::test]

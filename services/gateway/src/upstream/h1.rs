@@ -312,6 +312,12 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, H1Error> {
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
+        // A 204 has no body, so no length to state either (RFC 9110 §8.6):
+        // a backend's is not passed on. (A 304's or a HEAD answer's is the
+        // length the GET would have had, and stays.)
+        if status == StatusCode::NO_CONTENT && content_length {
+            headers.remove(header::CONTENT_LENGTH);
+        }
         Framing::Empty
     } else if transfer_encoding {
         // Only chunked can be passed on: the body is re-framed for the
