@@ -185,40 +185,25 @@ fn host_problem<B>(request: &http::Request<B>) -> Option<Response> {
 }
 
 /// A refusal for a request body coded with anything but one `chunked`
-/// (RFC 9112 §6.1). hyper decodes the final `chunked` and hands on what is
-/// under it as the body, so a proxy that let `gzip, chunked` through would
-/// send the backend compressed bytes labelled as plain ones (it re-frames
-/// the body and cannot keep the other codings). 501 for a coding this
-/// server does not implement (NGINX answers these so too), 400 for
-/// `chunked` applied twice, which breaks the framing. hyper itself refuses a final coding other than `chunked`, and any
-/// Transfer-Encoding on HTTP/1.0.
+/// ([`crate::body::single_chunked`]): 501 for a coding this server does not
+/// implement (as NGINX answers), 400 for `chunked` twice. hyper decodes the
+/// final `chunked` and hands on what is under it, so without this the
+/// gateway would pass `gzip, chunked` bodies on as plain ones. hyper itself
+/// refuses a final coding other than `chunked`, and any Transfer-Encoding
+/// on HTTP/1.0.
 fn transfer_coding_problem<B>(request: &http::Request<B>) -> Option<Response> {
-    let mut chunked = 0;
-    for value in request
-        .headers()
-        .get_all(http::header::TRANSFER_ENCODING)
-        .iter()
-    {
-        // hyper has already refused values that are not visible ASCII.
-        let list = value.to_str().unwrap_or_default();
-        for coding in list.split(',').map(str::trim).filter(|c| !c.is_empty()) {
-            if !coding.eq_ignore_ascii_case("chunked") {
-                return Some(crate::errors::json_error(
-                    http::StatusCode::NOT_IMPLEMENTED,
-                    "unsupported_transfer_coding",
-                    &format!("Transfer-Encoding: {coding:?} is not supported; only chunked is"),
-                ));
-            }
-            chunked += 1;
+    let values = request.headers().get_all(http::header::TRANSFER_ENCODING);
+    let error = crate::body::single_chunked(values).err()?;
+    let (status, code) = match error {
+        crate::body::CodingError::Unsupported(_) => (
+            http::StatusCode::NOT_IMPLEMENTED,
+            "unsupported_transfer_coding",
+        ),
+        crate::body::CodingError::ChunkedTwice => {
+            (http::StatusCode::BAD_REQUEST, "invalid_transfer_encoding")
         }
-    }
-    (chunked > 1).then(|| {
-        crate::errors::json_error(
-            http::StatusCode::BAD_REQUEST,
-            "invalid_transfer_encoding",
-            "Transfer-Encoding: chunked applied more than once",
-        )
-    })
+    };
+    Some(crate::errors::json_error(status, code, &error.to_string()))
 }
 
 /// Serves `filter` (and `direct`'s claims) on `listener` until `shutdown`

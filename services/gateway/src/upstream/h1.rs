@@ -320,23 +320,11 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, H1Error> {
         }
         Framing::Empty
     } else if transfer_encoding {
-        // Only chunked can be passed on: the body is re-framed for the
-        // client, and any other coding (gzip, say) would reach it undone
-        // and unlabelled. No client asked for one (the gateway sends no
-        // `TE`), so a backend that applies one is broken (RFC 9112 §6.1).
-        let mut chunked = 0;
-        for value in headers.get_all(header::TRANSFER_ENCODING) {
-            let codings = value.to_str().unwrap_or("(not text)").split(',');
-            for coding in codings.map(str::trim).filter(|c| !c.is_empty()) {
-                if !coding.eq_ignore_ascii_case("chunked") || chunked > 0 {
-                    return Err(H1Error::Invalid(format!(
-                        "transfer coding {coding:?}: only a single chunked can be passed on"
-                    )));
-                }
-                chunked += 1;
-            }
-        }
-        let chunked = chunked == 1;
+        // Only chunked can be passed on (the body is re-framed for the
+        // client). No client asked for another (the gateway sends no
+        // `TE`), so a backend that applies one is broken.
+        let chunked = common::body::single_chunked(headers.get_all(header::TRANSFER_ENCODING))
+            .map_err(|e| H1Error::Invalid(e.to_string()))?;
         // With both, Transfer-Encoding wins and the length is a lie the
         // client must not see; such a connection is not trusted again.
         if headers.remove(header::CONTENT_LENGTH).is_some() {
