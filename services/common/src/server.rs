@@ -5,9 +5,10 @@
 //! port 0. So both services run their routes through this small accept loop
 //! on hyper's HTTP/1 connection builder: slow clients that never finish their
 //! headers are cut off, oversized header blocks are refused, HTTP/1.1
-//! requests without exactly one `Host` get a 400 before any route sees them
-//! (hyper does not check), and on shutdown
-//! the listener closes at once while open connections get `drain` to finish.
+//! requests without exactly one `Host` (a 400) and bodies coded other than
+//! a single `chunked` (a 501, or a 400 for chunked twice) are refused before
+//! any route sees them (hyper lets both through), and on shutdown the listener
+//! closes at once while open connections get `drain` to finish.
 //!
 //! A service may also claim requests before they reach warp (see [`Direct`]):
 //! the gateway's proxied path is served that way, because warp's filter
