@@ -408,16 +408,7 @@ async fn http_1_1_without_exactly_one_host_is_refused_before_any_backend_sees_it
         ),
         ("GET /api/servers HTTP/1.1\r\n\r\n", "missing_host"),
     ] {
-        let answer = raw_exchange(&gw, request).await;
-        assert!(answer.starts_with("HTTP/1.1 400"), "{request:?}: {answer}");
-        assert!(
-            !answer.to_lowercase().contains("x-served-by"),
-            "{request:?} was forwarded: {answer}"
-        );
-        assert!(
-            answer.contains(&format!("\"code\":\"{code}\"")),
-            "{request:?}: {answer}"
-        );
+        assert_refused_by_gateway(&gw, request, "400", code).await;
     }
     let stats = json(client().get(gw.url("/api/stats/1m")).send().await.unwrap()).await;
     assert_eq!(
@@ -442,19 +433,7 @@ async fn bodies_coded_other_than_chunked_once_are_refused_before_any_backend_see
         let request = format!(
             "POST /api/data HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {codings}\r\n\r\n{body}"
         );
-        let answer = raw_exchange(&gw, &request).await;
-        assert!(
-            answer.starts_with(&format!("HTTP/1.1 {status}")),
-            "{codings:?}: {answer}"
-        );
-        assert!(
-            !answer.to_lowercase().contains("x-served-by"),
-            "{codings:?} was forwarded: {answer}"
-        );
-        assert!(
-            answer.contains(&format!("\"code\":\"{code}\"")),
-            "{codings:?}: {answer}"
-        );
+        assert_refused_by_gateway(&gw, &request, status, code).await;
     }
     // A plain chunked body still goes through.
     let request =
@@ -468,6 +447,24 @@ async fn bodies_coded_other_than_chunked_once_are_refused_before_any_backend_see
     assert_eq!(
         stats["requests"], 1,
         "only the plain chunked request should reach the proxy: {stats}"
+    );
+}
+
+/// Sends `request` and checks that the gateway itself answered it with
+/// `status` and the JSON error `code`, without forwarding it.
+async fn assert_refused_by_gateway(gw: &TestGateway, request: &str, status: &str, code: &str) {
+    let answer = raw_exchange(gw, request).await;
+    assert!(
+        answer.starts_with(&format!("HTTP/1.1 {status}")),
+        "{request:?}: {answer}"
+    );
+    assert!(
+        !answer.to_lowercase().contains("x-served-by"),
+        "{request:?} was forwarded: {answer}"
+    );
+    assert!(
+        answer.contains(&format!("\"code\":\"{code}\"")),
+        "{request:?}: {answer}"
     );
 }
 
