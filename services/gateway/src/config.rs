@@ -131,6 +131,11 @@ pub struct UpstreamSettings {
     /// Idle connections kept per backend; at least the expected client
     /// concurrency, or the gateway keeps opening new connections.
     pub pool_max_idle_per_host: usize,
+    /// Longest wait for the next bytes of a backend's response body once
+    /// its head was passed on; past it the client's connection is closed
+    /// mid-body and the backend is charged with a timeout.
+    #[serde(with = "humantime_serde")]
+    pub body_idle_timeout: Duration,
 }
 
 impl Default for UpstreamSettings {
@@ -140,6 +145,7 @@ impl Default for UpstreamSettings {
             request_timeout: Duration::from_secs(30),
             pool_idle_timeout: Duration::from_secs(30),
             pool_max_idle_per_host: 1024,
+            body_idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -363,6 +369,19 @@ pub struct LimitSettings {
     /// Proxied requests in flight to one backend; a full backend is skipped,
     /// and when all are full the answer is 503. 0 means no limit.
     pub max_in_flight_per_backend: u64,
+    /// Largest request body passed on, in bytes; past it, 413. 0 means no
+    /// limit.
+    pub max_body_bytes: u64,
+    /// Longest wait for the next bytes of a client's request body; past it,
+    /// 408 and the connection is closed. A stalled upload is the client's
+    /// fault, never charged to the backend it was going to.
+    #[serde(with = "humantime_serde")]
+    pub body_idle_timeout: Duration,
+    /// A body small enough to be buffered (`retry.max_buffered_body_bytes`)
+    /// must arrive whole within this; it is read before the request takes
+    /// a place under `max_in_flight`, so slow uploaders cannot fill it.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
 }
 
 impl Default for LimitSettings {
@@ -370,6 +389,9 @@ impl Default for LimitSettings {
         LimitSettings {
             max_in_flight: 10_000,
             max_in_flight_per_backend: 2_000,
+            max_body_bytes: 64 * 1024 * 1024,
+            body_idle_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -476,6 +498,9 @@ impl Settings {
             ("upstream.connect_timeout", u.connect_timeout),
             ("upstream.request_timeout", u.request_timeout),
             ("upstream.pool_idle_timeout", u.pool_idle_timeout),
+            ("upstream.body_idle_timeout", u.body_idle_timeout),
+            ("limits.body_idle_timeout", self.limits.body_idle_timeout),
+            ("limits.body_read_timeout", self.limits.body_read_timeout),
         ] {
             if value.is_zero() {
                 return Err(SettingsError::invalid(key, "must be greater than zero"));

@@ -10,6 +10,7 @@ use http::StatusCode;
 use warp::reply::Response;
 
 use crate::registry::{FieldError, RegistryError};
+use crate::request_body::ClientFault;
 
 /// Failures on the proxied path.
 #[derive(Debug, thiserror::Error)]
@@ -36,9 +37,10 @@ pub enum ProxyError {
         /// The client error, for logs.
         detail: String,
     },
-    /// The client's body could not be read.
+    /// The client's body broke, stalled or ran over its limit: the
+    /// client's fault, never charged to a backend.
     #[error("{0}")]
-    BadRequestBody(String),
+    Client(#[from] ClientFault),
     /// The backend's path prefix plus the request target is not a valid
     /// request target.
     #[error("invalid request target: {0}")]
@@ -54,6 +56,11 @@ pub enum ProxyError {
         /// The configured timeout.
         timeout_ms: u128,
     },
+}
+
+/// NGINX's status for a request whose client went away first.
+fn client_closed_request() -> StatusCode {
+    StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
 }
 
 fn overloaded_message(which: &str, limit: u64) -> String {
@@ -75,7 +82,20 @@ impl ProxyError {
             ProxyError::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ProxyError::Unreachable { .. } => (StatusCode::BAD_GATEWAY, "upstream_unreachable"),
             ProxyError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
-            ProxyError::BadRequestBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
+            ProxyError::Client(ClientFault::Malformed(_)) => {
+                (StatusCode::BAD_REQUEST, "invalid_body")
+            }
+            ProxyError::Client(ClientFault::TooLarge(_)) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+            }
+            ProxyError::Client(ClientFault::Stalled { .. }) => {
+                (StatusCode::REQUEST_TIMEOUT, "body_timeout")
+            }
+            // Nobody reads this answer; the status is for the access log
+            // and stats, as NGINX logs a client that went away.
+            ProxyError::Client(ClientFault::Abandoned) => {
+                (client_closed_request(), "client_closed")
+            }
             ProxyError::BadTarget(_) => (StatusCode::BAD_REQUEST, "invalid_target"),
             ProxyError::Connect => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
         }
@@ -89,7 +109,7 @@ impl ProxyError {
             ProxyError::Overloaded { .. } => "overloaded",
             ProxyError::Unreachable { .. } => "unreachable",
             ProxyError::Timeout { .. } => "timeout",
-            ProxyError::BadRequestBody(_) => "bad_request_body",
+            ProxyError::Client(_) => "client_body",
             ProxyError::BadTarget(_) => "bad_target",
             ProxyError::Connect => "connect",
         }
@@ -105,6 +125,14 @@ impl ProxyError {
             response.headers_mut().insert(
                 http::header::RETRY_AFTER,
                 http::HeaderValue::from_static("1"),
+            );
+        }
+        // The rest of a body that broke or ran over is still on the
+        // connection, where it must not be read as the next request.
+        if matches!(self, ProxyError::Client(_)) {
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
             );
         }
         // A 405 must say what the resource does take (RFC 9110 §15.5.6):

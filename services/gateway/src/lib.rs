@@ -37,6 +37,8 @@ pub mod outlier;
 pub mod policy;
 pub mod proxy;
 pub mod registry;
+pub mod relay;
+pub mod request_body;
 pub mod retry;
 pub mod routes;
 pub mod startup;

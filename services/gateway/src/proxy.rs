@@ -1,22 +1,28 @@
 //! The proxied path: every request that is not one of the gateway's own
-//! routes. [`handle`] reads top to bottom: admit the request under the
-//! in-flight limit, prepare the body (buffered when small, so it can be
-//! retried), then per attempt pick an `up` backend not tried yet, forward,
-//! classify the outcome, and either stream the answer back or retry on
-//! another backend while the retry rules and budget allow.
+//! routes. [`handle`] reads top to bottom: read the body (in full when it
+//! is small, so it can be retried; see [`crate::request_body`]), admit the
+//! request under the in-flight limit, then per attempt pick an `up` backend
+//! not tried yet, forward, wait for the answer, classify the outcome, and
+//! either relay the answer back (see [`crate::relay`]) or retry on another
+//! backend while the retry rules and budget allow.
+//!
+//! Who is at fault decides what is charged where: a client's broken,
+//! stalled or oversized body is answered 400/408/413 and never counted
+//! against the backend it was going to; a backend's failure (no connection,
+//! a broken or invalid answer, no answer in time, a body that breaks or
+//! stalls half-way) counts toward its ejection. A request is booked (stats,
+//! access log) when its answer has ended, with how it ended, and holds its
+//! in-flight places until then.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use common::stats::{Outcome, Recorder};
-use futures_util::StreamExt;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, StatusCode};
-use http_body_util::BodyDataStream;
 use hyper::body::Incoming;
 use tracing::Instrument;
 use warp::reply::Response;
@@ -25,12 +31,15 @@ use warp::Reply;
 use crate::balancer::Balancer;
 use crate::config::{LimitSettings, RetrySettings};
 use crate::errors::ProxyError;
-use crate::headers::{forward_headers, has_body, request_id, strip_hop_by_hop, X_REQUEST_ID};
+use crate::headers::{forward_headers, request_id, strip_hop_by_hop, X_REQUEST_ID};
+use crate::health::State;
 use crate::metrics::GatewayMetrics;
 use crate::outlier::{AttemptOutcome, Outlier};
 use crate::registry::{Backend, InFlight, Registry};
-use crate::retry::{retryable, Failure, RetryBudget};
-use crate::upstream::{self, Outgoing, ResponseBody, Upstream, UpstreamError};
+use crate::relay::{BodyEnd, Relay};
+use crate::request_body::{ClientFault, RequestBody};
+use crate::retry::{is_idempotent, retryable, Failure, RetryBudget};
+use crate::upstream::{Outgoing, ResponseBody, Upstream, UpstreamError};
 
 /// What the proxied path needs, shared by all requests.
 #[derive(Debug)]
@@ -63,32 +72,8 @@ pub struct ProxyState {
     pub record_stats: bool,
     /// Whether upstream calls are observed in `/metrics` (`metrics.enabled`).
     pub record_metrics: bool,
-}
-
-/// The request body, as far as retries are concerned.
-enum RequestBody {
-    /// Nothing to send.
-    Empty,
-    /// Read in full, so it can be sent again.
-    Buffered(Bytes),
-    /// Streamed through once; the request cannot be retried.
-    Streaming(Option<Incoming>),
-}
-
-impl RequestBody {
-    /// The body for the next attempt (a streamed one goes out only once).
-    fn for_attempt(&mut self) -> upstream::RequestBody {
-        match self {
-            RequestBody::Empty => upstream::RequestBody::Empty,
-            RequestBody::Buffered(bytes) => upstream::RequestBody::Full(bytes.clone()),
-            RequestBody::Streaming(body) => match body.take() {
-                Some(body) => upstream::RequestBody::Stream(Box::pin(
-                    BodyDataStream::new(body).map(|chunk| chunk.map_err(Into::into)),
-                )),
-                None => upstream::RequestBody::Empty,
-            },
-        }
-    }
+    /// Longest wait for the next bytes of a backend's response body.
+    pub body_idle_timeout: Duration,
 }
 
 /// One proxied request, from arrival to response head. The server hands
@@ -103,43 +88,41 @@ pub async fn handle(
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let (method, headers) = (parts.method, parts.headers);
-    // Origin-form (and absolute-form) targets have a path; so does `*`
-    // (OPTIONS *), passed on as it is. Only CONNECT's authority-form has
-    // none, and CONNECT is refused below.
-    let target = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let path_and_query = target.as_str();
+    let target = origin_target(&parts.uri);
     let request_id = request_id(&headers);
     let request = RequestInfo {
-        method: &method,
-        path: path_and_query,
-        request_id: &request_id,
+        method,
+        target,
+        request_id,
         started,
     };
+    let method = &request.method;
 
-    if method == Method::CONNECT {
+    if *method == Method::CONNECT {
         return answer_error(&state, &request, None, ProxyError::Connect);
     }
-    let Some(_admitted) = admit(&state) else {
-        let limit = state.limits.max_in_flight;
-        return answer_error(
-            &state,
-            &request,
-            None,
-            ProxyError::Overloaded {
-                which: "gateway",
-                limit,
-            },
-        );
-    };
-    let mut body = match prepare_body(&headers, body, state.retry.max_buffered_body_bytes).await {
+    // Before admission: a slow uploader holds its own connection, never a
+    // place other clients need.
+    let mut body = match RequestBody::read(
+        &headers,
+        body,
+        &state.limits,
+        state.retry.max_buffered_body_bytes,
+    )
+    .await
+    {
         Ok(body) => body,
-        Err(e) => return answer_error(&state, &request, None, e),
+        Err(fault) => return answer_error(&state, &request, None, fault.into()),
     };
-    let forwarded = forward_headers(headers, client, &request_id);
+    let Some(admitted) = admit(&state) else {
+        let limit = state.limits.max_in_flight;
+        let error = ProxyError::Overloaded {
+            which: "gateway",
+            limit,
+        };
+        return answer_error(&state, &request, None, error);
+    };
+    let forwarded = forward_headers(headers, client, &request.request_id);
     state.budget.record_request();
 
     let deadline = started + state.request_timeout;
@@ -155,8 +138,8 @@ pub async fn handle(
             .attempt_timeout
             .min(deadline.saturating_duration_since(attempt_started));
 
-        let span = client_span(&method, path_and_query, &backend, tried.len() + 1);
-        let target = match upstream_target(&backend.base.path, &target) {
+        let span = client_span(method, request.path(), &backend, tried.len() + 1);
+        let target = match upstream_target(&backend.base.path, &request.target) {
             Ok(target) => target,
             Err(e) => return answer_error(&state, &request, None, e),
         };
@@ -177,51 +160,74 @@ pub async fn handle(
             &forwarded
         };
         let outgoing = Outgoing {
-            method: &method,
+            method,
             target: &target,
             headers,
             body: body.for_attempt(),
         };
-        let sent = tokio::time::timeout(timeout, upstream.send(&backend.base, outgoing))
-            .instrument(span.clone())
-            .await;
+        // Waiting elsewhere only helps a request that may be sent again.
+        let watch_health = is_idempotent(method) && body.replayable();
+        let sent = await_answer(
+            upstream.send(&backend.base, outgoing),
+            &backend,
+            &body,
+            attempt_started,
+            timeout,
+            watch_health,
+        )
+        .instrument(span.clone())
+        .await;
         let elapsed = attempt_started.elapsed();
 
-        let attempt = classify(
-            sent,
-            &state.retry.on_statuses,
-            &backend,
-            &request_id,
-            tried.len() + 1,
-            timeout,
-        );
+        let context = (&*backend, &request, tried.len() + 1, timeout);
+        let attempt = classify(sent, &body, &state.retry.on_statuses, context);
         annotate(&span, &attempt);
         drop(span);
-        record_attempt(&state, &backend, &method, &attempt, elapsed);
         let (failure, response) = match attempt {
             Attempt::Answered(response) => {
-                return pass_through(&state, &request, &backend, response, in_flight)
+                let answer = Answer {
+                    backend: in_flight,
+                    response,
+                    elapsed,
+                };
+                return relay(&state, request, answer, admitted);
+            }
+            Attempt::Client(fault) => {
+                return answer_error(&state, &request, None, fault.into());
             }
             Attempt::RetryableStatus(response) => {
                 (Failure::Status(response.status().as_u16()), Some(response))
             }
-            Attempt::Failed(failure) => (failure, None),
+            Attempt::Failed(failure) => {
+                record_attempt(&state, &backend, method, None, Some(failure), elapsed);
+                (failure, None)
+            }
         };
         tried.push(backend.clone());
-        let can_retry = retryable(&method, failure)
-            && !matches!(body, RequestBody::Streaming(_))
+        let can_retry = retryable(method, failure)
+            && body.replayable()
             && tried.len() < state.retry.max_attempts as usize
             && Instant::now() < deadline;
         if can_retry && state.budget.try_retry() {
+            if let Some(response) = &response {
+                let status = Some(response.status());
+                record_attempt(&state, &backend, method, status, Some(failure), elapsed);
+            }
             state.metrics.retry(failure.as_str());
             continue;
         }
         if can_retry {
             state.metrics.retry_budget_exhausted();
         }
-        // Out of retries: a status failure is still a real answer.
+        // Out of retries: a status failure is still a real answer, booked
+        // as one when it has been relayed.
         if let Some(response) = response {
-            return pass_through(&state, &request, &backend, response, in_flight);
+            let answer = Answer {
+                backend: in_flight,
+                response,
+                elapsed,
+            };
+            return relay(&state, request, answer, admitted);
         }
         let error = match failure {
             Failure::Timeout => ProxyError::Timeout {
@@ -234,6 +240,76 @@ pub async fn handle(
             },
         };
         return answer_error(&state, &request, Some(&backend), error);
+    }
+}
+
+/// The request target sent upstream, in origin form. Origin-form and
+/// absolute-form targets have a path (an absolute form without one, such as
+/// `http://host?x=1`, means `/`, RFC 9112 §3.2.2); so does `*` (OPTIONS *),
+/// passed on as it is. Only CONNECT's authority form has none, and CONNECT
+/// is refused.
+fn origin_target(uri: &http::Uri) -> PathAndQuery {
+    match uri.path_and_query() {
+        Some(target) if target.as_str().starts_with('?') => {
+            // Display puts the missing `/` in front; `as_str` does not.
+            PathAndQuery::try_from(target.to_string()).unwrap_or_else(|_| target.clone())
+        }
+        Some(target) => target.clone(),
+        None => PathAndQuery::from_static("/"),
+    }
+}
+
+/// How often an attempt that is still waiting looks at its backend's state.
+const HEALTH_WATCH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Waits for one attempt's response head. The per-try `timeout` counts from
+/// when the whole request had been sent: a slow client's upload is bounded
+/// by its own idle timeout, not charged to the backend. With
+/// `watch_health`, the wait is abandoned once the backend is marked `down`
+/// or `ejected`, so a hung backend costs a retried request its detection
+/// time, not the whole per-try timeout. The check runs on the timer the
+/// timeout needs anyway: an answer within the first interval costs nothing
+/// more.
+async fn await_answer<F>(
+    send: F,
+    backend: &Backend,
+    body: &RequestBody,
+    attempt_started: Instant,
+    timeout: Duration,
+    watch_health: bool,
+) -> Result<Result<http::Response<ResponseBody>, UpstreamError>, Failure>
+where
+    F: std::future::Future<Output = Result<http::Response<ResponseBody>, UpstreamError>>,
+{
+    let mut send = std::pin::pin!(send);
+    let next_check = |now: Instant| {
+        let deadline = body.sent_by(attempt_started).map(|sent| sent + timeout);
+        let watch = (watch_health || deadline.is_none()).then(|| now + HEALTH_WATCH_INTERVAL);
+        match (deadline, watch) {
+            (Some(d), Some(w)) => (d.min(w), deadline),
+            (Some(d), None) => (d, deadline),
+            (None, Some(w)) => (w, deadline),
+            (None, None) => (now + timeout, deadline),
+        }
+    };
+    let (wake, _) = next_check(attempt_started);
+    let timer = tokio::time::sleep_until(wake.into());
+    tokio::pin!(timer);
+    loop {
+        tokio::select! {
+            biased;
+            sent = &mut send => return Ok(sent),
+            () = &mut timer => {}
+        }
+        let now = Instant::now();
+        let (wake, deadline) = next_check(now);
+        if deadline.is_some_and(|d| now >= d) {
+            return Err(Failure::Timeout);
+        }
+        if watch_health && matches!(backend.health.state(), State::Down | State::Ejected) {
+            return Err(Failure::Unhealthy);
+        }
+        timer.as_mut().reset(wake.into());
     }
 }
 
@@ -275,26 +351,34 @@ fn client_span(
     )
 }
 
-/// What the log lines and error answers need to know about the request.
-struct RequestInfo<'a> {
-    method: &'a Method,
-    path: &'a str,
-    request_id: &'a HeaderValue,
+/// What the log lines and error answers need to know about the request;
+/// owned, since a relayed answer books the request when its body ends.
+struct RequestInfo {
+    method: Method,
+    target: PathAndQuery,
+    request_id: HeaderValue,
     started: Instant,
 }
 
-/// Holds a place under `limits.max_in_flight` until dropped.
-struct Admitted<'a>(&'a AtomicU64);
-
-impl Drop for Admitted<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+impl RequestInfo {
+    fn path(&self) -> &str {
+        self.target.as_str()
     }
 }
 
-fn admit(state: &ProxyState) -> Option<Admitted<'_>> {
+/// Holds a place under `limits.max_in_flight` until dropped; a relayed
+/// answer keeps it until its body has ended.
+struct Admitted(Arc<ProxyState>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn admit(state: &Arc<ProxyState>) -> Option<Admitted> {
     let now = state.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-    let admitted = Admitted(&state.in_flight);
+    let admitted = Admitted(state.clone());
     if state.limits.max_in_flight != 0 && now > state.limits.max_in_flight {
         state.metrics.limit_rejection("gateway");
         return None;
@@ -335,30 +419,6 @@ fn choose_backend(state: &ProxyState, tried: &[Arc<Backend>]) -> Result<InFlight
     })
 }
 
-/// Buffers small bodies (so they can be retried) and streams the rest.
-async fn prepare_body(
-    headers: &HeaderMap,
-    body: Incoming,
-    max_buffered: usize,
-) -> Result<RequestBody, ProxyError> {
-    if !has_body(headers) {
-        return Ok(RequestBody::Empty);
-    }
-    let length = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    match length {
-        Some(n) if n <= max_buffered => {
-            common::body::read_limited(BodyDataStream::new(body), max_buffered)
-                .await
-                .map(RequestBody::Buffered)
-                .map_err(|e| ProxyError::BadRequestBody(e.to_string()))
-        }
-        _ => Ok(RequestBody::Streaming(Some(body))),
-    }
-}
-
 /// How one attempt ended.
 enum Attempt {
     /// An answer to pass on to the client.
@@ -366,58 +426,68 @@ enum Attempt {
     /// An answer whose status is listed in `retry.on_statuses`: retried
     /// when possible, else passed on.
     RetryableStatus(http::Response<ResponseBody>),
-    /// No answer at all.
+    /// No answer, by the backend's fault.
     Failed(Failure),
+    /// No answer, because the client's body broke, stalled or ran over.
+    Client(ClientFault),
 }
 
-impl Attempt {
-    fn status(&self) -> Option<u16> {
-        match self {
-            Attempt::Answered(r) | Attempt::RetryableStatus(r) => Some(r.status().as_u16()),
-            Attempt::Failed(_) => None,
-        }
-    }
-}
-
-/// Turns the client's result into an [`Attempt`], logging failures.
+/// Turns the client's result into an [`Attempt`], logging the backend's
+/// failures. An upstream error while the client's body had failed is the
+/// client's doing, whatever the upstream client made of it.
 fn classify(
-    sent: Result<Result<http::Response<ResponseBody>, UpstreamError>, tokio::time::error::Elapsed>,
+    sent: Result<Result<http::Response<ResponseBody>, UpstreamError>, Failure>,
+    body: &RequestBody,
     retry_statuses: &[u16],
-    backend: &Backend,
-    request_id: &HeaderValue,
-    attempt: usize,
-    timeout: Duration,
+    context: (&Backend, &RequestInfo, usize, Duration),
 ) -> Attempt {
-    match sent {
+    let (backend, request, attempt, timeout) = context;
+    let request_id = request.request_id.to_str().unwrap_or("");
+    let e = match sent {
         Ok(Ok(response)) if retry_statuses.contains(&response.status().as_u16()) => {
-            Attempt::RetryableStatus(response)
+            return Attempt::RetryableStatus(response)
         }
-        Ok(Ok(response)) => Attempt::Answered(response),
-        Ok(Err(e)) => {
+        Ok(Ok(response)) => return Attempt::Answered(response),
+        Ok(Err(e)) => e,
+        Err(Failure::Unhealthy) => {
             tracing::warn!(
                 backend = %backend.name,
-                upstream = %backend.base.authority,
-                request_id = request_id.to_str().unwrap_or(""),
+                request_id,
                 attempt,
-                "upstream error: {e}"
+                "backend marked {} while the attempt waited for its answer",
+                backend.health.state().as_str()
             );
-            Attempt::Failed(if e.is_connect() {
-                Failure::Connect
-            } else {
-                Failure::Reset
-            })
+            return Attempt::Failed(Failure::Unhealthy);
         }
-        Err(_) => {
+        Err(failure) => {
             tracing::warn!(
                 backend = %backend.name,
-                request_id = request_id.to_str().unwrap_or(""),
+                request_id,
                 attempt,
                 "upstream timeout after {} ms",
                 timeout.as_millis()
             );
-            Attempt::Failed(Failure::Timeout)
+            return Attempt::Failed(failure);
         }
+    };
+    if let Some(fault) = body.fault() {
+        return Attempt::Client(fault.clone());
     }
+    if e.is_request_body() {
+        return Attempt::Client(ClientFault::Malformed(e.to_string()));
+    }
+    tracing::warn!(
+        backend = %backend.name,
+        upstream = %backend.base.authority,
+        request_id,
+        attempt,
+        "upstream error: {e}"
+    );
+    Attempt::Failed(if e.is_connect() {
+        Failure::Connect
+    } else {
+        Failure::Reset
+    })
 }
 
 /// Puts the attempt's outcome on its client span.
@@ -430,37 +500,44 @@ fn annotate(span: &tracing::Span, attempt: &Attempt) {
             span.record("error.type", f.as_str());
             span.record("otel.status_code", "ERROR");
         }
+        Attempt::Client(_) => {
+            span.record("error.type", "client_body");
+            span.record("otel.status_code", "ERROR");
+        }
     }
 }
 
 /// Books one attempt on the backend: stats, metrics, outlier detection.
+/// `status` is the head it answered with, if any; `failure` what went wrong
+/// by its fault (no answer, or a body that broke or stalled after the head).
 fn record_attempt(
     state: &ProxyState,
     backend: &Arc<Backend>,
     method: &Method,
-    attempt: &Attempt,
+    status: Option<StatusCode>,
+    failure: Option<Failure>,
     elapsed: Duration,
 ) {
-    let status = attempt.status();
+    let status = status.map(|s| s.as_u16());
+    let broken = failure.filter(|f| !matches!(f, Failure::Status(_)));
+    // A response that did not arrive whole is no answer, whatever its head.
+    let answered = if broken.is_some() { None } else { status };
     if state.record_stats {
         backend.stats.record(Outcome {
-            status,
+            status: answered,
             latency: elapsed,
         });
     }
-    if status.is_none_or(|s| s >= 500) {
+    if answered.is_none_or(|s| s >= 500) {
         backend.failures.fetch_add(1, Ordering::Relaxed);
     }
     if state.record_metrics {
-        let error_type = match attempt {
-            Attempt::Failed(f) => f.as_str(),
-            _ => "",
-        };
+        let error_type = broken.map_or("", Failure::as_str);
         state
             .metrics
             .upstream_call(&backend.name, method, status, error_type, elapsed);
     }
-    let outcome = match status {
+    let outcome = match answered {
         None => AttemptOutcome::ConnectionFailure,
         Some(s) if s >= 500 => AttemptOutcome::ServerError,
         Some(_) => AttemptOutcome::Success,
@@ -468,26 +545,58 @@ fn record_attempt(
     state.outlier.report(backend, outcome);
 }
 
-/// Streams an upstream answer to the client and books the request.
-fn pass_through(
-    state: &ProxyState,
-    request: &RequestInfo<'_>,
-    backend: &Arc<Backend>,
-    upstream_response: http::Response<ResponseBody>,
-    in_flight: InFlight,
-) -> Response {
-    let (parts, body) = upstream_response.into_parts();
+/// The attempt whose answer is relayed to the client.
+struct Answer {
+    backend: InFlight,
+    response: http::Response<ResponseBody>,
+    /// Time to its head.
+    elapsed: Duration,
+}
+
+/// Relays an upstream answer to the client. The attempt and the request are
+/// booked when the body ends, with how it ended; the request's in-flight
+/// places are held until then.
+fn relay(state: &ProxyState, request: RequestInfo, answer: Answer, admitted: Admitted) -> Response {
+    let Answer {
+        backend,
+        response,
+        elapsed,
+    } = answer;
+    let (parts, body) = response.into_parts();
     let status = parts.status;
-    book(state, request, status, &backend.name);
     let mut response_headers = parts.headers;
     strip_hop_by_hop(&mut response_headers);
     response_headers.insert(X_REQUEST_ID, request.request_id.clone());
-    // The in-flight guard rides along with the body, so a streaming answer
-    // counts as outstanding (for least_outstanding) until it is finished.
-    let body = body.map(move |chunk| {
-        let _still_in_flight = &in_flight;
-        chunk
-    });
+    let on_end = move |end: BodyEnd| {
+        let state = &admitted.0;
+        let failure = match &end {
+            BodyEnd::Stalled(_) => Some(Failure::Timeout),
+            BodyEnd::Broken(_) => Some(Failure::Reset),
+            BodyEnd::Complete | BodyEnd::Abandoned => None,
+        };
+        if let Some(failure) = failure {
+            tracing::warn!(
+                backend = %backend.0.name,
+                request_id = request.request_id.to_str().unwrap_or(""),
+                "upstream response body {}: {end:?}",
+                failure.as_str()
+            );
+        }
+        record_attempt(
+            state,
+            &backend.0,
+            &request.method,
+            Some(status),
+            failure,
+            elapsed,
+        );
+        let error = failure.map(|f| match f {
+            Failure::Timeout => "upstream_body_timeout",
+            _ => "upstream_body_broken",
+        });
+        book(state, &request, status, &backend.0.name, error);
+    };
+    let body = Relay::new(body, state.body_idle_timeout, on_end);
     let mut response = warp::reply::stream(body).into_response();
     *response.status_mut() = status;
     *response.headers_mut() = response_headers;
@@ -498,7 +607,7 @@ fn pass_through(
 /// failed attempts themselves were already booked by `record_attempt`.
 fn answer_error(
     state: &ProxyState,
-    request: &RequestInfo<'_>,
+    request: &RequestInfo,
     backend: Option<&Arc<Backend>>,
     error: ProxyError,
 ) -> Response {
@@ -515,6 +624,7 @@ fn answer_error(
         request,
         status,
         backend.map_or("-", |b| b.name.as_str()),
+        None,
     );
     let mut response = error.into_response();
     response
@@ -524,17 +634,25 @@ fn answer_error(
 }
 
 /// Books a request answered with `status`: the gateway's stats windows and
-/// the access log (each when switched on).
-fn book(state: &ProxyState, request: &RequestInfo<'_>, status: StatusCode, backend: &str) {
+/// the access log (each when switched on). `error` names how an answer
+/// whose head was sent failed before its end; such a request counts as
+/// unanswered in the stats.
+fn book(
+    state: &ProxyState,
+    request: &RequestInfo,
+    status: StatusCode,
+    backend: &str,
+    error: Option<&str>,
+) {
     let elapsed = request.started.elapsed();
     if state.record_stats {
         state.stats.record(Outcome {
-            status: Some(status.as_u16()),
+            status: error.is_none().then_some(status.as_u16()),
             latency: elapsed,
         });
     }
     if state.access_log {
-        access_log(request, status.as_u16(), backend, elapsed);
+        access_log(request, status.as_u16(), backend, elapsed, error);
     }
 }
 
@@ -542,34 +660,47 @@ fn book(state: &ProxyState, request: &RequestInfo<'_>, status: StatusCode, backe
 static ACCESS: common::log_line::Target =
     common::log_line::Target::new(|| tracing::info!(target: "access", "probe"));
 
-fn access_log(request: &RequestInfo<'_>, status: u16, backend: &str, elapsed: Duration) {
+fn access_log(
+    request: &RequestInfo,
+    status: u16,
+    backend: &str,
+    elapsed: Duration,
+    error: Option<&str>,
+) {
     let request_id = request.request_id.to_str().unwrap_or("");
     let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     // The common case, formatted by hand (the same bytes; see
     // `common::log_line`): no trace export, so no trace id either.
     if let Some(line) = common::log_line::Line::start(&ACCESS, "request") {
-        line.display("method", request.method.as_str())
-            .str("path", request.path)
+        let line = line
+            .display("method", request.method.as_str())
+            .str("path", request.path())
             .u64("status", u64::from(status))
             .str("backend", backend)
             .millis("latency_ms", micros)
             .str("request_id", request_id)
-            .str("trace_id", "")
-            .finish("access");
+            .str("trace_id", "");
+        match error {
+            Some(error) => line.str("error", error).finish("access"),
+            None => line.finish("access"),
+        }
         return;
     }
     // Runs inside the request's server span, whose trace id links the line
     // to its trace (empty when tracing is off).
     let trace_id = common::telemetry::trace_id(&tracing::Span::current()).unwrap_or_default();
-    tracing::info!(
-        target: "access",
-        method = %request.method,
-        path = request.path,
-        status,
-        backend,
-        latency_ms = micros as f64 / 1000.0,
-        request_id,
-        trace_id,
-        "request"
-    );
+    let latency_ms = micros as f64 / 1000.0;
+    let (method, path) = (&request.method, request.path());
+    match error {
+        Some(error) => tracing::info!(
+            target: "access",
+            method = %method, path, status, backend, latency_ms, request_id, trace_id, error,
+            "request"
+        ),
+        None => tracing::info!(
+            target: "access",
+            method = %method, path, status, backend, latency_ms, request_id, trace_id,
+            "request"
+        ),
+    }
 }

@@ -21,10 +21,16 @@ pub enum Failure {
     /// The TCP connection could not be made; nothing was sent.
     Connect,
     /// The connection broke before a response head arrived (including a
-    /// reused pooled connection the backend had closed).
+    /// reused pooled connection the backend had closed: the request may
+    /// have been acted on, so only idempotent ones go again), or the
+    /// answer was not valid HTTP/1.1.
     Reset,
     /// No response head within the per-try timeout.
     Timeout,
+    /// The backend was marked `down` or `ejected` while the attempt waited
+    /// for its answer: an idempotent request goes elsewhere at once rather
+    /// than waiting out the per-try timeout.
+    Unhealthy,
     /// A response with a status listed in `retry.on_statuses`.
     Status(u16),
 }
@@ -36,6 +42,7 @@ impl Failure {
             Failure::Connect => "connect",
             Failure::Reset => "reset",
             Failure::Timeout => "timeout",
+            Failure::Unhealthy => "unhealthy",
             Failure::Status(_) => "status",
         }
     }

@@ -119,6 +119,7 @@ impl Gateway {
             access_log: settings.log.access_log,
             record_stats: settings.stats.enabled,
             record_metrics: settings.metrics.enabled,
+            body_idle_timeout: settings.upstream.body_idle_timeout,
         });
         let token = Some(settings.admin.token.clone()).filter(|t| !t.is_empty());
         let state = Arc::new(AppState {

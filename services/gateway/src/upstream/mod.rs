@@ -15,6 +15,11 @@
 //! since it cannot carry another request. Idle connections are dropped after
 //! `upstream.pool_idle_timeout`, so one the backend is about to close is
 //! never reused.
+//!
+//! The client sends each request once. When a pooled connection turns out
+//! to be closed under a request, the error goes back to the proxy like any
+//! other: resending is the retry policy's decision alone, since the backend
+//! may have acted on the request before it closed.
 
 mod body;
 mod h1;
@@ -66,6 +71,12 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// Whether the client's request body failed (or did not keep its
+    /// declared length): the client's fault, not the backend's.
+    pub fn is_request_body(&self) -> bool {
+        matches!(self, UpstreamError::Http(H1Error::RequestBody(_)))
+    }
+
     /// Whether nothing reached the backend: safe to retry for any method.
     pub fn is_connect(&self) -> bool {
         match self {
@@ -160,38 +171,38 @@ impl Upstream {
             headers,
             host: &base.host,
         };
-        loop {
-            let (mut conn, reused) = match self.pool.take(&base.authority) {
-                Some(conn) => (conn, true),
-                None => (self.connect(&base.authority).await?, false),
-            };
-            let mut received = false;
-            match conn.exchange(&head, &mut body, &mut received).await {
-                Ok(head) => {
-                    let giveback = GiveBack {
-                        pool: Arc::downgrade(&self.pool),
-                        key: base.authority.clone(),
-                    };
-                    let mut response = Response::new(ResponseBody::plain(
-                        conn,
-                        head.framing,
-                        head.keep_alive,
-                        giveback,
-                    ));
-                    *response.status_mut() = head.status;
-                    *response.headers_mut() = head.headers;
-                    return Ok(response);
+        let (mut conn, reused) = match self.pool.take(&base.authority) {
+            Some(conn) => (conn, true),
+            None => (self.connect(&base.authority).await?, false),
+        };
+        let mut received = false;
+        match conn.exchange(&head, &mut body, &mut received).await {
+            Ok(head) => {
+                let giveback = GiveBack {
+                    pool: Arc::downgrade(&self.pool),
+                    key: base.authority.clone(),
+                };
+                let mut response = Response::new(ResponseBody::plain(
+                    conn,
+                    head.framing,
+                    head.keep_alive,
+                    giveback,
+                ));
+                *response.status_mut() = head.status;
+                *response.headers_mut() = head.headers;
+                Ok(response)
+            }
+            Err(e) => {
+                // A pooled connection closed under the request: the
+                // backend closed it idle, or restarted, and its siblings
+                // in the pool are most likely gone too. The request is not
+                // sent again here: it may have been acted on, and only the
+                // proxy's retry rules (idempotent methods, attempts,
+                // budget) may decide to send it again.
+                if reused && !received && matches!(e, H1Error::Closed | H1Error::Io(_)) {
+                    self.pool.clear(&base.authority);
                 }
-                // A pooled connection the backend closed just as it was
-                // reused: nothing came back, so nothing was acted on. The
-                // request goes again on another connection when its body
-                // can be sent again.
-                Err(H1Error::Closed | H1Error::Io(_))
-                    if reused && !received && !matches!(body, RequestBody::Stream(_)) =>
-                {
-                    continue
-                }
-                Err(e) => return Err(e.into()),
+                Err(e.into())
             }
         }
     }

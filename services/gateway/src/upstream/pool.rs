@@ -68,6 +68,14 @@ impl Pool {
         pool
     }
 
+    /// Closes every idle connection to `key`: one of them was found closed
+    /// under a request, and the rest were most likely closed with it (a
+    /// backend restart), so each would cost a failed attempt.
+    pub fn clear(&self, key: &str) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.remove(key);
+    }
+
     /// The most recently used idle connection that is still usable.
     pub fn take(&self, key: &str) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
