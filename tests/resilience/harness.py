@@ -18,6 +18,7 @@ import http.client
 import json
 import os
 import random
+import re
 import resource
 import signal
 import socket
@@ -175,6 +176,10 @@ class Proc:
                 text += p.read_text(errors="replace")
         return text
 
+    def stdout_bytes(self):
+        """Everything the process wrote to stdout (its log), as raw bytes."""
+        return self.log_path.read_bytes() if self.log_path.exists() else b""
+
     def stderr_text(self):
         return self.err_path.read_text(errors="replace") if self.err_path.exists() else ""
 
@@ -328,6 +333,41 @@ def register(port, name, url, token=None, weight=None):
         raise AssertionError(f"register {name} -> {url}: HTTP {status}: {data!r}")
 
 
+def unregister(port, name, token=None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    status, _, data = request(port, "DELETE", f"/api/servers/{name}", headers=headers)
+    if status != 204:
+        raise AssertionError(f"delete {name}: HTTP {status}: {data!r}")
+
+
+def metric_samples(port):
+    """GET /metrics as (name, {label: value}, value) triples."""
+    status, _, body = request(port, "GET", "/metrics")
+    if status != 200:
+        raise AssertionError(f"GET /metrics: HTTP {status}")
+    samples = []
+    for line in body.decode("utf-8", "replace").splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        name, _, labels = head.partition("{")
+        pairs = {}
+        for m in re.finditer(r'(\w+)="((?:[^"\\]|\\.)*)"', labels):
+            pairs[m.group(1)] = m.group(2)
+        try:
+            samples.append((name, pairs, float(value)))
+        except ValueError:
+            pass
+    return samples
+
+
+def metric_sum(port, name, **labels):
+    """The sum of every sample of `name` whose labels include `labels`."""
+    return sum(
+        v for n, ls, v in metric_samples(port) if n == name and all(ls.get(k) == w for k, w in labels.items())
+    )
+
+
 def raw_exchange(port, payload, timeout=5.0, half_close=False):
     """Sends raw bytes on a fresh connection and reads until the server closes
     (or `timeout`). Returns (status or None, headers, body bytes, raw bytes).
@@ -398,6 +438,221 @@ def parse_response(data):
             if pos > len(rest):
                 return status, headers, body, False
     return status, headers, rest, False
+
+
+class RawResponse:
+    """One response as read off a raw socket, with what its framing says.
+
+    - ``status``: the final status, None without a whole head;
+    - ``headers``: (lower-case name, value) pairs in order, repeats kept;
+    - ``complete``: the body ended as its framing says (close-delimited
+      bodies are complete when the server closed);
+    - ``closed``: the server closed or reset the connection (while the
+      answer was read, or within the linger time after it);
+    - ``interim``: statuses of 1xx answers before the final one;
+    - ``extra``: bytes after the response (a second answer, or junk);
+    - ``elapsed``: seconds from sending to the last byte or the close.
+    """
+
+    def __init__(self):
+        self.status = None
+        self.headers = []
+        self.body = b""
+        self.complete = False
+        self.closed = False
+        self.interim = []
+        self.extra = b""
+        self.raw = b""
+        self.elapsed = 0.0
+
+    def header(self, name):
+        return next((v for k, v in self.headers if k == name), None)
+
+    def header_all(self, name):
+        return [v for k, v in self.headers if k == name]
+
+    def json_code(self):
+        """The `error.code` of a JSON error answer, else None."""
+        try:
+            return json.loads(self.body)["error"]["code"]
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def outcome(self):
+        """The status when the answer is whole; else what happened instead."""
+        if self.status is None:
+            return "closed without an answer" if self.closed else "no answer"
+        if not self.complete:
+            return "cut" if self.closed else "stalled"
+        return self.status
+
+    def __repr__(self):
+        return f"<{self.outcome()} {len(self.body)} body bytes{' closed' if self.closed else ''} after {ms(self.elapsed)}>"
+
+
+def _parse_head(data):
+    """(status, headers, head length) of the first head in data, or None."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    lines = data[:end].decode("latin-1").split("\r\n")
+    try:
+        status = int(lines[0].split(" ", 2)[1])
+    except (IndexError, ValueError):
+        status = -1  # not HTTP: reported as such
+    headers = []
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers.append((k.strip().lower(), v.strip()))
+    return status, headers, end + 4
+
+
+def _chunked(data):
+    """(body, bytes used, complete) of a chunked body at the start of data;
+    stops (incomplete) at anything malformed."""
+    body, pos = b"", 0
+    while True:
+        end = data.find(b"\r\n", pos)
+        if end < 0:
+            return body, pos, False
+        try:
+            size = int(data[pos:end].split(b";")[0].strip(), 16)
+        except ValueError:
+            return body, pos, False
+        pos = end + 2
+        if size == 0:
+            while True:  # trailer lines, up to the empty one
+                end = data.find(b"\r\n", pos)
+                if end < 0:
+                    return body, pos, False
+                line, pos = data[pos:end], end + 2
+                if not line:
+                    return body, pos, True
+        if len(data) < pos + size + 2:
+            return body + data[pos : pos + size], len(data), False
+        if data[pos + size : pos + size + 2] != b"\r\n":
+            return body + data[pos : pos + size], pos + size, False
+        body += data[pos : pos + size]
+        pos += size + 2
+
+
+def _framed(data, status, headers, method):
+    """(body, bytes used, complete or None when only a close ends it)."""
+    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+        return b"", 0, True
+    codings = ",".join(v for k, v in headers if k == "transfer-encoding").lower()
+    if codings:
+        if codings.replace(" ", "").endswith("chunked"):
+            return _chunked(data)
+        return data, len(data), None
+    lengths = [v for k, v in headers if k == "content-length"]
+    if lengths:
+        try:
+            n = int(lengths[0].split(",")[0])
+        except ValueError:
+            return data, len(data), None
+        return data[:n], min(n, len(data)), len(data) >= n
+    return data, len(data), None
+
+
+def read_response(sock, timeout=5.0, method="GET", linger=0.0, started=None):
+    """Reads one response (skipping 1xx answers) until it is complete, the
+    server closes, or `timeout`; then waits up to `linger` seconds more to see
+    whether the server closes the connection."""
+    r = RawResponse()
+    started = time.monotonic() if started is None else started
+    deadline = started + timeout
+    data = b""
+
+    def parse():
+        rest = data
+        r.interim = []
+        while True:
+            head = _parse_head(rest)
+            if head is None:
+                return False
+            status, headers, used = head
+            if 100 <= status < 200:
+                r.interim.append(status)
+                rest = rest[used:]
+                continue
+            r.status, r.headers = status, headers
+            body, consumed, complete = _framed(rest[used:], status, headers, method)
+            r.body = body
+            r.extra = rest[used + consumed :]
+            r.complete = bool(complete) or (complete is None and r.closed)
+            return complete is not None and complete
+
+    done = False
+    while not done:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            break
+        except OSError:  # reset
+            chunk = b""
+        if not chunk:
+            r.closed = True
+            parse()
+            break
+        data += chunk
+        r.raw = data
+        done = parse()
+    r.elapsed = time.monotonic() - started
+    if done and linger > 0:
+        # Whatever follows (a close, or bytes that should never come).
+        end = time.monotonic() + linger
+        while time.monotonic() < end:
+            sock.settimeout(max(0.01, end - time.monotonic()))
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                break
+            except OSError:
+                chunk = b""
+            if not chunk:
+                r.closed = True
+                break
+            r.extra += chunk
+    r.raw = data
+    return r
+
+
+def raw_request(port, payload, timeout=5.0, method="GET", linger=0.0):
+    """Sends raw bytes on a fresh connection and reads one response with
+    read_response. A large payload is sent from a thread while the answer is
+    read, since the server may answer (and stop reading) before the end. The
+    server may close while we are still sending: what arrived before is
+    still read."""
+    s = socket.create_connection((HOST, port), timeout=timeout)
+    started = time.monotonic()
+
+    def send():
+        try:
+            s.sendall(payload)
+        except OSError:  # EPIPE, ECONNRESET, timeout: the peer stopped reading
+            pass
+
+    sender = None
+    try:
+        if len(payload) > 65536:
+            sender = threading.Thread(target=send, daemon=True)
+            sender.start()
+        else:
+            send()
+        return read_response(s, timeout, method, linger, started)
+    finally:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        s.close()
+        if sender is not None:
+            sender.join(timeout)
 
 
 # ---------------------------------------------------------------- load
@@ -572,3 +827,4 @@ class StatePoller:
             if t >= after and name in s and predicate(s[name]):
                 return t
         return None
+
