@@ -96,10 +96,49 @@ pub async fn handle(
         request_id,
         started,
     };
+    let mut unanswered = Unanswered {
+        state: &state,
+        request: &request,
+        armed: true,
+    };
+    let response = forward(&state, &upstream, &request, headers, body, client).await;
+    unanswered.armed = false;
+    response
+}
+
+/// Books a request whose client went away before it was answered (hyper
+/// then drops the request's future), as NGINX does: status 499, nothing
+/// charged to the backend it may have been waiting on.
+struct Unanswered<'a> {
+    state: &'a ProxyState,
+    request: &'a RequestInfo,
+    armed: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let status = ProxyError::Client(ClientFault::Abandoned)
+                .status_and_code()
+                .0;
+            book(self.state, self.request, status, "-", None);
+        }
+    }
+}
+
+/// The request's way from its body to the answer's head.
+async fn forward(
+    state: &Arc<ProxyState>,
+    upstream: &Upstream,
+    request: &RequestInfo,
+    headers: HeaderMap,
+    body: Incoming,
+    client: SocketAddr,
+) -> Response {
     let method = &request.method;
 
     if *method == Method::CONNECT {
-        return answer_error(&state, &request, None, ProxyError::Connect);
+        return answer_error(state, request, None, ProxyError::Connect);
     }
     // Before admission: a slow uploader holds its own connection, never a
     // place other clients need.
@@ -112,25 +151,25 @@ pub async fn handle(
     .await
     {
         Ok(body) => body,
-        Err(fault) => return answer_error(&state, &request, None, fault.into()),
+        Err(fault) => return answer_error(state, request, None, fault.into()),
     };
-    let Some(admitted) = admit(&state) else {
+    let Some(admitted) = admit(state) else {
         let limit = state.limits.max_in_flight;
         let error = ProxyError::Overloaded {
             which: "gateway",
             limit,
         };
-        return answer_error(&state, &request, None, error);
+        return answer_error(state, request, None, error);
     };
     let forwarded = forward_headers(headers, client, &request.request_id);
     state.budget.record_request();
 
-    let deadline = started + state.request_timeout;
+    let deadline = request.started + state.request_timeout;
     let mut tried: Vec<Arc<Backend>> = Vec::new();
     loop {
-        let in_flight = match choose_backend(&state, &tried) {
+        let in_flight = match choose_backend(state, &tried) {
             Ok(in_flight) => in_flight,
-            Err(e) => return answer_error(&state, &request, tried.last(), e),
+            Err(e) => return answer_error(state, request, tried.last(), e),
         };
         let backend = in_flight.0.clone();
         let attempt_started = Instant::now();
@@ -141,7 +180,7 @@ pub async fn handle(
         let span = client_span(method, request.path(), &backend, tried.len() + 1);
         let target = match upstream_target(&backend.base.path, &request.target) {
             Ok(target) => target,
-            Err(e) => return answer_error(&state, &request, None, e),
+            Err(e) => return answer_error(state, request, None, e),
         };
         // Trace context goes on a copy; without tracing, no copy at all.
         let traced;
@@ -179,7 +218,7 @@ pub async fn handle(
         .await;
         let elapsed = attempt_started.elapsed();
 
-        let context = (&*backend, &request, tried.len() + 1, timeout);
+        let context = (&*backend, request, tried.len() + 1, timeout);
         let attempt = classify(sent, &body, &state.retry.on_statuses, context);
         annotate(&span, &attempt);
         drop(span);
@@ -190,10 +229,10 @@ pub async fn handle(
                     response,
                     elapsed,
                 };
-                return relay(&state, request, answer, admitted);
+                return relay(state, request, answer, admitted);
             }
             Attempt::Client(fault) => {
-                return answer_error(&state, &request, None, fault.into());
+                return answer_error(state, request, None, fault.into());
             }
             Attempt::RetryableStatus(response) => {
                 (Failure::Status(response.status().as_u16()), Some(response))
@@ -211,7 +250,7 @@ pub async fn handle(
         if can_retry && state.budget.try_retry() {
             if let Some(response) = &response {
                 let status = Some(response.status());
-                record_attempt(&state, &backend, method, status, Some(failure), elapsed);
+                record_attempt(state, &backend, method, status, Some(failure), elapsed);
             }
             state.metrics.retry(failure.as_str());
             continue;
@@ -227,7 +266,7 @@ pub async fn handle(
                 response,
                 elapsed,
             };
-            return relay(&state, request, answer, admitted);
+            return relay(state, request, answer, admitted);
         }
         let error = match failure {
             Failure::Timeout => ProxyError::Timeout {
@@ -239,7 +278,7 @@ pub async fn handle(
                 detail: failure.as_str().to_owned(),
             },
         };
-        return answer_error(&state, &request, Some(&backend), error);
+        return answer_error(state, request, Some(&backend), error);
     }
 }
 
@@ -351,8 +390,10 @@ fn client_span(
     )
 }
 
-/// What the log lines and error answers need to know about the request;
-/// owned, since a relayed answer books the request when its body ends.
+/// What the log lines and error answers need to know about the request; a
+/// relayed answer keeps a copy (cheap: shared bytes) to book the request
+/// when its body ends.
+#[derive(Clone)]
 struct RequestInfo {
     method: Method,
     target: PathAndQuery,
@@ -556,7 +597,12 @@ struct Answer {
 /// Relays an upstream answer to the client. The attempt and the request are
 /// booked when the body ends, with how it ended; the request's in-flight
 /// places are held until then.
-fn relay(state: &ProxyState, request: RequestInfo, answer: Answer, admitted: Admitted) -> Response {
+fn relay(
+    state: &ProxyState,
+    request: &RequestInfo,
+    answer: Answer,
+    admitted: Admitted,
+) -> Response {
     let Answer {
         backend,
         response,
@@ -564,6 +610,7 @@ fn relay(state: &ProxyState, request: RequestInfo, answer: Answer, admitted: Adm
     } = answer;
     let (parts, body) = response.into_parts();
     let status = parts.status;
+    let request = request.clone();
     let mut response_headers = parts.headers;
     strip_hop_by_hop(&mut response_headers);
     response_headers.insert(X_REQUEST_ID, request.request_id.clone());

@@ -37,6 +37,7 @@ impl Seen {
 /// - `/hang`: reads the request and never answers;
 /// - `/stall`: answers a head announcing 10 bytes, sends 4, then stalls;
 /// - `/cut`: the same, then closes;
+/// - `/badchunk`: a chunked head whose first chunk-size line is garbage;
 /// - anything else: `200 ok`, keep-alive.
 async fn scripted_backend() -> (SocketAddr, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -64,6 +65,11 @@ async fn serve(mut socket: TcpStream, seen: Seen) {
             "/close" => return,
             "/hang" => {
                 tokio::time::sleep(Duration::from_secs(60)).await;
+                return;
+            }
+            "/badchunk" => {
+                let bad = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n";
+                let _ = socket.write_all(bad.as_bytes()).await;
                 return;
             }
             "/stall" | "/cut" => {
@@ -329,8 +335,14 @@ async fn a_response_body_that_stalls_or_breaks_is_cut_and_charged_to_the_backend
     assert!(cut.is_empty() || cut.ends_with("0123"), "{cut:?}");
     assert_eq!(seen.count("/cut"), 1);
 
+    // Broken in what came with the head: nothing reached the client yet,
+    // so it is an invalid answer (502), not a response cut short.
+    let response = client().post(gw.url("/badchunk")).send().await.unwrap();
+    assert_eq!(response.status(), 502);
+
     let view = server(&gw, "scripted").await;
-    assert_eq!(view["consecutive_failures"], 2, "{view}");
+    assert_eq!(view["failures_total"], 3, "{view}");
+    assert_eq!(view["ejections"], 1, "three failures in a row: {view}");
     let stats = json(client().get(gw.url("/api/stats/1m")).send().await.unwrap()).await;
     assert_eq!(stats["status"]["no_response"], 2, "{stats}");
     assert_eq!(stats["status"]["2xx"], 0, "{stats}");

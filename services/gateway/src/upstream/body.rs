@@ -41,6 +41,9 @@ struct Plain {
     /// `None` once the body is finished (or failed) and the connection is
     /// gone back to the pool (or closed).
     conn: Option<Conn>,
+    /// Data decoded from what arrived with the head (see `check_buffered`),
+    /// handed out first.
+    first: Option<Bytes>,
     decoder: Decoder,
     /// Whether the connection can carry another request after this body.
     keep_alive: bool,
@@ -86,6 +89,7 @@ impl ResponseBody {
         };
         let mut plain = Plain {
             conn: Some(conn),
+            first: None,
             decoder,
             keep_alive,
             giveback,
@@ -96,6 +100,40 @@ impl ResponseBody {
         }
         ResponseBody {
             inner: Inner::Plain(plain),
+        }
+    }
+
+    /// Decodes what arrived with the head, without reading more: a body
+    /// whose first bytes are already broken makes the whole answer invalid
+    /// while nothing of it has reached the client, so it can still be a 502
+    /// (and retried) rather than a response cut short.
+    pub(super) fn check_buffered(&mut self) -> Result<(), BoxError> {
+        let Inner::Plain(plain) = &mut self.inner else {
+            return Ok(());
+        };
+        let Some(conn) = plain.conn.as_mut() else {
+            return Ok(());
+        };
+        if conn.buf.is_empty() {
+            return Ok(());
+        }
+        match decode(&mut plain.decoder, &mut conn.buf) {
+            Err(e) => {
+                plain.conn = None;
+                Err(e.into())
+            }
+            Ok(Step::Data(data)) => {
+                plain.first = Some(data);
+                if plain.decoder == Decoder::Done {
+                    plain.finish();
+                }
+                Ok(())
+            }
+            Ok(Step::Done) => {
+                plain.finish();
+                Ok(())
+            }
+            Ok(Step::NeedMore) => Ok(()),
         }
     }
 
@@ -121,6 +159,9 @@ impl Plain {
     }
 
     fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BoxError>>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(first)));
+        }
         loop {
             let Some(conn) = self.conn.as_mut() else {
                 return Poll::Ready(None);

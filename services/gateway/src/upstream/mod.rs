@@ -182,12 +182,11 @@ impl Upstream {
                     pool: Arc::downgrade(&self.pool),
                     key: base.authority.clone(),
                 };
-                let mut response = Response::new(ResponseBody::plain(
-                    conn,
-                    head.framing,
-                    head.keep_alive,
-                    giveback,
-                ));
+                let mut body = ResponseBody::plain(conn, head.framing, head.keep_alive, giveback);
+                body.check_buffered().map_err(|e| {
+                    H1Error::Invalid(format!("response body: {}", error_chain(&*e)))
+                })?;
+                let mut response = Response::new(body);
                 *response.status_mut() = head.status;
                 *response.headers_mut() = head.headers;
                 Ok(response)
