@@ -238,7 +238,7 @@ async fn forward(
                 (Failure::Status(response.status().as_u16()), Some(response))
             }
             Attempt::Failed(failure) => {
-                record_attempt(&state, &backend, method, None, Some(failure), elapsed);
+                record_attempt(state, &backend, method, None, Some(failure), elapsed);
                 (failure, None)
             }
         };
