@@ -81,6 +81,13 @@ impl ProxyError {
         }
     }
 
+    /// Whether the answer must end the client's connection: the request's
+    /// body was not read to a clean end, so what follows on the connection
+    /// cannot be taken for the next request.
+    pub fn closes_connection(&self) -> bool {
+        matches!(self, ProxyError::BadRequestBody(_))
+    }
+
     /// The `error_type` label in client metrics.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -106,6 +113,9 @@ impl ProxyError {
                 http::header::RETRY_AFTER,
                 http::HeaderValue::from_static("1"),
             );
+        }
+        if self.closes_connection() {
+            common::errors::close_connection(&mut response);
         }
         // A 405 must say what the resource does take (RFC 9110 §15.5.6):
         // every method but CONNECT is passed on, extension methods too,
@@ -205,5 +215,20 @@ impl AdminError {
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_unreadable_request_body_ends_the_clients_connection() {
+        let unreadable = ProxyError::BadRequestBody("broken chunk".into()).into_response();
+        assert_eq!(unreadable.headers()[http::header::CONNECTION], "close");
+        for other in [ProxyError::NoBackends, ProxyError::Connect] {
+            let answer = other.into_response();
+            assert!(answer.headers().get(http::header::CONNECTION).is_none());
+        }
     }
 }
