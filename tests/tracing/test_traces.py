@@ -9,6 +9,8 @@ which decodes the protobuf export requests. Checks:
     each service under its own service.name;
   - a retried request shows one client span per attempt;
   - the access-log line carries the trace id;
+  - logs quietened to warn or error still leave every span exported, and
+    no access line written;
   - spans still buffered are flushed on SIGTERM;
   - with the collector down, requests still succeed promptly;
   - without an endpoint, nothing about tracing is logged.
@@ -189,6 +191,31 @@ class TracingTest(unittest.TestCase):
             time.sleep(0.1)
         access = [l for l in gateway.output().splitlines() if "request_id" in l and "trace_id" in l]
         self.assertTrue(any(trace_id in l for l in access), f"trace id {trace_id} not in access log:\n{gateway.output()}")
+
+    def test_quiet_logs_do_not_turn_tracing_off(self):
+        # One service quietened by RUST_LOG, the other by its log.level.
+        backend = self.start("backend", {"PORT": str(free_port()), "RUST_LOG": "warn", **self.otel()})
+        gateway = self.start(
+            "gateway",
+            {
+                "PORT": str(free_port()),
+                "GATEWAY__SERVERS": f"b1=http://127.0.0.1:{backend.port}",
+                "RUST_LOG": "",
+                "GATEWAY__LOG__LEVEL": "error",
+                **self.otel(),
+            },
+        )
+        self.assertEqual(get(gateway.port, "/api/data")[0], 200)
+
+        def all_three(spans):
+            kinds = {(s, p.kind) for s, p in spans}
+            return {("gateway", SERVER), ("gateway", CLIENT), ("backend", SERVER)} <= kinds
+
+        self.receiver.wait_for(all_three)
+        # The spans left after the answer did, and the access line would
+        # have been written before them: the log level still holds for it.
+        self.assertNotIn("request_id", gateway.output())
+        self.assertNotIn("INFO", gateway.output() + backend.output())
 
     def test_each_retry_is_its_own_client_span(self):
         backend = self.start("backend", {"PORT": str(free_port()), **self.otel()})

@@ -155,12 +155,17 @@ fn echo_reply(
 ) -> Response {
     let body = match body {
         Ok(body) => body,
-        Err(e) => {
+        Err(e @ common::body::BodyError::TooLarge(_)) => {
             return json_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_body",
                 &e.to_string(),
             )
+        }
+        Err(e @ common::body::BodyError::Read(_)) => {
+            let mut refusal = json_error(StatusCode::BAD_REQUEST, "invalid_body", &e.to_string());
+            common::errors::close_connection(&mut refusal);
+            return refusal;
         }
     };
     let headers: std::collections::BTreeMap<String, Vec<String>> = headers

@@ -241,3 +241,27 @@ async fn get_routes_answer_head_and_a_405_names_the_allowed_methods() {
     assert_eq!(r.status(), 404);
     assert!(r.headers().get("allow").is_none());
 }
+
+#[tokio::test]
+async fn a_body_whose_framing_breaks_is_refused_and_ends_the_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = spawn(settings()).await;
+    let addr = b.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // A chunk-size line that is not hex, then a request of its own.
+    let bytes = "POST /api/echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
+                 zz\r\nGET /api/data HTTP/1.1\r\nHost: a\r\n\r\n";
+    stream.write_all(bytes.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut seen))
+        .await
+        .expect("the connection stayed open")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&seen).to_lowercase();
+    assert!(answer.starts_with("http/1.1 400"), "{answer}");
+    assert!(answer.contains("\"code\":\"invalid_body\""), "{answer}");
+    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
+    // Nothing after the refusal: the request behind it was not answered.
+    assert!(answer.ends_with('}'), "{answer}");
+    assert_eq!(answer.matches("\r\n\r\n").count(), 1, "{answer}");
+}

@@ -32,6 +32,18 @@ pub fn json_error(status: StatusCode, code: &str, message: &str) -> warp::reply:
     json_response(status, &body)
 }
 
+/// Makes `response` the last on its connection: hyper closes the connection
+/// once it is written (RFC 9112 §9.6). For refusals of a request whose body
+/// was not, or could not be, read to its end: whatever follows on the
+/// connection may be that body, so it must never be parsed as the next
+/// request.
+pub fn close_connection(response: &mut warp::reply::Response) {
+    response.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+}
+
 /// Serializes `value` as a JSON response with `status`.
 pub fn json_response<T: Serialize>(status: StatusCode, value: &T) -> warp::reply::Response {
     let bytes = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());

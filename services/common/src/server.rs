@@ -7,8 +7,9 @@
 //! headers are cut off, oversized header blocks are refused, HTTP/1.1
 //! requests without exactly one `Host` (a 400) and bodies coded other than
 //! a single `chunked` (a 501, or a 400 for chunked twice) are refused before
-//! any route sees them (hyper lets both through), and on shutdown the listener
-//! closes at once while open connections get `drain` to finish.
+//! any route sees them (hyper lets both through), on a connection that then
+//! closes (what follows may be body, not a request), and on shutdown the
+//! listener closes at once while open connections get `drain` to finish.
 //!
 //! A service may also claim requests before they reach warp (see [`Direct`]):
 //! the gateway's proxied path is served that way, because warp's filter
@@ -265,7 +266,10 @@ where
             let response = {
                 let _entered = span.enter();
                 let refusal = host_problem(&req).or_else(|| transfer_coding_problem(&req));
-                if let Some(refusal) = refusal {
+                if let Some(mut refusal) = refusal {
+                    // The body was never read, and after a framing this
+                    // server will not decode, what follows may be body.
+                    crate::errors::close_connection(&mut refusal);
                     let refused: BoxedAnswer = Box::pin(std::future::ready(refusal));
                     futures_util::future::Either::Right(refused)
                 } else {

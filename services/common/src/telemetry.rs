@@ -11,10 +11,12 @@
 //! `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER` and
 //! `OTEL_TRACES_SAMPLER_ARG` are honoured. Without an endpoint nothing is
 //! set up and no spans are even created, so it costs nothing and says
-//! nothing. Spans are batched on a background thread: an unreachable
-//! collector never slows a request. W3C `traceparent` is the propagation
-//! format; [`server_span`] continues an incoming trace and [`inject`] passes
-//! it on.
+//! nothing. The log level governs logs only: spans (and the events inside
+//! them) are exported at INFO and above whatever `RUST_LOG` or `log.level`
+//! say, so quiet logs never turn tracing off. Spans are batched on a
+//! background thread: an unreachable collector never slows a request. W3C
+//! `traceparent` is the propagation format; [`server_span`] continues an
+//! incoming trace and [`inject`] passes it on.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -133,10 +135,12 @@ pub fn init(settings: &LogSettings, service: &'static str) -> Telemetry {
             None
         }
     };
+    // A filter of its own: with the log filter, `warn` would drop every
+    // (INFO) span before the exporter saw it.
     let otel_layer = provider.as_ref().map(|p| {
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer(service))
-            .with_filter(filter())
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
     });
 
     // Batched per runtime thread (see `log_writer`); never lossy: under

@@ -101,6 +101,13 @@ impl ProxyError {
         }
     }
 
+    /// Whether the answer must end the client's connection: the request's
+    /// body was not read to a clean end, so what follows on the connection
+    /// cannot be taken for the next request.
+    pub fn closes_connection(&self) -> bool {
+        matches!(self, ProxyError::Client(_))
+    }
+
     /// The `error_type` label in client metrics.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -127,13 +134,8 @@ impl ProxyError {
                 http::HeaderValue::from_static("1"),
             );
         }
-        // The rest of a body that broke or ran over is still on the
-        // connection, where it must not be read as the next request.
-        if matches!(self, ProxyError::Client(_)) {
-            response.headers_mut().insert(
-                http::header::CONNECTION,
-                http::HeaderValue::from_static("close"),
-            );
+        if self.closes_connection() {
+            common::errors::close_connection(&mut response);
         }
         // A 405 must say what the resource does take (RFC 9110 §15.5.6):
         // every method but CONNECT is passed on, extension methods too,
@@ -233,5 +235,21 @@ impl AdminError {
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_unreadable_request_body_ends_the_clients_connection() {
+        let unreadable =
+            ProxyError::Client(ClientFault::Malformed("broken chunk".into())).into_response();
+        assert_eq!(unreadable.headers()[http::header::CONNECTION], "close");
+        for other in [ProxyError::NoBackends, ProxyError::Connect] {
+            let answer = other.into_response();
+            assert!(answer.headers().get(http::header::CONNECTION).is_none());
+        }
     }
 }

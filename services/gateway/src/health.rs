@@ -63,6 +63,19 @@ pub enum EjectionCause {
     Errors,
 }
 
+/// One ejection, told apart from the ones before and after it: the timer
+/// set for an ejection must not end a later one that replaced it (after a
+/// health check ended the first early).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EjectionId(u64);
+
+/// The ejection in force, if any, and how many were started.
+#[derive(Debug, Default)]
+struct Ejections {
+    current: Option<(EjectionCause, EjectionId)>,
+    started: u64,
+}
+
 /// The last state change, as shown in `/api/servers`.
 #[derive(Debug, Clone, Serialize)]
 pub struct StateChange {
@@ -79,8 +92,9 @@ pub struct Health {
     down: AtomicBool,
     ejected: AtomicBool,
     draining: AtomicBool,
-    /// Set while ejected; what may end the ejection early.
-    ejection_cause: Mutex<Option<EjectionCause>>,
+    /// The ejection in force (what may end it early, and which one it is).
+    /// `ejected` mirrors it for the lock-free [`Health::state`].
+    ejection: Mutex<Ejections>,
     /// Failed attempts in a row (passive detection).
     pub consecutive_failures: AtomicU32,
     /// Ejections so far; the next one lasts this many times the base time.
@@ -98,7 +112,7 @@ impl Default for Health {
             down: AtomicBool::new(false),
             ejected: AtomicBool::new(false),
             draining: AtomicBool::new(false),
-            ejection_cause: Mutex::new(None),
+            ejection: Mutex::new(Ejections::default()),
             consecutive_failures: AtomicU32::new(0),
             ejections: AtomicU32::new(0),
             up_since: Mutex::new(SystemTime::now()),
@@ -161,21 +175,38 @@ impl Health {
         self.set(&self.down, down, reason)
     }
 
-    /// Starts or ends an ejection.
-    pub fn set_ejected(&self, cause: Option<EjectionCause>, reason: &str) -> bool {
-        *self
-            .ejection_cause
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = cause;
-        self.set(&self.ejected, cause.is_some(), reason)
+    /// Starts an ejection, unless one is in force already; its id, for
+    /// [`Health::end_ejection`].
+    pub fn eject(&self, cause: EjectionCause, reason: &str) -> Option<EjectionId> {
+        let mut ejections = self.ejection.lock().unwrap_or_else(|p| p.into_inner());
+        if ejections.current.is_some() {
+            return None;
+        }
+        ejections.started += 1;
+        let id = EjectionId(ejections.started);
+        ejections.current = Some((cause, id));
+        // Under the lock, so `ejected` never disagrees with `current`.
+        self.set(&self.ejected, true, reason);
+        Some(id)
     }
 
-    /// Whether an ejection is in force, and why.
-    pub fn ejection_cause(&self) -> Option<EjectionCause> {
-        *self
-            .ejection_cause
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+    /// Ends ejection `id` if it is still the one in force; true when the
+    /// effective state changed.
+    pub fn end_ejection(&self, id: EjectionId, reason: &str) -> bool {
+        self.end_ejection_if(|(_, current)| current == id, reason)
+    }
+
+    fn end_ejection_if(
+        &self,
+        which: impl FnOnce((EjectionCause, EjectionId)) -> bool,
+        reason: &str,
+    ) -> bool {
+        let mut ejections = self.ejection.lock().unwrap_or_else(|p| p.into_inner());
+        if !ejections.current.is_some_and(which) {
+            return false;
+        }
+        ejections.current = None;
+        self.set(&self.ejected, false, reason)
     }
 
     /// Starts or ends an operator drain.
@@ -190,7 +221,12 @@ impl Health {
     }
 
     /// Feeds one probe result; returns true when the state changed.
-    fn probe_result(&self, ok: bool, settings: &HealthCheckSettings, detail: &str) -> bool {
+    pub(crate) fn probe_result(
+        &self,
+        ok: bool,
+        settings: &HealthCheckSettings,
+        detail: &str,
+    ) -> bool {
         if ok {
             self.probe_failures.store(0, Ordering::Relaxed);
             let successes = self.probe_successes.fetch_add(1, Ordering::Relaxed) + 1;
@@ -200,9 +236,10 @@ impl Health {
                     changed |=
                         self.set_down(false, &format!("health check passed {successes} time(s)"));
                 }
-                if self.ejection_cause() == Some(EjectionCause::Connection) {
-                    changed |= self.set_ejected(None, "health check passed during ejection");
-                }
+                changed |= self.end_ejection_if(
+                    |(cause, _)| cause == EjectionCause::Connection,
+                    "health check passed during ejection",
+                );
             }
             changed
         } else {
@@ -307,11 +344,11 @@ mod tests {
     fn precedence_and_early_end_of_connection_ejections() {
         let h = Health::default();
         let s = HealthCheckSettings::default();
-        assert!(h.set_ejected(Some(EjectionCause::Errors), "5xx"));
+        let errors = h.eject(EjectionCause::Errors, "5xx").unwrap();
         assert!(!h.probe_result(true, &s, ""));
         assert_eq!(h.state(), State::Ejected);
-        h.set_ejected(None, "timer");
-        assert!(h.set_ejected(Some(EjectionCause::Connection), "refused"));
+        assert!(h.end_ejection(errors, "timer"));
+        assert!(h.eject(EjectionCause::Connection, "refused").is_some());
         assert!(h.probe_result(true, &s, ""));
         assert_eq!(h.state(), State::Up);
         h.set_draining(true, "operator");

@@ -4,8 +4,10 @@
 //! Every attempt reports its outcome. `outlier.consecutive_failures` failed
 //! attempts in a row (connect errors, resets, timeouts, and 5xx answers when
 //! `outlier.count_5xx`) eject the backend for `base_ejection_time` times its
-//! number of ejections, capped at `max_ejection_time`; a timer brings it
-//! back. At most `max_ejection_percent` of the backends are ejected at once
+//! number of ejections, capped at `max_ejection_time`; a timer set for that
+//! ejection alone brings it back (a health check may end it earlier, and a
+//! later ejection is not cut short by the earlier one's timer). At most
+//! `max_ejection_percent` of the backends are ejected at once
 //! (one may always be), so a fleet-wide failure does not empty the pool.
 //! A backend that stays up for `max_ejection_time` has its count forgiven.
 
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::OutlierSettings;
-use crate::health::{EjectionCause, State};
+use crate::health::{EjectionCause, EjectionId, State};
 use crate::metrics::GatewayMetrics;
 use crate::registry::{Backend, Registry};
 
@@ -95,14 +97,14 @@ impl Outlier {
             "ejected for {} ms after {failures} consecutive failures (ejection {count})",
             duration.as_millis()
         );
-        if !health.set_ejected(Some(cause), &reason) {
+        let Some(ejection) = health.eject(cause, &reason) else {
             return;
-        }
+        };
         health.consecutive_failures.store(0, Ordering::Relaxed);
         self.metrics.ejection(&backend.name);
         tracing::warn!(backend = %backend.name, %reason, "backend ejected");
         self.registry.refresh();
-        self.schedule_return(backend.clone(), duration);
+        self.schedule_return(backend.clone(), ejection, duration);
     }
 
     fn may_eject(&self) -> bool {
@@ -116,16 +118,66 @@ impl Outlier {
         ejected == 0 || (ejected + 1) * 100 <= total * self.settings.max_ejection_percent as usize
     }
 
-    fn schedule_return(&self, backend: Arc<Backend>, after: Duration) {
+    fn schedule_return(&self, backend: Arc<Backend>, ejection: EjectionId, after: Duration) {
         let registry = self.registry.clone();
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
-            if backend.health.ejection_cause().is_some()
-                && backend.health.set_ejected(None, "ejection time over")
-            {
+            if backend.health.end_ejection(ejection, "ejection time over") {
                 tracing::info!(backend = %backend.name, "backend back from ejection");
                 registry.refresh();
             }
         });
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::config::HealthCheckSettings;
+    use crate::registry::{ServerSpec, Source};
+
+    fn detector() -> (Outlier, Arc<Backend>) {
+        let registry = Arc::new(Registry::new(Arc::new(common::clock::SystemClock)));
+        let spec = ServerSpec {
+            name: "b".into(),
+            url: "http://127.0.0.1:9".into(),
+            weight: None,
+        };
+        let (_, backend) = registry.register(&spec, Source::Api).unwrap();
+        let metrics = GatewayMetrics::register(&prometheus::Registry::new()).unwrap();
+        let settings = OutlierSettings {
+            consecutive_failures: 1,
+            base_ejection_time: Duration::from_secs(5),
+            max_ejection_time: Duration::from_secs(60),
+            ..OutlierSettings::default()
+        };
+        (Outlier::new(settings, registry, metrics), backend)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ejection_timer_ends_only_its_own_ejection() {
+        let (outlier, backend) = detector();
+        let checks = HealthCheckSettings {
+            healthy_threshold: 1,
+            ..HealthCheckSettings::default()
+        };
+        // First ejection: 5 s. A health check ends it early.
+        outlier.report(&backend, AttemptOutcome::ConnectionFailure);
+        assert_eq!(backend.health.state(), State::Ejected);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(backend.health.probe_result(true, &checks, ""));
+        assert_eq!(backend.health.state(), State::Up);
+        // Second ejection at 1 s: 10 s, so until 11 s.
+        outlier.report(&backend, AttemptOutcome::ConnectionFailure);
+        assert_eq!(backend.health.state(), State::Ejected);
+
+        // The first ejection's timer (due at 5 s) has run by 6 s.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(backend.health.state(), State::Ejected);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(backend.health.state(), State::Ejected);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(backend.health.state(), State::Up);
     }
 }

@@ -430,10 +430,14 @@ async fn bodies_coded_other_than_chunked_once_are_refused_before_any_backend_see
         ),
         ("chunked, chunked", "400", "invalid_transfer_encoding"),
     ] {
-        let request = format!(
-            "POST /api/data HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {codings}\r\n\r\n{body}"
-        );
-        assert_refused_by_gateway(&gw, &request, status, code).await;
+        // An empty body is read to its end by hyper before the refusal is
+        // written, so only closing keeps it from reading on.
+        for body in [body, "0\r\n\r\n"] {
+            let request = format!(
+                "POST /api/data HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {codings}\r\n\r\n{body}"
+            );
+            assert_refused_by_gateway(&gw, &request, status, code).await;
+        }
     }
     // A plain chunked body still goes through.
     let request =
@@ -450,13 +454,41 @@ async fn bodies_coded_other_than_chunked_once_are_refused_before_any_backend_see
     );
 }
 
-/// Sends `request` and checks that the gateway itself answered it with
-/// `status` and the JSON error `code`, without forwarding it.
+/// Sends `request`, with a valid request right behind it in the same write,
+/// and checks that the gateway itself answered the first with `status` and
+/// the JSON error `code`, without forwarding it, and then closed the
+/// connection: the bytes after a refused request are never taken for the
+/// next one.
 async fn assert_refused_by_gateway(gw: &TestGateway, request: &str, status: &str, code: &str) {
-    let answer = raw_exchange(gw, request).await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let pipelined = format!("{request}GET /api/data HTTP/1.1\r\nHost: a\r\n\r\n");
+    stream.write_all(pipelined.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut seen))
+        .await
+        .unwrap_or_else(|_| panic!("{request:?}: the connection stayed open"))
+        .unwrap();
+    let answer = String::from_utf8_lossy(&seen).into_owned();
     assert!(
         answer.starts_with(&format!("HTTP/1.1 {status}")),
         "{request:?}: {answer}"
+    );
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let head = head.to_lowercase();
+    assert!(
+        head.contains("\r\nconnection: close"),
+        "{request:?}: {answer}"
+    );
+    let length: usize = head
+        .split_once("\r\ncontent-length: ")
+        .and_then(|(_, rest)| rest.split("\r\n").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{request:?}: no length: {answer}"));
+    assert_eq!(
+        body.len(),
+        length,
+        "{request:?}: the request behind it was answered: {answer}"
     );
     assert!(
         !answer.to_lowercase().contains("x-served-by"),

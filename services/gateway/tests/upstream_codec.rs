@@ -250,6 +250,54 @@ async fn valid_framings_reach_the_client_whole_and_keep_alive_is_honoured() {
 }
 
 #[tokio::test]
+async fn a_length_stated_more_than_once_reaches_the_client_stated_once() {
+    let backend = scripted_backend(vec![
+        (
+            "/list",
+            script(b"HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\nhello"),
+        ),
+        (
+            "/lines",
+            script(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 5\r\n\r\nhello"),
+        ),
+        (
+            "/zeros",
+            script(b"HTTP/1.1 200 OK\r\ncontent-length: 005\r\n\r\nhello"),
+        ),
+        (
+            "/head",
+            script(b"HTTP/1.1 200 OK\r\ncontent-length: 5 ,5\r\n\r\n"),
+        ),
+        (
+            "/not-modified",
+            script(b"HTTP/1.1 304 Not Modified\r\ncontent-length: 5\r\ncontent-length: 5\r\n\r\n"),
+        ),
+    ])
+    .await;
+    let gw = gateway_for(&backend).await;
+    let c = client();
+    let lengths = |r: &reqwest::Response| -> Vec<String> {
+        r.headers()
+            .get_all("content-length")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    };
+    for path in ["/list", "/lines", "/zeros"] {
+        let r = c.get(gw.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(lengths(&r), ["5"], "{path}");
+        assert_eq!(r.text().await.unwrap(), "hello", "{path}");
+    }
+    let r = c.head(gw.url("/head")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(lengths(&r), ["5"]);
+    let r = c.get(gw.url("/not-modified")).send().await.unwrap();
+    assert_eq!(r.status(), 304);
+    assert_eq!(lengths(&r), ["5"]);
+}
+
+#[tokio::test]
 async fn broken_answers_are_502_and_the_gateway_carries_on() {
     let mut head_too_large = b"HTTP/1.1 200 OK\r\n".to_vec();
     for i in 0..2000 {

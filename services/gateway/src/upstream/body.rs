@@ -262,16 +262,22 @@ fn decode(decoder: &mut Decoder, buf: &mut BytesMut) -> Result<Step, &'static st
                 *decoder = Decoder::ChunkSize;
             }
             Decoder::Trailers(seen) => {
-                let Some(line) =
-                    take_line(buf, MAX_TRAILER_BYTES - seen, "trailer section too long")?
-                else {
+                const TOO_LONG: &str = "trailer section too long";
+                let left = MAX_TRAILER_BYTES.saturating_sub(seen);
+                let Some(line) = take_line(buf, left, TOO_LONG)? else {
                     return Ok(Step::NeedMore);
                 };
                 if line.is_empty() {
                     *decoder = Decoder::Done;
                     return Ok(Step::Done);
                 }
-                *decoder = Decoder::Trailers(seen + line.len() + 2);
+                // The CRLF counts too, so `seen` may pass the limit here:
+                // refused now, never carried into the next subtraction.
+                let seen = seen + line.len() + 2;
+                if seen > MAX_TRAILER_BYTES {
+                    return Err(TOO_LONG);
+                }
+                *decoder = Decoder::Trailers(seen);
             }
         }
     }
@@ -289,7 +295,10 @@ fn take_line(
     too_long: &'static str,
 ) -> Result<Option<Bytes>, &'static str> {
     let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
-        return if buf.len() > max {
+        // A CR at the end may be the start of the CRLF, not line content:
+        // whether a line fits must not depend on where a read ended.
+        let pending = buf.len() - usize::from(buf.ends_with(b"\r"));
+        return if pending > max {
             Err(too_long)
         } else {
             Ok(None)
@@ -422,5 +431,30 @@ mod tests {
             decode_all(Decoder::ChunkSize, &trailers, 1000).unwrap_err(),
             "trailer section too long"
         );
+    }
+
+    #[test]
+    fn trailer_lines_ending_at_the_limit_are_counted_with_their_crlf() {
+        let section = |line_len: usize| {
+            let mut wire = b"0\r\n".to_vec();
+            wire.extend(std::iter::repeat_n(b'x', line_len));
+            wire.extend_from_slice(b"\r\nx-t: 1\r\n\r\n");
+            wire
+        };
+        for step in [1, 1000, 1 << 20] {
+            // The line fits under the limit but its CRLF does not.
+            assert_eq!(
+                decode_all(Decoder::ChunkSize, &section(MAX_TRAILER_BYTES), step).unwrap_err(),
+                "trailer section too long",
+                "step {step}"
+            );
+            let mut exact = b"0\r\n".to_vec();
+            exact.extend(std::iter::repeat_n(b'x', MAX_TRAILER_BYTES - 2));
+            exact.extend_from_slice(b"\r\n\r\n");
+            assert!(
+                decode_all(Decoder::ChunkSize, &exact, step).is_ok(),
+                "step {step}"
+            );
+        }
     }
 }

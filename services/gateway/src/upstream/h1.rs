@@ -77,7 +77,8 @@ pub struct Head {
     /// Final status (1xx answers are skipped before this is built).
     pub status: StatusCode,
     /// As sent, minus a `Content-Length` that `Transfer-Encoding`
-    /// overrode; values share the head's bytes.
+    /// overrode and with a repeated one stated once; values share the
+    /// head's bytes.
     pub headers: HeaderMap,
     /// How to read the body that follows.
     pub framing: Framing,
@@ -256,6 +257,13 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, H1Error> {
         &mut slots,
     );
     let len = match parsed {
+        // A head that arrived whole in one read is held to the same limit
+        // as one still coming in.
+        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD_BYTES => {
+            return Err(H1Error::Invalid(format!(
+                "response head larger than {MAX_HEAD_BYTES} bytes"
+            )))
+        }
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
         Err(e) => return Err(H1Error::Invalid(e.to_string())),
@@ -317,6 +325,8 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, H1Error> {
         // length the GET would have had, and stays.)
         if status == StatusCode::NO_CONTENT && content_length {
             headers.remove(header::CONTENT_LENGTH);
+        } else if content_length {
+            one_content_length(&mut headers)?;
         }
         Framing::Empty
     } else if transfer_encoding {
@@ -337,9 +347,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, H1Error> {
             Framing::UntilClose
         }
     } else if content_length {
-        let length = parse_content_length(headers.get_all(header::CONTENT_LENGTH).iter())
-            .ok_or_else(|| H1Error::Invalid("invalid content-length".into()))?;
-        Framing::Length(length)
+        Framing::Length(one_content_length(&mut headers)?)
     } else {
         keep_alive = false;
         Framing::UntilClose
@@ -350,6 +358,26 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, H1Error> {
         framing,
         keep_alive,
     }))
+}
+
+/// The length the `Content-Length` fields state, which are left as one
+/// field with one plain number. RFC 9110 lets a recipient take `5, 5` (or
+/// two `5` lines) as 5, but hyper's server refuses to send a list or a
+/// value it cannot parse and drops the connection instead, after the
+/// answer was already booked as passed on.
+fn one_content_length(headers: &mut HeaderMap) -> Result<u64, H1Error> {
+    let values = headers.get_all(header::CONTENT_LENGTH);
+    let length = parse_content_length(values.iter())
+        .ok_or_else(|| H1Error::Invalid("invalid content-length".into()))?;
+    let mut values = values.iter();
+    let plain = |v: &HeaderValue| {
+        let digits = v.as_bytes();
+        digits.iter().all(u8::is_ascii_digit) && (digits.len() == 1 || digits[0] != b'0')
+    };
+    if !(values.next().is_some_and(plain) && values.next().is_none()) {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    Ok(length)
 }
 
 /// A `Content-Length` made of digits only; repeated values (in one header

@@ -23,6 +23,25 @@ fn content_length_must_be_digits_and_agree() {
     );
 }
 
+#[test]
+fn a_head_over_the_limit_is_invalid_even_when_it_arrived_whole() {
+    let big = format!(
+        "HTTP/1.1 200 OK\r\nx-big: {}\r\ncontent-length: 0\r\n\r\n",
+        "a".repeat(MAX_HEAD_BYTES)
+    );
+    let mut buf = BytesMut::from(big.as_bytes());
+    assert!(matches!(
+        parse_head(&mut buf, &Method::GET),
+        Err(H1Error::Invalid(e)) if e.contains("larger than")
+    ));
+    let fits = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+    let mut buf = BytesMut::from(fits.as_bytes());
+    assert!(matches!(
+        parse_head(&mut buf, &Method::GET),
+        Ok(Parsed::Final(_))
+    ));
+}
+
 mod heads {
     use super::super::*;
     use proptest::prelude::*;
