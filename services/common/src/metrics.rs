@@ -12,9 +12,14 @@ use std::time::Duration;
 
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntGauge, Opts, Registry, TextEncoder};
 
-/// Histogram buckets advised by the OpenTelemetry HTTP conventions, seconds.
+/// Histogram buckets, seconds: the ones the OpenTelemetry HTTP conventions
+/// advise (5 ms to 10 s), below them 100 µs to 2.5 ms. A proxied request
+/// takes 0.3-3 ms; with 5 ms as the first bucket every quantile of it was a
+/// guess inside that bucket. A value is placed by a linear scan, and fast
+/// requests (the common case) stop within the first few buckets.
 pub const DURATION_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75,
+    1.0, 2.5, 5.0, 7.5, 10.0,
 ];
 
 /// A registry with the process collector (CPU, memory, file descriptors)
