@@ -161,6 +161,60 @@ async fn stats_and_metrics_count_own_traffic_only() {
     assert_eq!(r.status(), 404);
 }
 
+/// Statuses, paths and methods are the client's to choose; the series they
+/// land in are not.
+#[tokio::test]
+async fn client_chosen_statuses_paths_and_methods_make_bounded_series() {
+    let b = spawn(settings()).await;
+    let c = client();
+    for status in 200..600 {
+        let r = c
+            .get(format!("{}/api/data?status={status}", b.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status);
+    }
+    for i in 0..50 {
+        let method = http::Method::from_bytes(format!("M{i}").as_bytes()).unwrap();
+        c.request(method, format!("{}/api/echo/{i}", b.base))
+            .send()
+            .await
+            .unwrap();
+        c.get(format!("{}/no/such/path/{i}", b.base))
+            .send()
+            .await
+            .unwrap();
+    }
+    let text = c
+        .get(format!("{}/metrics", b.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("http_server_request_duration_seconds_count{"))
+        .collect();
+    // /api/data: 59 registered codes from 200 to 599 and 4 classes; one
+    // series each for the echoes and the unknown paths.
+    assert_eq!(series.len(), 63 + 2, "{series:#?}");
+    for label in [
+        r#"http_response_status_code="4xx""#,
+        r#"http_response_status_code="451""#,
+        r#"http_request_method="_OTHER",http_response_status_code="200",http_route="/api/echo""#,
+        r#"http_request_method="GET",http_response_status_code="404",http_route="/*""#,
+    ] {
+        assert!(
+            series.iter().any(|s| s.contains(label)),
+            "{label}: {series:#?}"
+        );
+    }
+    assert!(!text.contains(r#"http_response_status_code="499""#));
+}
+
 #[tokio::test]
 async fn health_and_graceful_shutdown() {
     let mut s = settings();

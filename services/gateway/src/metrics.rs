@@ -17,12 +17,20 @@
 //!
 //! Gauges that mirror the registry are refreshed when `/metrics` is
 //! scraped, so they can never drift from what `/api/servers` shows.
+//!
+//! Every series naming a backend (`upstream`) goes when the last backend
+//! of that name does: each registration holds a [`SeriesLease`] on its
+//! name, dropped with the backend once it is removed and its last request
+//! in flight has ended. A backend replaced under the same name keeps them.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
-
-use prometheus::IntCounter;
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 use crate::health::State;
 use crate::registry::Snapshot;
@@ -40,6 +48,8 @@ pub struct GatewayMetrics {
     retries: IntCounterVec,
     budget_exhausted: IntCounter,
     limit_rejections: IntCounterVec,
+    /// Live backends per name: the series of a name go when it drops to 0.
+    leases: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 impl GatewayMetrics {
@@ -133,7 +143,7 @@ impl GatewayMetrics {
         ] {
             proxy_errors.with_label_values(&[kind]);
         }
-        for reason in ["connect", "reset", "timeout", "status"] {
+        for reason in ["connect", "reset", "timeout", "unhealthy", "status"] {
             retries.with_label_values(&[reason]);
         }
         for limit in ["gateway", "backend"] {
@@ -150,6 +160,7 @@ impl GatewayMetrics {
             retries,
             budget_exhausted,
             limit_rejections,
+            leases: Arc::default(),
         })
     }
 
@@ -180,7 +191,13 @@ impl GatewayMetrics {
 
     /// Creates a new backend's series at zero, so that its first ejection
     /// or failure shows as an increase rather than as a series appearing.
-    pub fn backend_added(&self, upstream: &str) {
+    /// They stay until the returned lease, and every other lease on the
+    /// name, is dropped.
+    pub fn backend_added(&self, upstream: &str) -> SeriesLease {
+        // Held while the series are created, so a lease on the same name
+        // being dropped concurrently cannot delete them right after.
+        let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        *leases.entry(upstream.to_owned()).or_default() += 1;
         self.ejections.with_label_values(&[upstream]);
         for result in ["success", "failure"] {
             self.health_checks.with_label_values(&[upstream, result]);
@@ -189,6 +206,30 @@ impl GatewayMetrics {
             self.client_duration
                 .with_label_values(&[upstream, "GET", "", error_type]);
         }
+        SeriesLease {
+            metrics: self.clone(),
+            upstream: upstream.to_owned(),
+        }
+    }
+
+    /// Deletes every series naming `upstream` once no lease on it is left.
+    /// Nothing can record for that name afterwards: recording needs a
+    /// backend, and every backend holds a lease.
+    fn release(&self, upstream: &str) {
+        let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(count) = leases.get_mut(upstream) else {
+            return;
+        };
+        *count -= 1;
+        if *count > 0 {
+            return;
+        }
+        leases.remove(upstream);
+        remove_upstream(&self.client_duration, upstream);
+        remove_upstream(&self.health_checks, upstream);
+        remove_upstream(&self.ejections, upstream);
+        remove_upstream(&self.upstream_active, upstream);
+        remove_upstream(&self.backend_state, upstream);
     }
 
     /// Counts one active probe.
@@ -248,6 +289,39 @@ impl GatewayMetrics {
         }
         for (state, n) in State::ALL.iter().zip(by_state) {
             self.backends.with_label_values(&[state.as_str()]).set(n);
+        }
+    }
+}
+
+/// Keeps the series of one backend name; see [`GatewayMetrics::backend_added`].
+#[derive(Debug)]
+pub struct SeriesLease {
+    metrics: GatewayMetrics,
+    upstream: String,
+}
+
+impl Drop for SeriesLease {
+    fn drop(&mut self) {
+        self.metrics.release(&self.upstream);
+    }
+}
+
+/// Deletes the series of `vec` whose `upstream` label is `upstream`.
+/// prometheus deletes a series only by its full label set, so the sets are
+/// learnt by collecting the vec (a copy of every series): fine when a
+/// backend goes, too slow for the request path.
+fn remove_upstream<T: MetricVecBuilder>(vec: &MetricVec<T>, upstream: &str) {
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let labels: HashMap<&str, &str> = metric
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            if labels.get("upstream") == Some(&upstream) {
+                // Cannot fail: the label set is one the vec just listed.
+                let _ = vec.remove(&labels);
+            }
         }
     }
 }

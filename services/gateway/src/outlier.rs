@@ -120,8 +120,14 @@ impl Outlier {
 
     fn schedule_return(&self, backend: Arc<Backend>, ejection: EjectionId, after: Duration) {
         let registry = self.registry.clone();
+        // Weak: a backend removed during its ejection is not kept alive
+        // (with its metric series) until the ejection would have ended.
+        let backend = Arc::downgrade(&backend);
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
+            let Some(backend) = backend.upgrade() else {
+                return;
+            };
             if backend.health.end_ejection(ejection, "ejection time over") {
                 tracing::info!(backend = %backend.name, "backend back from ejection");
                 registry.refresh();

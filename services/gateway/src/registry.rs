@@ -5,7 +5,9 @@
 //! `ArcSwap`: no lock on the request path, and a change never blocks or
 //! disturbs requests in flight. Writers serialize on a mutex, build a new
 //! snapshot (including the weighted schedule) and swap it in. A removed
-//! backend lives on for as long as requests in flight hold its `Arc`.
+//! backend lives on for as long as requests in flight hold its `Arc`, and
+//! so does what the [`Registry::on_added`] hook attached to it (how the
+//! metrics learn when a backend's series may go).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -200,6 +202,8 @@ pub struct Backend {
     pub stats: Arc<Recorder>,
     /// Up, down, ejected or draining, and the counters behind it.
     pub health: Health,
+    /// What the `on_added` hook returned for it, dropped with it.
+    _attached: Option<Attachment>,
 }
 
 impl Backend {
@@ -339,8 +343,11 @@ pub enum RegistryError {
 /// Most backends the registry holds; bounds memory (each has stats windows).
 pub const MAX_SERVERS: usize = 1024;
 
+/// Whatever an `on_added` hook ties to the lifetime of a backend.
+type Attachment = Box<dyn std::any::Any + Send + Sync>;
+
 /// Called with the name of each backend added to the registry.
-type AddedHook = Box<dyn Fn(&str) + Send + Sync>;
+type AddedHook = Box<dyn Fn(&str) -> Attachment + Send + Sync>;
 
 /// The backend registry.
 pub struct Registry {
@@ -350,7 +357,8 @@ pub struct Registry {
     clock: Arc<dyn Clock>,
     /// Where API registrations are saved, when configured.
     state_file: Option<StateFile>,
-    /// Told the name of every backend added (metrics create its series).
+    /// Told the name of every backend added (metrics create its series and
+    /// hand back what keeps them).
     on_added: Option<AddedHook>,
 }
 
@@ -374,9 +382,16 @@ impl Registry {
         }
     }
 
-    /// Calls `hook` with the name of every backend added from now on.
-    pub fn on_added(mut self, hook: impl Fn(&str) + Send + Sync + 'static) -> Self {
-        self.on_added = Some(Box::new(hook));
+    /// Calls `hook` with the name of every backend added from now on
+    /// (replacements under the same name included). What it returns is
+    /// kept with that backend and dropped when the backend is: once it has
+    /// left the registry (removed or replaced) and the last request in
+    /// flight to it has ended.
+    pub fn on_added<T: Send + Sync + 'static>(
+        mut self,
+        hook: impl Fn(&str) -> T + Send + Sync + 'static,
+    ) -> Self {
+        self.on_added = Some(Box::new(move |name| Box::new(hook(name))));
         self
     }
 
@@ -532,6 +547,7 @@ impl Registry {
         if !replacing && current.backends.len() >= MAX_SERVERS {
             return Err(RegistryError::Full(MAX_SERVERS));
         }
+        let attached = self.on_added.as_ref().map(|hook| hook(&spec.name));
         let backend = Arc::new(Backend {
             name: spec.name.clone(),
             url: spec.url.clone(),
@@ -544,6 +560,7 @@ impl Registry {
             failures: AtomicU64::new(0),
             stats: Recorder::new(self.clock.clone()),
             health: Health::default(),
+            _attached: attached,
         });
         let mut backends: Vec<Arc<Backend>> = current.backends.clone();
         let replaced = match backends.iter_mut().find(|b| b.name == spec.name) {
@@ -555,9 +572,6 @@ impl Registry {
         };
         if source == Source::Api || replaced.is_some_and(|r| r.source == Source::Api) {
             self.persist(&backends)?;
-        }
-        if let Some(hook) = &self.on_added {
-            hook(&backend.name);
         }
         self.current.store(Arc::new(build_snapshot(backends)));
         Ok(backend)
@@ -689,6 +703,41 @@ mod tests {
         drop(guard);
         assert_eq!(b.active.load(Ordering::Relaxed), 0);
         assert!(r.snapshot().backends.is_empty());
+    }
+
+    #[test]
+    fn attachments_are_dropped_with_their_backend() {
+        struct Attached(String, Arc<Mutex<Vec<String>>>);
+        impl Drop for Attached {
+            fn drop(&mut self) {
+                self.1.lock().unwrap().push(self.0.clone());
+            }
+        }
+        let dropped = Arc::new(Mutex::new(Vec::new()));
+        let added = AtomicU64::new(0);
+        let log = dropped.clone();
+        let r = Registry::new(Arc::new(SystemClock)).on_added(move |name| {
+            let n = added.fetch_add(1, Ordering::Relaxed) + 1;
+            Attached(format!("{name}#{n}"), log.clone())
+        });
+        r.register(&spec("a", "http://x:1", None), Source::Api)
+            .unwrap();
+        r.upsert(&spec("a", "http://x:2", None), Source::Api)
+            .unwrap();
+        assert_eq!(*dropped.lock().unwrap(), ["a#1"], "replaced");
+        let (_, b) = r
+            .register(&spec("b", "http://x:3", None), Source::Api)
+            .unwrap();
+        let in_flight = b.begin();
+        drop(b);
+        r.remove("b").unwrap();
+        assert_eq!(
+            *dropped.lock().unwrap(),
+            ["a#1"],
+            "b has a request in flight"
+        );
+        drop(in_flight);
+        assert_eq!(*dropped.lock().unwrap(), ["a#1", "b#3"]);
     }
 
     #[test]

@@ -423,6 +423,7 @@ async fn serve_main(
 
 /// The registry with the static servers and, when configured, the saved
 /// API registrations (a static server wins over a saved one of its name).
+/// Each backend holds its name's metric series until it is gone.
 fn build_registry(settings: &Settings, metrics: GatewayMetrics) -> Result<Registry, StartupError> {
     let mut registry =
         Registry::new(Arc::new(SystemClock)).on_added(move |name| metrics.backend_added(name));
