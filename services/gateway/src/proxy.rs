@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::escape::{escape_str, Escaped};
 use common::stats::{Outcome, Recorder};
 use futures_util::StreamExt;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -399,7 +400,8 @@ fn classify(
                 upstream = %backend.base.authority,
                 request_id = request_id.to_str().unwrap_or(""),
                 attempt,
-                "upstream error: {e}"
+                "upstream error: {}",
+                Escaped(&e)
             );
             Attempt::Failed(if e.is_connect() {
                 Failure::Connect
@@ -507,7 +509,8 @@ fn answer_error(
     if backend.is_none() {
         tracing::warn!(
             request_id = request.request_id.to_str().unwrap_or(""),
-            "{error}"
+            "{}",
+            Escaped(&error)
         );
     }
     book(
@@ -544,12 +547,15 @@ static ACCESS: common::log_line::Target =
 
 fn access_log(request: &RequestInfo<'_>, status: u16, backend: &str, elapsed: Duration) {
     let request_id = request.request_id.to_str().unwrap_or("");
+    // Paths may carry UTF-8 that JSON lines would write raw (C1 controls,
+    // U+2028, bidirectional controls).
+    let path = escape_str(request.path);
     let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     // The common case, formatted by hand (the same bytes; see
     // `common::log_line`): no trace export, so no trace id either.
     if let Some(line) = common::log_line::Line::start(&ACCESS, "request") {
         line.display("method", request.method.as_str())
-            .str("path", request.path)
+            .str("path", &path)
             .u64("status", u64::from(status))
             .str("backend", backend)
             .millis("latency_ms", micros)
@@ -564,7 +570,7 @@ fn access_log(request: &RequestInfo<'_>, status: u16, backend: &str, elapsed: Du
     tracing::info!(
         target: "access",
         method = %request.method,
-        path = request.path,
+        path = &*path,
         status,
         backend,
         latency_ms = micros as f64 / 1000.0,
