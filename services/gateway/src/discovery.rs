@@ -31,7 +31,7 @@ pub async fn run(
             () = &mut stop => return,
         }
         match resolve(&settings.dns_name, settings.port).await {
-            Ok(ips) => reconcile(&registry, &settings, &ips),
+            Ok(ips) => reconcile(&registry, &settings, &ips).await,
             Err(e) => {
                 tracing::warn!(name = %settings.dns_name, error = %e, "DNS discovery lookup failed; keeping the current servers")
             }
@@ -56,7 +56,11 @@ pub fn server_name(dns_name: &str, ip: &IpAddr) -> String {
 }
 
 /// Makes the discovered servers in `registry` exactly `ips`.
-pub fn reconcile(registry: &Registry, settings: &DiscoverySettings, ips: &BTreeSet<IpAddr>) {
+pub async fn reconcile(
+    registry: &Arc<Registry>,
+    settings: &DiscoverySettings,
+    ips: &BTreeSet<IpAddr>,
+) {
     let wanted: Vec<ServerSpec> = ips
         .iter()
         .map(|ip| ServerSpec {
@@ -70,12 +74,13 @@ pub fn reconcile(registry: &Registry, settings: &DiscoverySettings, ips: &BTreeS
         .collect();
     for name in registry.names_from(Source::Discovery) {
         if !wanted.iter().any(|s| s.name == name) {
-            registry.remove(&name);
-            tracing::info!(%name, "discovered server gone; removed");
+            if let Ok(Some(_)) = registry.remove_from(Source::Discovery, &name).await {
+                tracing::info!(%name, "discovered server gone; removed");
+            }
         }
     }
     for spec in &wanted {
-        match registry.register(spec, Source::Discovery) {
+        match registry.register(spec, Source::Discovery).await {
             Ok((crate::registry::Registered::Created, _)) => {
                 tracing::info!(name = %spec.name, url = %spec.url, "discovered server added");
             }
@@ -91,22 +96,22 @@ mod tests {
     use super::*;
     use common::clock::SystemClock;
 
-    #[test]
-    fn reconcile_adds_and_removes_only_its_own() {
-        let registry = Registry::new(Arc::new(SystemClock));
+    #[tokio::test]
+    async fn reconcile_adds_and_removes_only_its_own() {
+        let registry = Arc::new(Registry::new(Arc::new(SystemClock)));
         let manual = ServerSpec {
             name: "manual".into(),
             url: "http://127.0.0.1:9".into(),
             weight: None,
         };
-        registry.register(&manual, Source::Api).unwrap();
+        registry.register(&manual, Source::Api).await.unwrap();
         let settings = DiscoverySettings {
             dns_name: "backend.default.svc.cluster.local".into(),
             ..DiscoverySettings::default()
         };
         let ips: BTreeSet<IpAddr> =
             ["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()].into();
-        reconcile(&registry, &settings, &ips);
+        reconcile(&registry, &settings, &ips).await;
         let names = registry.names_from(Source::Discovery);
         assert_eq!(names, ["backend-10-0-0-1", "backend-10-0-0-2"]);
         assert_eq!(
@@ -115,7 +120,7 @@ mod tests {
         );
 
         let ips: BTreeSet<IpAddr> = ["10.0.0.2".parse().unwrap(), "::1".parse().unwrap()].into();
-        reconcile(&registry, &settings, &ips);
+        reconcile(&registry, &settings, &ips).await;
         assert_eq!(
             registry.names_from(Source::Discovery),
             ["backend-10-0-0-2", "backend---1"]
