@@ -6,7 +6,9 @@
 //! `<first label of the name>-<ip>` (dots and colons as dashes), vanished
 //! ones removed (their requests in flight finish). Only servers that
 //! discovery added are ever removed by it. A failed lookup changes nothing,
-//! so a DNS hiccup does not empty the registry.
+//! so a DNS hiccup does not empty the registry. Addresses in
+//! `admin.denied_networks` are left out (and logged), as they would be
+//! when connecting.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -14,11 +16,13 @@ use std::sync::Arc;
 
 use crate::config::DiscoverySettings;
 use crate::registry::{Registry, ServerSpec, Source};
+use crate::upstream::resolve::Resolver;
 
 /// Resolves and reconciles until `stop` resolves.
 pub async fn run(
     settings: DiscoverySettings,
     registry: Arc<Registry>,
+    resolver: Resolver,
     stop: impl std::future::Future<Output = ()>,
 ) {
     let mut stop = std::pin::pin!(stop);
@@ -30,7 +34,7 @@ pub async fn run(
             _ = ticker.tick() => {}
             () = &mut stop => return,
         }
-        match resolve(&settings.dns_name, settings.port).await {
+        match resolve(&resolver, &settings.dns_name, settings.port).await {
             Ok(ips) => reconcile(&registry, &settings, &ips).await,
             Err(e) => {
                 tracing::warn!(name = %settings.dns_name, error = %e, "DNS discovery lookup failed; keeping the current servers")
@@ -39,11 +43,16 @@ pub async fn run(
     }
 }
 
-async fn resolve(name: &str, port: u16) -> std::io::Result<BTreeSet<IpAddr>> {
-    Ok(tokio::net::lookup_host((name, port))
-        .await?
-        .map(|a| a.ip())
-        .collect())
+async fn resolve(resolver: &Resolver, name: &str, port: u16) -> std::io::Result<BTreeSet<IpAddr>> {
+    let (denied, allowed): (BTreeSet<IpAddr>, BTreeSet<IpAddr>) =
+        tokio::net::lookup_host((name, port))
+            .await?
+            .map(|a| a.ip())
+            .partition(|ip| resolver.is_denied(*ip));
+    if !denied.is_empty() {
+        tracing::warn!(%name, ?denied, "discovered addresses in admin.denied_networks left out");
+    }
+    Ok(allowed)
 }
 
 /// The name a discovered address is registered under.
@@ -129,8 +138,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn localhost_resolves() {
-        let ips = resolve("localhost", 80).await.unwrap();
+    async fn localhost_resolves_and_denied_addresses_are_left_out() {
+        let ips = resolve(&Resolver::default(), "localhost", 80)
+            .await
+            .unwrap();
         assert!(!ips.is_empty());
+        let loopback = Resolver::new(&["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]);
+        let ips = resolve(&loopback, "localhost", 80).await.unwrap();
+        assert!(ips.is_empty(), "{ips:?}");
     }
 }

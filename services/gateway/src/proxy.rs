@@ -229,6 +229,10 @@ pub async fn handle(
                 backend: backend.name.clone(),
                 timeout_ms: timeout.as_millis(),
             },
+            Failure::Denied => ProxyError::Unreachable {
+                backend: backend.name.clone(),
+                detail: "its host name resolves only to addresses in admin.denied_networks (the registration policy); no connection was made".to_owned(),
+            },
             _ => ProxyError::Unreachable {
                 backend: backend.name.clone(),
                 detail: failure.as_str().to_owned(),
@@ -403,7 +407,9 @@ fn classify(
                 "upstream error: {}",
                 Escaped(&e)
             );
-            Attempt::Failed(if e.is_connect() {
+            Attempt::Failed(if upstream::resolve::is_denied(&e) {
+                Failure::Denied
+            } else if e.is_connect() {
                 Failure::Connect
             } else {
                 Failure::Reset

@@ -23,6 +23,7 @@ use crate::registry::Registry;
 use crate::retry::RetryBudget;
 use crate::routes::{self, AppState};
 use crate::state_file::StateFile;
+use crate::upstream::resolve::Resolver;
 use crate::upstream::Upstream;
 
 /// Why the gateway could not start.
@@ -99,7 +100,7 @@ impl Gateway {
         let metrics_registry = common::metrics::new_registry();
         let server_metrics = HttpServerMetrics::register(&metrics_registry)?;
         let gateway_metrics = GatewayMetrics::register(&metrics_registry)?;
-        let no_https = tls_client(&settings.upstream)
+        let no_https = tls_client(&settings.upstream, Resolver::default())
             .build()
             .err()
             .map(|e| {
@@ -183,6 +184,7 @@ impl Gateway {
             tokio::spawn(crate::discovery::run(
                 self.settings.discovery.clone(),
                 registry.clone(),
+                self.resolver(),
                 stopped.clone().wait(),
             ));
         }
@@ -190,7 +192,7 @@ impl Gateway {
             tokio::spawn(crate::health::run_checks(
                 self.settings.health_check.clone(),
                 registry.clone(),
-                health_client(&self.settings)?,
+                health_client(&self.settings, self.resolver())?,
                 self.state.proxy.metrics.clone(),
                 stopped.clone().wait(),
             ));
@@ -207,8 +209,9 @@ impl Gateway {
         changes: Changes,
         stopped: Stopped,
     ) -> Result<Drain, StartupError> {
-        let tls = build_client(|| tls_client(&self.settings.upstream))?;
-        let upstream = Upstream::new(&self.settings.upstream, tls);
+        let resolver = self.resolver();
+        let tls = build_client(|| tls_client(&self.settings.upstream, resolver.clone()))?;
+        let upstream = Upstream::new(&self.settings.upstream, tls, self.resolver());
         let proxied = routes::Proxied {
             state: self.state.proxy.clone(),
             upstream,
@@ -223,6 +226,11 @@ impl Gateway {
             self.settings.shutdown.drain_timeout,
         )
         .await)
+    }
+
+    /// What every connection to a backend by name resolves through.
+    fn resolver(&self) -> Resolver {
+        Resolver::new(&self.settings.admin.denied_networks)
     }
 
     /// Serves the registration API alone on the admin listener.
@@ -470,7 +478,10 @@ fn build_registry(
 
 /// A small client for health probes, apart from the proxy's pool so a
 /// probe never waits behind (or takes) a proxied request's connection.
-fn health_client(settings: &Settings) -> Result<reqwest::Client, reqwest::Error> {
+fn health_client(
+    settings: &Settings,
+    resolver: Resolver,
+) -> Result<reqwest::Client, reqwest::Error> {
     build_client(|| {
         reqwest::Client::builder()
             .no_proxy()
@@ -478,13 +489,14 @@ fn health_client(settings: &Settings) -> Result<reqwest::Client, reqwest::Error>
             .connect_timeout(settings.health_check.timeout)
             .pool_max_idle_per_host(1)
             .pool_idle_timeout(settings.upstream.pool_idle_timeout)
+            .dns_resolver(resolver.clone())
     })
 }
 
 /// The client for `https` backends: keep-alive pooled, no proxy from the
 /// environment, redirects passed through to the client untouched.
 /// Plain-HTTP backends use the gateway's own pooled client (`upstream`).
-fn tls_client(settings: &UpstreamSettings) -> reqwest::ClientBuilder {
+fn tls_client(settings: &UpstreamSettings, resolver: Resolver) -> reqwest::ClientBuilder {
     install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
@@ -493,6 +505,7 @@ fn tls_client(settings: &UpstreamSettings) -> reqwest::ClientBuilder {
         .pool_idle_timeout(settings.pool_idle_timeout)
         .pool_max_idle_per_host(settings.pool_max_idle_per_host)
         .tcp_nodelay(true)
+        .dns_resolver(resolver)
 }
 
 /// Builds a client; when it cannot be (without CA certificates the
