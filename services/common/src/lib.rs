@@ -15,7 +15,8 @@
 //!   tracing start-up, W3C trace-context propagation helpers;
 //!   [`log_writer`]: log lines batched per runtime thread on their way to
 //!   stdout; [`log_line`]: the per-request line formatted by hand, byte for
-//!   byte as the subscriber would.
+//!   byte as the subscriber would; [`escape`]: values from outside made safe
+//!   for a log line.
 //! - [`settings`]: layered configuration loading (defaults, file,
 //!   environment) with errors that name the offending key.
 //! - [`server`]: serving a warp filter on a listener we bound ourselves, with
@@ -33,6 +34,7 @@ pub mod cli;
 pub mod clock;
 pub mod coalesce;
 pub mod errors;
+pub mod escape;
 pub mod log_line;
 pub mod log_writer;
 pub mod methods;

@@ -141,11 +141,13 @@ impl Line {
         line
     }
 
-    /// A field logged with `%` (Display): bare in text, a string in JSON.
+    /// A field logged with `%Escaped(value)` ([`crate::escape`]): bare in
+    /// text, a string in JSON, control characters escaped in both.
     pub fn display(mut self, key: &str, value: &str) -> Self {
         self.key(key);
+        let value = crate::escape::escape_str(value);
         if self.json {
-            push_json_str(&mut self.buf, value);
+            push_json_str(&mut self.buf, &value);
         } else {
             self.buf.extend_from_slice(value.as_bytes());
         }
@@ -385,7 +387,7 @@ mod tests {
         tracing::dispatcher::with_default(&dispatch, || {
             tracing::info!(
                 target: "access",
-                method = %strings[0],
+                method = %crate::escape::Escaped(strings[0]),
                 path = strings[1],
                 status,
                 latency_ms,
@@ -430,6 +432,38 @@ mod tests {
         (["DELETE", "/caf\u{e9}/\u{1}", "\u{7f}"], 204, 600_000_000),
         (["GET", "", ""], 101, 1),
     ];
+
+    #[test]
+    fn hostile_values_make_one_line_with_their_control_characters_escaped() {
+        use crate::escape::{escape_str, needs_escape};
+        // Each tries to end the line and forge the next, to clear or colour
+        // the terminal, or to reorder what the reader sees. JSON leaves C1
+        // controls, U+2028 and bidirectional controls raw, so `str` fields
+        // from outside go in through `escape_str`.
+        let method = "GET\n2026-01-01T00:00:00.000000Z  INFO forged";
+        let path = escape_str("/x\r\n\u{1b}[2J\u{2028}\u{85}");
+        let id = escape_str("id\n\u{202e}");
+        for json in [false, true] {
+            let (theirs, ours) = both(json, [method, &path, &id], 200, 5);
+            let at = if json { "{\"timestamp\":\"".len() } else { 0 };
+            assert_eq!(theirs[..at], ours[..at]);
+            assert_eq!(theirs[at + 27..], ours[at + 27..]);
+            assert_eq!(ours.matches('\n').count(), 1, "{ours}");
+            assert!(ours.ends_with('\n'), "{ours}");
+            assert!(
+                !ours[..ours.len() - 1].chars().any(needs_escape),
+                "{ours:?}"
+            );
+            for shown in ["u{1b}[2J", "u{2028}", "u{85}", "u{202e}", "forged"] {
+                assert!(ours.contains(shown), "{shown} in {ours}");
+            }
+        }
+        let (_, text) = both(false, [method, &path, &id], 200, 5);
+        assert!(
+            text.contains(" method=GET\\n2026-01-01T00:00:00.000000Z  INFO forged path="),
+            "{text}"
+        );
+    }
 
     #[test]
     fn text_lines_match_the_subscribers_byte_for_byte() {

@@ -306,7 +306,7 @@ where
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
+                tracing::debug!(error = %crate::escape::Escaped(&e), %peer, "connection ended with an error");
             }
         });
     }

@@ -24,7 +24,7 @@ use common::clock::SystemClock;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gateway::balancer::Balancer;
 use gateway::config::Strategy;
-use gateway::registry::{Registry, ServerSpec, Source};
+use gateway::registry::{Registry, ServerSpec};
 
 mod support;
 
@@ -34,20 +34,20 @@ const STRATEGIES: [(Strategy, &str); 3] = [
     (Strategy::LeastOutstanding, "least_outstanding"),
 ];
 
-/// A registry with `n` backends through the public registration path.
+/// A registry with `n` backends, as start-up registers the static ones.
 /// Weights cycle 1..=5 so that the weighted schedule is not trivial.
 fn registry(n: usize) -> Registry {
-    let registry = Registry::new(Arc::new(SystemClock));
-    for i in 0..n {
-        let spec = ServerSpec {
+    let specs: Vec<ServerSpec> = (0..n)
+        .map(|i| ServerSpec {
             name: format!("backend-{i}"),
             url: format!("http://127.0.0.1:{}", 10_000 + i),
             weight: Some(1 + (i % 5) as u32),
-        };
-        if let Err(e) = registry.register(&spec, Source::Api) {
-            panic!("registering {}: {e}", spec.name);
-        }
-    }
+        })
+        .collect();
+    let registry = match Registry::new(Arc::new(SystemClock)).with_servers(&specs, &[]) {
+        Ok((registry, _)) => registry,
+        Err(e) => panic!("registering: {e}"),
+    };
     assert_eq!(registry.snapshot().backends.len(), n);
     registry
 }

@@ -9,6 +9,11 @@
 //! | `PATCH /api/servers/{name}` `{"state": "draining" \| "up"}` | 200; draining stops new requests, in-flight ones finish |
 //! | `DELETE /api/servers/{name}` | 204 or 404; requests in flight to it finish |
 //!
+//! With a state file, a change is answered once the file holds it; when it
+//! cannot be written the answer is 500 `state_not_saved` and nothing
+//! changed. URLs are stored and shown as parsed (see
+//! [`crate::registry::parse_base_url`]).
+//!
 //! Bodies are limited (`admin.max_body_bytes`, 64 KiB by default) and must
 //! not carry unknown fields. Destinations must pass the registration
 //! [`Policy`]. When an admin token is configured, calls that change the
@@ -231,13 +236,15 @@ async fn show(name: String, state: Arc<AdminState>) -> Result<Response, Rejectio
     ))
 }
 
-/// Validates a spec and applies the registration policy to it.
+/// Validates a spec and applies the registration policy to its URL as
+/// parsed (what will be connected to).
 fn check_spec(state: &AdminState, spec: &ServerSpec) -> Result<(), Rejection> {
-    spec.validate()
+    let base = spec
+        .validate()
         .map_err(|e| warp::reject::custom(AdminError::InvalidField(e)))?;
     state
         .policy
-        .check(&spec.url)
+        .check(&base.url)
         .map_err(|e| warp::reject::custom(AdminError::DestinationNotAllowed(e)))
 }
 
@@ -247,6 +254,7 @@ async fn create(state: Arc<AdminState>, body: Bytes) -> Result<Response, Rejecti
     let (outcome, backend) = state
         .registry
         .register(&spec, Source::Api)
+        .await
         .map_err(|e| warp::reject::custom(AdminError::from(e)))?;
     if outcome == Registered::Created {
         tracing::info!(name = %backend.name, url = %backend.url, weight = backend.weight, "server registered");
@@ -275,6 +283,7 @@ async fn put(name: String, state: Arc<AdminState>, body: Bytes) -> Result<Respon
     let (outcome, backend) = state
         .registry
         .upsert(&spec, Source::Api)
+        .await
         .map_err(|e| warp::reject::custom(AdminError::from(e)))?;
     if outcome != Registered::Unchanged {
         tracing::info!(name = %backend.name, url = %backend.url, weight = backend.weight, ?outcome, "server registered");
@@ -314,7 +323,12 @@ async fn patch(name: String, state: Arc<AdminState>, body: Bytes) -> Result<Resp
 }
 
 async fn delete(name: String, state: Arc<AdminState>) -> Result<Response, Rejection> {
-    match state.registry.remove(&name) {
+    let removed = state
+        .registry
+        .remove(&name)
+        .await
+        .map_err(|e| warp::reject::custom(AdminError::from(e)))?;
+    match removed {
         Some(b) => {
             tracing::info!(name = %b.name, in_flight = b.active.load(std::sync::atomic::Ordering::Relaxed), "server removed");
             Ok(warp::Reply::into_response(StatusCode::NO_CONTENT))

@@ -170,21 +170,24 @@ fn gcd(a: u32, b: u32) -> u32 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::registry::{Registry, ServerSpec, Source};
+    use crate::registry::{Registry, ServerSpec};
     use common::clock::SystemClock;
     use std::collections::HashMap;
 
     fn registry(weights: &[u32]) -> Registry {
-        let r = Registry::new(Arc::new(SystemClock));
-        for (i, &w) in weights.iter().enumerate() {
-            let spec = ServerSpec {
+        let specs: Vec<ServerSpec> = weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| ServerSpec {
                 name: format!("s{i}"),
                 url: format!("http://127.0.0.1:{}", 5000 + i),
                 weight: Some(w),
-            };
-            r.register(&spec, Source::Api).unwrap();
-        }
-        r
+            })
+            .collect();
+        Registry::new(Arc::new(SystemClock))
+            .with_servers(&specs, &[])
+            .unwrap()
+            .0
     }
 
     fn picks(b: &Balancer, r: &Registry, n: usize) -> Vec<String> {

@@ -200,7 +200,8 @@ pub struct AdminSettings {
     /// Host names always refused (cloud metadata aliases).
     pub denied_hosts: Vec<String>,
     /// Networks always refused, even inside `allowed_networks`
-    /// (link-local, cloud metadata, unspecified, multicast).
+    /// (link-local, cloud metadata, unspecified, multicast), and never
+    /// connected to when a backend's host name resolves into them.
     pub denied_networks: Vec<ipnet::IpNet>,
 }
 

@@ -6,7 +6,9 @@
 //! `<first label of the name>-<ip>` (dots and colons as dashes), vanished
 //! ones removed (their requests in flight finish). Only servers that
 //! discovery added are ever removed by it. A failed lookup changes nothing,
-//! so a DNS hiccup does not empty the registry.
+//! so a DNS hiccup does not empty the registry. Addresses in
+//! `admin.denied_networks` are left out (and logged), as they would be
+//! when connecting.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -14,11 +16,13 @@ use std::sync::Arc;
 
 use crate::config::DiscoverySettings;
 use crate::registry::{Registry, ServerSpec, Source};
+use crate::upstream::resolve::Resolver;
 
 /// Resolves and reconciles until `stop` resolves.
 pub async fn run(
     settings: DiscoverySettings,
     registry: Arc<Registry>,
+    resolver: Resolver,
     stop: impl std::future::Future<Output = ()>,
 ) {
     let mut stop = std::pin::pin!(stop);
@@ -30,8 +34,8 @@ pub async fn run(
             _ = ticker.tick() => {}
             () = &mut stop => return,
         }
-        match resolve(&settings.dns_name, settings.port).await {
-            Ok(ips) => reconcile(&registry, &settings, &ips),
+        match resolve(&resolver, &settings.dns_name, settings.port).await {
+            Ok(ips) => reconcile(&registry, &settings, &ips).await,
             Err(e) => {
                 tracing::warn!(name = %settings.dns_name, error = %e, "DNS discovery lookup failed; keeping the current servers")
             }
@@ -39,11 +43,16 @@ pub async fn run(
     }
 }
 
-async fn resolve(name: &str, port: u16) -> std::io::Result<BTreeSet<IpAddr>> {
-    Ok(tokio::net::lookup_host((name, port))
-        .await?
-        .map(|a| a.ip())
-        .collect())
+async fn resolve(resolver: &Resolver, name: &str, port: u16) -> std::io::Result<BTreeSet<IpAddr>> {
+    let (denied, allowed): (BTreeSet<IpAddr>, BTreeSet<IpAddr>) =
+        tokio::net::lookup_host((name, port))
+            .await?
+            .map(|a| a.ip())
+            .partition(|ip| resolver.is_denied(*ip));
+    if !denied.is_empty() {
+        tracing::warn!(%name, ?denied, "discovered addresses in admin.denied_networks left out");
+    }
+    Ok(allowed)
 }
 
 /// The name a discovered address is registered under.
@@ -56,7 +65,11 @@ pub fn server_name(dns_name: &str, ip: &IpAddr) -> String {
 }
 
 /// Makes the discovered servers in `registry` exactly `ips`.
-pub fn reconcile(registry: &Registry, settings: &DiscoverySettings, ips: &BTreeSet<IpAddr>) {
+pub async fn reconcile(
+    registry: &Arc<Registry>,
+    settings: &DiscoverySettings,
+    ips: &BTreeSet<IpAddr>,
+) {
     let wanted: Vec<ServerSpec> = ips
         .iter()
         .map(|ip| ServerSpec {
@@ -70,12 +83,13 @@ pub fn reconcile(registry: &Registry, settings: &DiscoverySettings, ips: &BTreeS
         .collect();
     for name in registry.names_from(Source::Discovery) {
         if !wanted.iter().any(|s| s.name == name) {
-            registry.remove(&name);
-            tracing::info!(%name, "discovered server gone; removed");
+            if let Ok(Some(_)) = registry.remove_from(Source::Discovery, &name).await {
+                tracing::info!(%name, "discovered server gone; removed");
+            }
         }
     }
     for spec in &wanted {
-        match registry.register(spec, Source::Discovery) {
+        match registry.register(spec, Source::Discovery).await {
             Ok((crate::registry::Registered::Created, _)) => {
                 tracing::info!(name = %spec.name, url = %spec.url, "discovered server added");
             }
@@ -91,22 +105,22 @@ mod tests {
     use super::*;
     use common::clock::SystemClock;
 
-    #[test]
-    fn reconcile_adds_and_removes_only_its_own() {
-        let registry = Registry::new(Arc::new(SystemClock));
+    #[tokio::test]
+    async fn reconcile_adds_and_removes_only_its_own() {
+        let registry = Arc::new(Registry::new(Arc::new(SystemClock)));
         let manual = ServerSpec {
             name: "manual".into(),
             url: "http://127.0.0.1:9".into(),
             weight: None,
         };
-        registry.register(&manual, Source::Api).unwrap();
+        registry.register(&manual, Source::Api).await.unwrap();
         let settings = DiscoverySettings {
             dns_name: "backend.default.svc.cluster.local".into(),
             ..DiscoverySettings::default()
         };
         let ips: BTreeSet<IpAddr> =
             ["10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap()].into();
-        reconcile(&registry, &settings, &ips);
+        reconcile(&registry, &settings, &ips).await;
         let names = registry.names_from(Source::Discovery);
         assert_eq!(names, ["backend-10-0-0-1", "backend-10-0-0-2"]);
         assert_eq!(
@@ -115,7 +129,7 @@ mod tests {
         );
 
         let ips: BTreeSet<IpAddr> = ["10.0.0.2".parse().unwrap(), "::1".parse().unwrap()].into();
-        reconcile(&registry, &settings, &ips);
+        reconcile(&registry, &settings, &ips).await;
         assert_eq!(
             registry.names_from(Source::Discovery),
             ["backend-10-0-0-2", "backend---1"]
@@ -124,8 +138,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn localhost_resolves() {
-        let ips = resolve("localhost", 80).await.unwrap();
+    async fn localhost_resolves_and_denied_addresses_are_left_out() {
+        let ips = resolve(&Resolver::default(), "localhost", 80)
+            .await
+            .unwrap();
         assert!(!ips.is_empty());
+        let loopback = Resolver::new(&["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]);
+        let ips = resolve(&loopback, "localhost", 80).await.unwrap();
+        assert!(ips.is_empty(), "{ips:?}");
     }
 }

@@ -162,7 +162,8 @@ impl Forwarded {
 
 /// The headers sent upstream: the client's, minus hop-by-hop and `Host`
 /// (the backend's is sent), plus the `X-Forwarded-*` trio and the request
-/// id.
+/// id. `X-Forwarded-For` is the client's lines joined into one list, then
+/// the client's address.
 pub fn forward_headers(
     mut headers: HeaderMap,
     client: SocketAddr,
@@ -171,12 +172,19 @@ pub fn forward_headers(
     strip_hop_by_hop(&mut headers);
     // One pass over the few headers a client sends, instead of a lookup for
     // each one asked about.
-    let (mut host, mut prior_for, mut has_proto, mut has_host) = (None, None, false, false);
+    let (mut host, mut has_proto, mut has_host) = (None, false, false);
+    // Every X-Forwarded-For line, in order, is one list (as RFC 9110
+    // section 5.3 has it for any list-valued field): the proxies before
+    // us, to which the client's address is appended.
+    let mut forwarded_for = Vec::with_capacity(15);
     for (name, value) in &headers {
         if *name == header::HOST {
             host = host.or(Some(value));
         } else if *name == X_FORWARDED_FOR {
-            prior_for = prior_for.or(Some(value));
+            if !value.is_empty() {
+                forwarded_for.extend_from_slice(value.as_bytes());
+                forwarded_for.extend_from_slice(b", ");
+            }
         } else if *name == X_FORWARDED_PROTO {
             has_proto = true;
         } else if *name == X_FORWARDED_HOST {
@@ -184,10 +192,6 @@ pub fn forward_headers(
         }
     }
     let mut added = Vec::with_capacity(4);
-    let mut forwarded_for = match prior_for.map(HeaderValue::as_bytes) {
-        Some(prior) if !prior.is_empty() => [prior, b", "].concat(),
-        _ => Vec::with_capacity(15),
-    };
     push_ip(&mut forwarded_for, client.ip());
     if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(forwarded_for)) {
         added.push((X_FORWARDED_FOR, v));
@@ -331,13 +335,26 @@ mod tests {
         };
         assert_eq!(sent("x-forwarded-proto"), ["https"]);
         assert_eq!(sent("x-forwarded-host"), ["public.example"]);
-        assert_eq!(sent("x-forwarded-for"), ["10.0.0.1, 127.0.0.9"]);
+        assert_eq!(sent("x-forwarded-for"), ["10.0.0.1, 10.0.0.2, 127.0.0.9"]);
         assert_eq!(sent("x-request-id"), ["ours"]);
         assert!(sent("host").is_empty());
         let map = out.to_map();
         assert_eq!(map.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(map["x-forwarded-proto"], "https");
         assert_eq!(map["x-request-id"], "ours");
+    }
+
+    #[test]
+    fn every_forwarded_for_line_is_kept_in_order_with_the_client_appended() {
+        let mut h = HeaderMap::new();
+        for line in ["203.0.113.7, 10.0.0.1", "", "10.0.0.2", "2001:db8::1"] {
+            h.append("x-forwarded-for", HeaderValue::from_str(line).unwrap());
+        }
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        let addr = "[::1]:1234".parse().unwrap();
+        let out = forward_headers(h, addr, &HeaderValue::from_static("rid")).to_map();
+        let lines: Vec<_> = out.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(lines, ["203.0.113.7, 10.0.0.1, 10.0.0.2, 2001:db8::1, ::1"]);
     }
 
     #[test]

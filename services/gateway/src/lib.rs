@@ -18,7 +18,8 @@
 //! - [`health`]: backend states (up, down, ejected, draining) and the active
 //!   health checks; [`outlier`]: passive ejection of failing backends;
 //!   [`retry`]: what may be retried, and the retry budget.
-//! - [`policy`]: which destinations the admin API may register;
+//! - [`spec`]: what a registration says and how its URL is read;
+//!   [`policy`]: which destinations the admin API may register;
 //!   [`state_file`]: registrations that survive restarts.
 //! - [`discovery`]: optional DNS discovery that keeps the registry in step
 //!   with a headless Service.
@@ -41,6 +42,7 @@ pub mod relay;
 pub mod request_body;
 pub mod retry;
 pub mod routes;
+pub mod spec;
 pub mod startup;
 pub mod state_file;
 pub mod upstream;

@@ -3,7 +3,8 @@
 //!
 //! - `http_client_request_duration_seconds{upstream, http_request_method, http_response_status_code, error_type}`:
 //!   one observation per upstream call; failed calls have an empty status
-//!   and an `error_type` (`connect`, `reset`, `timeout`).
+//!   and an `error_type` (`connect`, `reset`, `timeout`, or `denied`: the
+//!   host name resolves only into `admin.denied_networks`).
 //! - `gateway_backends{state}`: registered backends by state.
 //! - `gateway_upstream_active_requests{upstream}`: requests in flight per backend.
 //! - `gateway_proxy_errors_total{error_type}`: requests the gateway answered
@@ -143,7 +144,14 @@ impl GatewayMetrics {
         ] {
             proxy_errors.with_label_values(&[kind]);
         }
-        for reason in ["connect", "reset", "timeout", "unhealthy", "status"] {
+        for reason in [
+            "connect",
+            "denied",
+            "reset",
+            "timeout",
+            "unhealthy",
+            "status",
+        ] {
             retries.with_label_values(&[reason]);
         }
         for limit in ["gateway", "backend"] {

@@ -143,14 +143,14 @@ mod tests {
     use crate::config::HealthCheckSettings;
     use crate::registry::{ServerSpec, Source};
 
-    fn detector() -> (Outlier, Arc<Backend>) {
+    async fn detector() -> (Outlier, Arc<Backend>) {
         let registry = Arc::new(Registry::new(Arc::new(common::clock::SystemClock)));
         let spec = ServerSpec {
             name: "b".into(),
             url: "http://127.0.0.1:9".into(),
             weight: None,
         };
-        let (_, backend) = registry.register(&spec, Source::Api).unwrap();
+        let (_, backend) = registry.register(&spec, Source::Api).await.unwrap();
         let metrics = GatewayMetrics::register(&prometheus::Registry::new()).unwrap();
         let settings = OutlierSettings {
             consecutive_failures: 1,
@@ -163,7 +163,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_ejection_timer_ends_only_its_own_ejection() {
-        let (outlier, backend) = detector();
+        let (outlier, backend) = detector().await;
         let checks = HealthCheckSettings {
             healthy_threshold: 1,
             ..HealthCheckSettings::default()

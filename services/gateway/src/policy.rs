@@ -5,7 +5,9 @@
 //! A host name must match `admin.allowed_hosts` and not be in
 //! `admin.denied_hosts`; an IP address must be inside
 //! `admin.allowed_networks` and outside `admin.denied_networks`. Names are
-//! not resolved here: resolution happens at connect time and may change.
+//! not resolved here: resolution happens at connect time and may change, so
+//! the addresses a name resolves to are checked against
+//! `admin.denied_networks` then ([`crate::upstream::resolve`]).
 
 use std::net::IpAddr;
 
@@ -54,7 +56,7 @@ impl Policy {
     }
 
     fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
-        if self.denied_networks.iter().any(|n| n.contains(&ip)) {
+        if in_networks(&self.denied_networks, ip) {
             return Err(format!(
                 "{ip} is in a denied network (admin.denied_networks)"
             ));
@@ -76,6 +78,16 @@ impl Policy {
             Err(format!("host {name:?} does not match admin.allowed_hosts"))
         }
     }
+}
+
+/// Whether `ip` is in one of `networks`; an IPv4-mapped IPv6 address
+/// counts as its IPv4 address.
+pub fn in_networks(networks: &[IpNet], ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    networks.iter().any(|n| n.contains(&ip))
 }
 
 /// `**` any name, `*` any single label, `*.suffix` any name ending in

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::escape::{escape_str, Escaped};
 use common::stats::{Outcome, Recorder};
 use http::header::{HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
@@ -273,6 +274,10 @@ async fn forward(
                 backend: backend.name.clone(),
                 timeout_ms: timeout.as_millis(),
             },
+            Failure::Denied => ProxyError::Unreachable {
+                backend: backend.name.clone(),
+                detail: "its host name resolves only to addresses in admin.denied_networks (the registration policy); no connection was made".to_owned(),
+            },
             _ => ProxyError::Unreachable {
                 backend: backend.name.clone(),
                 detail: failure.as_str().to_owned(),
@@ -522,9 +527,12 @@ fn classify(
         upstream = %backend.base.authority,
         request_id,
         attempt,
-        "upstream error: {e}"
+        "upstream error: {}",
+        Escaped(&e)
     );
-    Attempt::Failed(if e.is_connect() {
+    Attempt::Failed(if crate::upstream::resolve::is_denied(&e) {
+        Failure::Denied
+    } else if e.is_connect() {
         Failure::Connect
     } else {
         Failure::Reset
@@ -663,7 +671,8 @@ fn answer_error(
     if backend.is_none() {
         tracing::warn!(
             request_id = request.request_id.to_str().unwrap_or(""),
-            "{error}"
+            "{}",
+            Escaped(&error)
         );
     }
     book(
@@ -715,13 +724,16 @@ fn access_log(
     error: Option<&str>,
 ) {
     let request_id = request.request_id.to_str().unwrap_or("");
+    // Paths may carry UTF-8 that JSON lines would write raw (C1 controls,
+    // U+2028, bidirectional controls).
+    let path = escape_str(request.path());
     let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     // The common case, formatted by hand (the same bytes; see
     // `common::log_line`): no trace export, so no trace id either.
     if let Some(line) = common::log_line::Line::start(&ACCESS, "request") {
         let line = line
             .display("method", request.method.as_str())
-            .str("path", request.path())
+            .str("path", &path)
             .u64("status", u64::from(status))
             .str("backend", backend)
             .millis("latency_ms", micros)
@@ -737,7 +749,7 @@ fn access_log(
     // to its trace (empty when tracing is off).
     let trace_id = common::telemetry::trace_id(&tracing::Span::current()).unwrap_or_default();
     let latency_ms = micros as f64 / 1000.0;
-    let (method, path) = (&request.method, request.path());
+    let (method, path) = (&request.method, &*path);
     match error {
         Some(error) => tracing::info!(
             target: "access",

@@ -3,11 +3,16 @@
 //!
 //! Readers (every proxied request) load an immutable [`Snapshot`] through an
 //! `ArcSwap`: no lock on the request path, and a change never blocks or
-//! disturbs requests in flight. Writers serialize on a mutex, build a new
-//! snapshot (including the weighted schedule) and swap it in. A removed
-//! backend lives on for as long as requests in flight hold its `Arc`, and
-//! so does what the [`Registry::on_added`] hook attached to it (how the
-//! metrics learn when a backend's series may go).
+//! disturbs requests in flight. Membership changes (register, replace,
+//! remove) take turns on an async lock; one that touches an API
+//! registration is written to the state file first, on a blocking thread,
+//! and applied only once written (an error changes nothing). Applying is
+//! building a new snapshot (including the weighted schedule) and swapping it
+//! in, under a mutex that state changes (`refresh`) share and that is never
+//! held across I/O. A removed backend lives on for as long as requests in
+//! flight hold its `Arc`, and so does what the [`Registry::on_added`] hook
+//! attached to it (how the metrics learn when a backend's series may go).
+//! What a registration says, and how its URL is parsed, is [`crate::spec`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,153 +21,12 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use common::clock::Clock;
 use common::stats::Recorder;
-use http::HeaderValue;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::balancer;
 use crate::health::{Health, State, StateChange};
+pub use crate::spec::{parse_base_url, validate_name, BaseUrl, FieldError, ServerSpec, MAX_WEIGHT};
 use crate::state_file::StateFile;
-
-/// A backend as written in config or in a registration request.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct ServerSpec {
-    /// 1 to 63 of `A-Z a-z 0-9 - _ .`; the key of the registry.
-    pub name: String,
-    /// Absolute `http://` or `https://` URL with a host; an optional path
-    /// is prefixed to every forwarded path.
-    pub url: String,
-    /// 1 to 1000; only `weighted_round_robin` uses it. Default 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weight: Option<u32>,
-}
-
-/// A validation failure, naming the field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    /// `name`, `url` or `weight`.
-    pub field: &'static str,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl std::fmt::Display for FieldError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
-
-/// Largest accepted weight.
-pub const MAX_WEIGHT: u32 = 1000;
-
-impl ServerSpec {
-    /// Checks every field; the first problem found is returned.
-    pub fn validate(&self) -> Result<(), FieldError> {
-        validate_name(&self.name)?;
-        parse_base_url(&self.url)?;
-        if let Some(w) = self.weight {
-            if !(1..=MAX_WEIGHT).contains(&w) {
-                return Err(FieldError {
-                    field: "weight",
-                    message: format!("{w} is not between 1 and {MAX_WEIGHT}"),
-                });
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Checks a server name.
-pub fn validate_name(name: &str) -> Result<(), FieldError> {
-    let err = |message: String| {
-        Err(FieldError {
-            field: "name",
-            message,
-        })
-    };
-    if name.is_empty() || name.len() > 63 {
-        return err(format!(
-            "must be 1 to 63 characters long, got {}",
-            name.chars().count()
-        ));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-    {
-        return err(format!(
-            "{c:?} is not allowed: use letters, digits, '-', '_' and '.'"
-        ));
-    }
-    Ok(())
-}
-
-/// A parsed, validated backend URL, ready to have paths appended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BaseUrl {
-    /// `http://host:port` plus the optional path prefix, without a
-    /// trailing slash; forwarded request paths are appended to it.
-    pub prefix: String,
-    /// `host:port`: the connect address, the upstream pool's key (shared by
-    /// every pooled connection without copying) and what logs show.
-    pub authority: Arc<str>,
-    /// Whether the backend speaks `https` (reqwest with rustls), rather
-    /// than plain HTTP (the gateway's own pooled HTTP/1.1 client).
-    pub tls: bool,
-    /// The URL's path prefix without a trailing slash (often empty);
-    /// forwarded paths are appended to it.
-    pub path: String,
-    /// The `Host` header sent upstream: the host, plus the port when it is
-    /// not the scheme's default, built once at registration.
-    pub host: HeaderValue,
-}
-
-/// Validates and normalizes a backend URL.
-pub fn parse_base_url(raw: &str) -> Result<BaseUrl, FieldError> {
-    let err = |message: String| FieldError {
-        field: "url",
-        message,
-    };
-    if raw.len() > 2048 {
-        return Err(err("must be at most 2048 characters".into()));
-    }
-    let url =
-        reqwest::Url::parse(raw).map_err(|e| err(format!("{raw:?} is not a valid URL: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(err(format!(
-            "scheme {:?} is not supported: use http or https",
-            url.scheme()
-        )));
-    }
-    let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
-        return Err(err(format!("{raw:?} has no host")));
-    };
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(err("credentials in the URL are not supported".into()));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(err("must not have a query or fragment".into()));
-    }
-    let port = url.port_or_known_default().unwrap_or(80);
-    let authority = format!("{host}:{port}");
-    let path = url.path().trim_end_matches('/');
-    let host_header = match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
-    };
-    let host = HeaderValue::from_str(&host_header).map_err(|_| {
-        err(format!(
-            "{raw:?} has a host that is not a valid Host header"
-        ))
-    })?;
-    Ok(BaseUrl {
-        prefix: format!("{}://{authority}{path}", url.scheme()),
-        authority: Arc::from(authority),
-        tls: url.scheme() == "https",
-        path: path.to_owned(),
-        host,
-    })
-}
 
 /// How a backend got into the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -352,14 +216,22 @@ type AddedHook = Box<dyn Fn(&str) -> Attachment + Send + Sync>;
 /// The backend registry.
 pub struct Registry {
     current: ArcSwap<Snapshot>,
-    /// Serializes writers; readers never take it.
+    /// Held while a new snapshot is built and swapped in, never across
+    /// I/O: state changes (`refresh`, on the request path) never wait for
+    /// the disk.
     write: Mutex<()>,
+    /// Serializes membership changes, each with its state file write, so
+    /// the file is written in the order the changes take effect. Waited for
+    /// asynchronously: a change queued behind a slow write blocks no thread.
+    changes: Arc<tokio::sync::Mutex<()>>,
     clock: Arc<dyn Clock>,
     /// Where API registrations are saved, when configured.
     state_file: Option<StateFile>,
     /// Told the name of every backend added (metrics create its series and
     /// hand back what keeps them).
     on_added: Option<AddedHook>,
+    /// Why `https` backends cannot be registered, when they cannot.
+    no_https: Option<String>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -376,9 +248,11 @@ impl Registry {
         Registry {
             current: ArcSwap::from_pointee(Snapshot::default()),
             write: Mutex::new(()),
+            changes: Arc::new(tokio::sync::Mutex::new(())),
             clock,
             state_file: None,
             on_added: None,
+            no_https: None,
         }
     }
 
@@ -401,6 +275,46 @@ impl Registry {
         self
     }
 
+    /// Refuses `https` backends from now on, saying `reason` (no TLS client
+    /// could be built, for example without CA certificates).
+    pub fn without_https(mut self, reason: String) -> Self {
+        self.no_https = Some(reason);
+        self
+    }
+
+    /// The registry at start-up: the static `servers` (POST semantics among
+    /// themselves), then the saved registrations whose name no static server
+    /// has (the names of those skipped are returned). The state file is not
+    /// written: it already holds the saved ones.
+    pub fn with_servers(
+        self,
+        config: &[ServerSpec],
+        saved: &[ServerSpec],
+    ) -> Result<(Self, Vec<String>), RegistryError> {
+        for spec in config {
+            let base = self.check(spec)?;
+            if let Some(existing) = self.get(&spec.name) {
+                if !is_same(&existing, &base, spec.weight) {
+                    return Err(conflict(&existing));
+                }
+                continue;
+            }
+            let (backends, _) = self.plan_put(spec, base, Source::Config)?;
+            self.swap_in(backends);
+        }
+        let mut shadowed = Vec::new();
+        for spec in saved {
+            if config.iter().any(|c| c.name == spec.name) {
+                shadowed.push(spec.name.clone());
+                continue;
+            }
+            let base = self.check(spec)?;
+            let (backends, _) = self.plan_put(spec, base, Source::Api)?;
+            self.swap_in(backends);
+        }
+        Ok((self, shadowed))
+    }
+
     /// Rebuilds the snapshot after backends changed state, so the balancer
     /// only sees `up` ones. Membership is unchanged.
     pub fn refresh(&self) {
@@ -409,7 +323,8 @@ impl Registry {
         self.current.store(Arc::new(build_snapshot(backends)));
     }
 
-    /// Starts or ends an operator drain of `name`.
+    /// Starts or ends an operator drain of `name`. Not saved: a drain is
+    /// part of a backend's state, which starts `up` after a restart.
     pub fn set_draining(&self, name: &str, draining: bool) -> Option<Arc<Backend>> {
         let backend = self.get(name)?;
         let reason = if draining {
@@ -421,22 +336,6 @@ impl Registry {
             self.refresh();
         }
         Some(backend)
-    }
-
-    /// Writes the API registrations in `backends` to the state file, if any.
-    fn persist(&self, backends: &[Arc<Backend>]) -> Result<(), RegistryError> {
-        let Some(file) = &self.state_file else {
-            return Ok(());
-        };
-        let specs: Vec<ServerSpec> = backends
-            .iter()
-            .filter(|b| b.source == Source::Api)
-            .map(|b| b.spec())
-            .collect();
-        file.save(&specs).map_err(|e| {
-            tracing::error!(error = %e, "registry change not applied");
-            RegistryError::Persist(e.to_string())
-        })
     }
 
     /// The current backend set; lock-free.
@@ -463,66 +362,87 @@ impl Registry {
 
     /// `POST` semantics: create, or accept the identical registration again
     /// (weight omitted means "keep"); a different url or weight conflicts.
-    pub fn register(
-        &self,
+    pub async fn register(
+        self: &Arc<Self>,
         spec: &ServerSpec,
         source: Source,
     ) -> Result<(Registered, Arc<Backend>), RegistryError> {
-        spec.validate().map_err(RegistryError::Invalid)?;
-        let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let base = self.check(spec)?;
+        let order = self.changes.clone().lock_owned().await;
         if let Some(existing) = self.get(&spec.name) {
-            let same_weight = spec.weight.is_none_or(|w| w == existing.weight);
-            if existing.url == spec.url && same_weight {
+            if is_same(&existing, &base, spec.weight) {
                 return Ok((Registered::Unchanged, existing));
             }
-            return Err(RegistryError::Conflict {
-                name: spec.name.clone(),
-                existing_url: existing.url.clone(),
-            });
+            return Err(conflict(&existing));
         }
-        self.insert_locked(spec, source)
-            .map(|b| (Registered::Created, b))
+        let (backends, backend) = self.plan_put(spec, base, source)?;
+        self.commit(backends, order).await?;
+        Ok((Registered::Created, backend))
     }
 
     /// `PUT` semantics: create or replace.
-    pub fn upsert(
-        &self,
+    pub async fn upsert(
+        self: &Arc<Self>,
         spec: &ServerSpec,
         source: Source,
     ) -> Result<(Registered, Arc<Backend>), RegistryError> {
-        spec.validate().map_err(RegistryError::Invalid)?;
-        let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        match self.get(&spec.name) {
-            Some(existing)
-                if existing.url == spec.url && existing.weight == spec.weight.unwrap_or(1) =>
-            {
-                Ok((Registered::Unchanged, existing))
+        let base = self.check(spec)?;
+        let order = self.changes.clone().lock_owned().await;
+        let outcome = match self.get(&spec.name) {
+            Some(existing) if is_same(&existing, &base, Some(spec.weight.unwrap_or(1))) => {
+                return Ok((Registered::Unchanged, existing));
             }
-            Some(_) => self
-                .insert_locked(spec, source)
-                .map(|b| (Registered::Replaced, b)),
-            None => self
-                .insert_locked(spec, source)
-                .map(|b| (Registered::Created, b)),
-        }
+            Some(_) => Registered::Replaced,
+            None => Registered::Created,
+        };
+        let (backends, backend) = self.plan_put(spec, base, source)?;
+        self.commit(backends, order).await?;
+        Ok((outcome, backend))
     }
 
-    /// Removes a backend; requests in flight to it finish normally.
-    pub fn remove(&self, name: &str) -> Option<Arc<Backend>> {
-        let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
+    /// Removes a backend; requests in flight to it finish normally. `None`
+    /// when there is none of that name; an error, and nothing removed, when
+    /// the change could not be saved.
+    pub async fn remove(
+        self: &Arc<Self>,
+        name: &str,
+    ) -> Result<Option<Arc<Backend>>, RegistryError> {
+        self.remove_if(name, |_| true).await
+    }
+
+    /// Removes `name` only if it came from `source`: what DNS discovery
+    /// does, so it never removes a server the API put in its place.
+    pub async fn remove_from(
+        self: &Arc<Self>,
+        source: Source,
+        name: &str,
+    ) -> Result<Option<Arc<Backend>>, RegistryError> {
+        self.remove_if(name, |b| b.source == source).await
+    }
+
+    async fn remove_if(
+        self: &Arc<Self>,
+        name: &str,
+        which: impl Fn(&Backend) -> bool,
+    ) -> Result<Option<Arc<Backend>>, RegistryError> {
+        let order = self.changes.clone().lock_owned().await;
         let current = self.current.load_full();
-        let removed = current.backends.iter().find(|b| b.name == name).cloned()?;
-        let backends: Vec<Arc<Backend>> = current
+        let Some(removed) = current
+            .backends
+            .iter()
+            .find(|b| b.name == name && which(b))
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let backends = current
             .backends
             .iter()
             .filter(|b| b.name != name)
             .cloned()
             .collect();
-        if removed.source == Source::Api && self.persist(&backends).is_err() {
-            return None;
-        }
-        self.current.store(Arc::new(build_snapshot(backends)));
-        Some(removed)
+        self.commit(backends, order).await?;
+        Ok(Some(removed))
     }
 
     /// Names of the backends that came from `source`.
@@ -536,12 +456,26 @@ impl Registry {
             .collect()
     }
 
-    fn insert_locked(
+    /// Validates a registration, and parses its URL.
+    fn check(&self, spec: &ServerSpec) -> Result<BaseUrl, RegistryError> {
+        let base = spec.validate().map_err(RegistryError::Invalid)?;
+        if let (true, Some(reason)) = (base.tls, &self.no_https) {
+            return Err(RegistryError::Invalid(FieldError {
+                field: "url",
+                message: format!("https backends are not available: {reason}"),
+            }));
+        }
+        Ok(base)
+    }
+
+    /// The backend set with `spec` added, or in place of the one of its
+    /// name; not applied yet.
+    fn plan_put(
         &self,
         spec: &ServerSpec,
+        base: BaseUrl,
         source: Source,
-    ) -> Result<Arc<Backend>, RegistryError> {
-        let base = parse_base_url(&spec.url).map_err(RegistryError::Invalid)?;
+    ) -> Result<(Vec<Arc<Backend>>, Arc<Backend>), RegistryError> {
         let current = self.current.load_full();
         let replacing = current.backends.iter().any(|b| b.name == spec.name);
         if !replacing && current.backends.len() >= MAX_SERVERS {
@@ -550,7 +484,7 @@ impl Registry {
         let attached = self.on_added.as_ref().map(|hook| hook(&spec.name));
         let backend = Arc::new(Backend {
             name: spec.name.clone(),
-            url: spec.url.clone(),
+            url: base.url.clone(),
             base,
             weight: spec.weight.unwrap_or(1),
             source,
@@ -563,19 +497,75 @@ impl Registry {
             _attached: attached,
         });
         let mut backends: Vec<Arc<Backend>> = current.backends.clone();
-        let replaced = match backends.iter_mut().find(|b| b.name == spec.name) {
-            Some(slot) => Some(std::mem::replace(slot, backend.clone())),
-            None => {
-                backends.push(backend.clone());
-                None
-            }
-        };
-        if source == Source::Api || replaced.is_some_and(|r| r.source == Source::Api) {
-            self.persist(&backends)?;
+        match backends.iter_mut().find(|b| b.name == spec.name) {
+            Some(slot) => *slot = backend.clone(),
+            None => backends.push(backend.clone()),
         }
-        self.current.store(Arc::new(build_snapshot(backends)));
-        Ok(backend)
+        Ok((backends, backend))
     }
+
+    /// Makes `backends` the registry, once the state file holds their API
+    /// registrations when those changed. Called holding `order` (the
+    /// membership cannot change meanwhile); nothing changes on an error.
+    async fn commit(
+        self: &Arc<Self>,
+        backends: Vec<Arc<Backend>>,
+        order: tokio::sync::OwnedMutexGuard<()>,
+    ) -> Result<(), RegistryError> {
+        let specs = api_specs(&backends);
+        let file = self
+            .state_file
+            .clone()
+            .filter(|_| specs != api_specs(&self.current.load().backends));
+        let Some(file) = file else {
+            self.swap_in(backends);
+            return Ok(());
+        };
+        // The write and its fsyncs run on a blocking thread, not on the
+        // runtime's (whose other requests would stall meanwhile). The
+        // closure holds `order` and swaps the snapshot in itself: a change
+        // whose caller goes away half-way (a client that hung up) still
+        // ends with file and registry alike, before the next one starts.
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _order = order;
+            file.save(&specs).map_err(|e| {
+                tracing::error!(error = %e, "registry change not applied");
+                RegistryError::Persist(e.to_string())
+            })?;
+            this.swap_in(backends);
+            Ok(())
+        })
+        .await
+        .map_err(|e| RegistryError::Persist(format!("the state file was not written: {e}")))?
+    }
+
+    fn swap_in(&self, backends: Vec<Arc<Backend>>) {
+        let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        self.current.store(Arc::new(build_snapshot(backends)));
+    }
+}
+
+/// Whether a registration asks for what `existing` already is (`weight`
+/// `None` means "keep").
+fn is_same(existing: &Backend, base: &BaseUrl, weight: Option<u32>) -> bool {
+    existing.url == base.url && weight.is_none_or(|w| w == existing.weight)
+}
+
+fn conflict(existing: &Backend) -> RegistryError {
+    RegistryError::Conflict {
+        name: existing.name.clone(),
+        existing_url: existing.url.clone(),
+    }
+}
+
+/// What the state file holds for `backends`: their API registrations.
+fn api_specs(backends: &[Arc<Backend>]) -> Vec<ServerSpec> {
+    backends
+        .iter()
+        .filter(|b| b.source == Source::Api)
+        .map(|b| b.spec())
+        .collect()
 }
 
 fn build_snapshot(backends: Vec<Arc<Backend>>) -> Snapshot {
@@ -593,7 +583,7 @@ fn build_snapshot(backends: Vec<Arc<Backend>>) -> Snapshot {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use common::clock::SystemClock;
@@ -606,71 +596,52 @@ mod tests {
         }
     }
 
-    #[test]
-    fn names_are_checked() {
-        assert!(validate_name("server-1_a.b").is_ok());
-        assert!(validate_name(&"a".repeat(63)).is_ok());
-        for bad in ["", &"a".repeat(64), "a b", "a/b", "é", "a\n"] {
-            let e = validate_name(bad).unwrap_err();
-            assert_eq!(e.field, "name", "{bad:?}");
-        }
+    fn registry() -> Arc<Registry> {
+        Arc::new(Registry::new(Arc::new(SystemClock)))
     }
 
-    #[test]
-    fn urls_are_checked_and_normalized() {
-        let b = parse_base_url("http://localhost:5000").unwrap();
-        assert_eq!(b.prefix, "http://localhost:5000");
-        assert_eq!(&*b.authority, "localhost:5000");
-        let b = parse_base_url("http://127.0.0.1/v1/").unwrap();
-        assert_eq!(b.prefix, "http://127.0.0.1:80/v1");
-        let b = parse_base_url("https://api.example.com").unwrap();
-        assert_eq!(b.prefix, "https://api.example.com:443");
-        for bad in [
-            "localhost:5000",
-            "ftp://x",
-            "http://",
-            "http://u:p@x",
-            "http://x/?a=1",
-            "http://x/#f",
-            "/relative",
-            "",
-        ] {
-            assert_eq!(parse_base_url(bad).unwrap_err().field, "url", "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn registration_is_idempotent_and_conflicts_are_refused() {
-        let r = Registry::new(Arc::new(SystemClock));
+    #[tokio::test]
+    async fn registration_is_idempotent_and_conflicts_are_refused() {
+        let r = registry();
         let s = spec("server1", "http://localhost:5000", None);
-        assert_eq!(r.register(&s, Source::Api).unwrap().0, Registered::Created);
         assert_eq!(
-            r.register(&s, Source::Api).unwrap().0,
+            r.register(&s, Source::Api).await.unwrap().0,
+            Registered::Created
+        );
+        assert_eq!(
+            r.register(&s, Source::Api).await.unwrap().0,
+            Registered::Unchanged
+        );
+        // The same URL written differently is the same registration.
+        let same = spec("server1", "HTTP://LOCALHOST:5000/", None);
+        assert_eq!(
+            r.register(&same, Source::Api).await.unwrap().0,
             Registered::Unchanged
         );
         let other = spec("server1", "http://localhost:5001", None);
         assert!(matches!(
-            r.register(&other, Source::Api),
+            r.register(&other, Source::Api).await,
             Err(RegistryError::Conflict { .. })
         ));
         let heavier = spec("server1", "http://localhost:5000", Some(5));
         assert!(matches!(
-            r.register(&heavier, Source::Api),
+            r.register(&heavier, Source::Api).await,
             Err(RegistryError::Conflict { .. })
         ));
         assert_eq!(
-            r.upsert(&heavier, Source::Api).unwrap().0,
+            r.upsert(&heavier, Source::Api).await.unwrap().0,
             Registered::Replaced
         );
         assert_eq!(r.get("server1").unwrap().weight, 5);
         assert_eq!(r.snapshot().backends.len(), 1);
     }
 
-    #[test]
-    fn try_begin_never_exceeds_the_limit() {
-        let r = Registry::new(Arc::new(SystemClock));
+    #[tokio::test]
+    async fn try_begin_never_exceeds_the_limit() {
+        let r = registry();
         let (_, b) = r
             .register(&spec("a", "http://x:1", None), Source::Api)
+            .await
             .unwrap();
         let held: Vec<_> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..8)
@@ -690,23 +661,24 @@ mod tests {
         assert!(b.try_begin(0).is_some());
     }
 
-    #[test]
-    fn removal_keeps_in_flight_handles_alive() {
-        let r = Registry::new(Arc::new(SystemClock));
+    #[tokio::test]
+    async fn removal_keeps_in_flight_handles_alive() {
+        let r = registry();
         let (_, b) = r
             .register(&spec("a", "http://x:1", None), Source::Api)
+            .await
             .unwrap();
         let guard = b.begin();
-        assert!(r.remove("a").is_some());
-        assert!(r.remove("a").is_none());
+        assert!(r.remove("a").await.unwrap().is_some());
+        assert!(r.remove("a").await.unwrap().is_none());
         assert_eq!(guard.0.active.load(Ordering::Relaxed), 1);
         drop(guard);
         assert_eq!(b.active.load(Ordering::Relaxed), 0);
         assert!(r.snapshot().backends.is_empty());
     }
 
-    #[test]
-    fn attachments_are_dropped_with_their_backend() {
+    #[tokio::test]
+    async fn attachments_are_dropped_with_their_backend() {
         struct Attached(String, Arc<Mutex<Vec<String>>>);
         impl Drop for Attached {
             fn drop(&mut self) {
@@ -716,21 +688,24 @@ mod tests {
         let dropped = Arc::new(Mutex::new(Vec::new()));
         let added = AtomicU64::new(0);
         let log = dropped.clone();
-        let r = Registry::new(Arc::new(SystemClock)).on_added(move |name| {
+        let r = Arc::new(Registry::new(Arc::new(SystemClock)).on_added(move |name| {
             let n = added.fetch_add(1, Ordering::Relaxed) + 1;
             Attached(format!("{name}#{n}"), log.clone())
-        });
+        }));
         r.register(&spec("a", "http://x:1", None), Source::Api)
+            .await
             .unwrap();
         r.upsert(&spec("a", "http://x:2", None), Source::Api)
+            .await
             .unwrap();
         assert_eq!(*dropped.lock().unwrap(), ["a#1"], "replaced");
         let (_, b) = r
             .register(&spec("b", "http://x:3", None), Source::Api)
+            .await
             .unwrap();
         let in_flight = b.begin();
         drop(b);
-        r.remove("b").unwrap();
+        r.remove("b").await.unwrap();
         assert_eq!(
             *dropped.lock().unwrap(),
             ["a#1"],
@@ -740,15 +715,100 @@ mod tests {
         assert_eq!(*dropped.lock().unwrap(), ["a#1", "b#3"]);
     }
 
-    #[test]
-    fn invalid_specs_change_nothing() {
-        let r = Registry::new(Arc::new(SystemClock));
+    #[tokio::test]
+    async fn invalid_specs_change_nothing() {
+        let r = registry();
         assert!(r
             .register(&spec("ok", "http://x:1", Some(0)), Source::Api)
+            .await
             .is_err());
         assert!(r
             .upsert(&spec("ok", "http://x:1", Some(1001)), Source::Api)
+            .await
             .is_err());
         assert!(r.snapshot().backends.is_empty());
+    }
+
+    #[tokio::test]
+    async fn https_backends_are_refused_with_the_reason_when_unavailable() {
+        let r = Arc::new(
+            Registry::new(Arc::new(SystemClock))
+                .without_https("no CA certificates were loaded".into()),
+        );
+        let e = r
+            .register(&spec("tls", "https://x:8443", None), Source::Api)
+            .await
+            .unwrap_err();
+        let RegistryError::Invalid(e) = e else {
+            panic!("{e}")
+        };
+        assert_eq!(e.field, "url");
+        assert!(e.message.contains("no CA certificates"), "{e}");
+        assert!(r
+            .register(&spec("plain", "http://x:8080", None), Source::Api)
+            .await
+            .is_ok());
+    }
+
+    /// A state file write that takes as long as the test wants: the
+    /// temporary file is a FIFO, whose opening for writing waits for a
+    /// reader. (A FIFO cannot be synced either, so the write then fails.)
+    #[tokio::test]
+    async fn state_file_writes_leave_the_runtime_free_and_apply_only_once_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::new(dir.path().join("registry.json"));
+        let r = Arc::new(Registry::new(Arc::new(SystemClock)).with_state_file(file.clone()));
+        r.register(&spec("a", "http://x:1", None), Source::Api)
+            .await
+            .unwrap();
+        let saved = std::fs::read_to_string(file.path()).unwrap();
+        let fifo = file.temp_path();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+
+        // The reader waits for word from this (single-threaded) runtime,
+        // and gives up waiting after a while, so that a runtime blocked by
+        // the write fails the test instead of hanging it.
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let reader = std::thread::spawn(move || {
+            let blocked = wait
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .is_err();
+            let mut written = String::new();
+            std::io::Read::read_to_string(&mut std::fs::File::open(fifo).unwrap(), &mut written)
+                .unwrap();
+            (blocked, written)
+        });
+        let removal = tokio::spawn({
+            let r = r.clone();
+            async move { r.remove("a").await }
+        });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !removal.is_finished(),
+            "the write ran on the runtime's thread, which waited for the reader"
+        );
+        assert!(r.get("a").is_some(), "applied before it was saved");
+        go.send(()).unwrap();
+        let (blocked, written) = tokio::task::spawn_blocking(move || reader.join().unwrap())
+            .await
+            .unwrap();
+        assert!(!blocked, "the runtime's thread was blocked by the write");
+        assert!(!written.contains("\"a\""), "{written}");
+        let e = removal.await.unwrap().unwrap_err();
+        assert!(matches!(e, RegistryError::Persist(_)), "{e}");
+        assert!(r.get("a").is_some(), "a failed save changed the registry");
+        assert_eq!(std::fs::read_to_string(file.path()).unwrap(), saved);
+
+        // Without the FIFO in the way, the same change goes through.
+        assert!(r.remove("a").await.unwrap().is_some());
+        assert!(!std::fs::read_to_string(file.path())
+            .unwrap()
+            .contains("\"a\""));
     }
 }

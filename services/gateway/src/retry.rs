@@ -20,6 +20,9 @@ const BUCKETS: usize = 10;
 pub enum Failure {
     /// The TCP connection could not be made; nothing was sent.
     Connect,
+    /// The backend's host name resolves only to addresses in
+    /// `admin.denied_networks`: no connection was made, nothing was sent.
+    Denied,
     /// The connection broke before a response head arrived (including a
     /// reused pooled connection the backend had closed: the request may
     /// have been acted on, so only idempotent ones go again), or the
@@ -40,6 +43,7 @@ impl Failure {
     pub fn as_str(self) -> &'static str {
         match self {
             Failure::Connect => "connect",
+            Failure::Denied => "denied",
             Failure::Reset => "reset",
             Failure::Timeout => "timeout",
             Failure::Unhealthy => "unhealthy",
@@ -57,10 +61,10 @@ pub fn is_idempotent(method: &Method) -> bool {
 }
 
 /// Whether this failure of this method may be retried at all. A connect
-/// failure sent nothing, so any method may go again; anything later only
-/// for idempotent methods.
+/// failure (or refusal) sent nothing, so any method may go again; anything
+/// later only for idempotent methods.
 pub fn retryable(method: &Method, failure: Failure) -> bool {
-    failure == Failure::Connect || is_idempotent(method)
+    matches!(failure, Failure::Connect | Failure::Denied) || is_idempotent(method)
 }
 
 /// The sliding retry budget.
@@ -137,6 +141,7 @@ mod tests {
     #[test]
     fn only_safe_retries() {
         assert!(retryable(&Method::POST, Failure::Connect));
+        assert!(retryable(&Method::POST, Failure::Denied));
         assert!(!retryable(&Method::POST, Failure::Reset));
         assert!(!retryable(&Method::PATCH, Failure::Timeout));
         assert!(retryable(&Method::GET, Failure::Timeout));

@@ -19,10 +19,11 @@ use crate::metrics::GatewayMetrics;
 use crate::outlier::Outlier;
 use crate::policy::Policy;
 use crate::proxy::ProxyState;
-use crate::registry::{Registry, Source};
+use crate::registry::Registry;
 use crate::retry::RetryBudget;
 use crate::routes::{self, AppState};
 use crate::state_file::StateFile;
+use crate::upstream::resolve::Resolver;
 use crate::upstream::Upstream;
 
 /// Why the gateway could not start.
@@ -99,7 +100,23 @@ impl Gateway {
         let metrics_registry = common::metrics::new_registry();
         let server_metrics = HttpServerMetrics::register(&metrics_registry)?;
         let gateway_metrics = GatewayMetrics::register(&metrics_registry)?;
-        let registry = Arc::new(build_registry(&settings, gateway_metrics.clone())?);
+        let no_https = tls_client(&settings.upstream, Resolver::default())
+            .build()
+            .err()
+            .map(|e| {
+                format!(
+                    "{} (install CA certificates, or point SSL_CERT_FILE or SSL_CERT_DIR at them)",
+                    crate::upstream::error_chain(&e)
+                )
+            });
+        if let Some(reason) = &no_https {
+            tracing::warn!(%reason, "https backends are not available");
+        }
+        let registry = Arc::new(build_registry(
+            &settings,
+            gateway_metrics.clone(),
+            no_https,
+        )?);
         let proxy = Arc::new(ProxyState {
             registry: registry.clone(),
             balancer: Balancer::new(settings.balancer.strategy),
@@ -168,6 +185,7 @@ impl Gateway {
             tokio::spawn(crate::discovery::run(
                 self.settings.discovery.clone(),
                 registry.clone(),
+                self.resolver(),
                 stopped.clone().wait(),
             ));
         }
@@ -175,7 +193,7 @@ impl Gateway {
             tokio::spawn(crate::health::run_checks(
                 self.settings.health_check.clone(),
                 registry.clone(),
-                health_client(&self.settings)?,
+                health_client(&self.settings, self.resolver())?,
                 self.state.proxy.metrics.clone(),
                 stopped.clone().wait(),
             ));
@@ -192,8 +210,9 @@ impl Gateway {
         changes: Changes,
         stopped: Stopped,
     ) -> Result<Drain, StartupError> {
-        let tls = tls_client(&self.settings.upstream)?;
-        let upstream = Upstream::new(&self.settings.upstream, tls);
+        let resolver = self.resolver();
+        let tls = build_client(|| tls_client(&self.settings.upstream, resolver.clone()))?;
+        let upstream = Upstream::new(&self.settings.upstream, tls, self.resolver());
         let proxied = routes::Proxied {
             state: self.state.proxy.clone(),
             upstream,
@@ -208,6 +227,11 @@ impl Gateway {
             self.settings.shutdown.drain_timeout,
         )
         .await)
+    }
+
+    /// What every connection to a backend by name resolves through.
+    fn resolver(&self) -> Resolver {
+        Resolver::new(&self.settings.admin.denied_networks)
     }
 
     /// Serves the registration API alone on the admin listener.
@@ -424,50 +448,57 @@ async fn serve_main(
 /// The registry with the static servers and, when configured, the saved
 /// API registrations (a static server wins over a saved one of its name).
 /// Each backend holds its name's metric series until it is gone.
-fn build_registry(settings: &Settings, metrics: GatewayMetrics) -> Result<Registry, StartupError> {
+fn build_registry(
+    settings: &Settings,
+    metrics: GatewayMetrics,
+    no_https: Option<String>,
+) -> Result<Registry, StartupError> {
     let mut registry =
         Registry::new(Arc::new(SystemClock)).on_added(move |name| metrics.backend_added(name));
-    let saved = if settings.state_file.is_empty() {
-        Vec::new()
+    if let Some(reason) = no_https {
+        registry = registry.without_https(reason);
+    }
+    let (file, saved) = if settings.state_file.is_empty() {
+        (None, Vec::new())
     } else {
         let file = StateFile::new(&settings.state_file);
         let saved = file.load()?;
-        registry = registry.with_state_file(file);
-        saved
+        (Some(file), saved)
     };
-    for spec in &settings.servers {
-        registry.register(spec, Source::Config)?;
-    }
-    for spec in &saved {
-        if registry.get(&spec.name).is_some() {
-            tracing::warn!(name = %spec.name, "saved registration shadowed by a static server of the same name");
-            continue;
-        }
-        registry.upsert(spec, Source::Api)?;
+    let (mut registry, shadowed) = registry.with_servers(&settings.servers, &saved)?;
+    for name in &shadowed {
+        tracing::warn!(%name, "saved registration shadowed by a static server of the same name");
     }
     if !saved.is_empty() {
-        tracing::info!(servers = saved.len(), file = %settings.state_file, "registrations restored from the state file");
+        tracing::info!(servers = saved.len() - shadowed.len(), file = %settings.state_file, "registrations restored from the state file");
+    }
+    if let Some(file) = file {
+        registry = registry.with_state_file(file);
     }
     Ok(registry)
 }
 
 /// A small client for health probes, apart from the proxy's pool so a
 /// probe never waits behind (or takes) a proxied request's connection.
-fn health_client(settings: &Settings) -> Result<reqwest::Client, reqwest::Error> {
-    install_crypto_provider();
-    reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(settings.health_check.timeout)
-        .pool_max_idle_per_host(1)
-        .pool_idle_timeout(settings.upstream.pool_idle_timeout)
-        .build()
+fn health_client(
+    settings: &Settings,
+    resolver: Resolver,
+) -> Result<reqwest::Client, reqwest::Error> {
+    build_client(|| {
+        reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(settings.health_check.timeout)
+            .pool_max_idle_per_host(1)
+            .pool_idle_timeout(settings.upstream.pool_idle_timeout)
+            .dns_resolver(resolver.clone())
+    })
 }
 
 /// The client for `https` backends: keep-alive pooled, no proxy from the
 /// environment, redirects passed through to the client untouched.
 /// Plain-HTTP backends use the gateway's own pooled client (`upstream`).
-fn tls_client(settings: &UpstreamSettings) -> Result<reqwest::Client, reqwest::Error> {
+fn tls_client(settings: &UpstreamSettings, resolver: Resolver) -> reqwest::ClientBuilder {
     install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
@@ -476,7 +507,22 @@ fn tls_client(settings: &UpstreamSettings) -> Result<reqwest::Client, reqwest::E
         .pool_idle_timeout(settings.pool_idle_timeout)
         .pool_max_idle_per_host(settings.pool_max_idle_per_host)
         .tcp_nodelay(true)
+        .dns_resolver(resolver)
+}
+
+/// Builds a client; when it cannot be (without CA certificates the
+/// platform verifier refuses to start), one that trusts no certificate
+/// at all. Its https calls all fail, but no https backend can be
+/// registered then (`Registry::without_https`), and plain-HTTP calls
+/// (health checks) work as usual: the gateway starts without CA
+/// certificates as long as it needs none.
+fn build_client(
+    builder: impl Fn() -> reqwest::ClientBuilder,
+) -> Result<reqwest::Client, reqwest::Error> {
+    install_crypto_provider();
+    builder()
         .build()
+        .or_else(|_| builder().tls_certs_only(Vec::new()).build())
 }
 
 /// Installs the TLS crypto provider that https backends (and any other

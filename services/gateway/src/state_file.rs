@@ -6,6 +6,9 @@
 //! crash leaves either the old or the new file, never a torn one. At start
 //! the file is loaded; a file that cannot be read or parsed stops start-up
 //! and is left untouched for a human to look at.
+//!
+//! Writing blocks on the disk, so the registry writes from a blocking
+//! thread, one change at a time, in the order the changes take effect.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -103,7 +106,26 @@ impl StateFile {
         Ok(contents.servers)
     }
 
-    /// Replaces the file's contents atomically.
+    fn dir(&self) -> &Path {
+        self.path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+    }
+
+    /// Where the next contents are written before they replace the file.
+    pub(crate) fn temp_path(&self) -> PathBuf {
+        let file_name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "state".into());
+        self.dir()
+            .join(format!(".{file_name}.tmp-{}", std::process::id()))
+    }
+
+    /// Replaces the file's contents atomically. Blocks on the disk: call it
+    /// off the runtime's threads.
     pub fn save(&self, servers: &[ServerSpec]) -> Result<(), StateFileError> {
         let write_err = |source: std::io::Error| StateFileError::Write {
             path: self.shown(),
@@ -115,17 +137,8 @@ impl StateFile {
         };
         let json = serde_json::to_vec_pretty(&contents)
             .map_err(|e| write_err(std::io::Error::other(e)))?;
-        let dir = self
-            .path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let file_name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "state".into());
-        let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+        let dir = self.dir();
+        let tmp = self.temp_path();
         let result = (|| {
             let mut file = std::fs::File::create(&tmp)?;
             file.write_all(&json)?;

@@ -160,6 +160,26 @@ async fn every_invalid_registration_is_refused_and_changes_nothing() {
             "url",
         ),
         ("POST", r#"{"name":"a","url":"http://"}"#.into(), 400, "url"),
+        // Read by the URL parser as the host "nohost" with an empty path.
+        (
+            "POST",
+            r#"{"name":"a","url":"http:///nohost"}"#.into(),
+            400,
+            r#""code":"invalid_field","message":"url: "#,
+        ),
+        // Would forge a log line, or clear the terminal of whoever reads it.
+        (
+            "POST",
+            r#"{"name":"a","url":"http://x/\n2026-01-01T00:00:00Z INFO forged"}"#.into(),
+            400,
+            r#""code":"invalid_field","message":"url: "#,
+        ),
+        (
+            "PUT",
+            r#"{"url":"http://x/\u001b[2J"}"#.into(),
+            400,
+            r#""code":"invalid_field","message":"url: "#,
+        ),
         (
             "POST",
             r#"{"name":"a","url":"/relative"}"#.into(),
@@ -425,4 +445,77 @@ async fn own_get_routes_answer_head_and_a_405_names_the_allowed_methods() {
         let body: Value = get.json().await.unwrap();
         assert_eq!(body["instance"]["name"], "backend-1");
     }
+}
+
+#[tokio::test]
+async fn changes_the_state_file_cannot_hold_are_refused_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.json");
+    let mut settings = gateway_settings();
+    settings.state_file = path.to_str().unwrap().to_owned();
+    let gw = spawn_gateway(settings).await;
+    let c = client();
+    let r = c
+        .post(gw.url("/api/servers"))
+        .json(&json!({"name": "keep", "url": "http://127.0.0.1:5000"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let before = servers(&gw).await;
+
+    // A directory where the file was: new contents cannot replace it
+    // (whatever the permissions; tests may run as root).
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    std::fs::write(path.join("occupied"), "").unwrap();
+    let changes = [
+        (
+            "POST",
+            "/api/servers",
+            Some(json!({"name": "new", "url": "http://127.0.0.1:5001"})),
+        ),
+        (
+            "PUT",
+            "/api/servers/keep",
+            Some(json!({"url": "http://127.0.0.1:5002"})),
+        ),
+        ("DELETE", "/api/servers/keep", None),
+    ];
+    for (method, route, body) in &changes {
+        let mut request = c.request(method.parse().unwrap(), gw.url(route));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status(), 500, "{method} {route}");
+        let error = json(r).await;
+        assert_eq!(
+            error["error"]["code"], "state_not_saved",
+            "{method} {route}"
+        );
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("registry.json"),
+            "{error}"
+        );
+    }
+    assert_eq!(
+        servers(&gw).await,
+        before,
+        "a change that was not saved took effect"
+    );
+    let mut left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["registry.json"], "temporary files left behind");
+
+    std::fs::remove_dir_all(&path).unwrap();
+    let r = c.delete(gw.url("/api/servers/keep")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(!std::fs::read_to_string(&path).unwrap().contains("keep"));
 }

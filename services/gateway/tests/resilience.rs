@@ -337,6 +337,74 @@ async fn the_registration_policy_refuses_metadata_and_foreign_addresses() {
     assert_eq!(list["servers"].as_array().unwrap().len(), 0);
 }
 
+/// `localhost` passes the policy as a name, but resolves into networks
+/// these settings deny: neither the proxied request nor the health checks
+/// (reqwest's resolver) may connect to it.
+#[tokio::test]
+async fn a_name_resolving_into_a_denied_network_is_never_connected_to() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    tokio::spawn({
+        let accepted = accepted.clone();
+        async move {
+            while listener.accept().await.is_ok() {
+                accepted.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    let mut settings = gateway_settings();
+    settings.health_check.interval = Duration::from_millis(100);
+    settings.health_check.timeout = Duration::from_millis(100);
+    settings.health_check.unhealthy_threshold = 1;
+    settings.health_check.enabled = false;
+    for net in ["127.0.0.0/8", "::1/128"] {
+        settings.admin.denied_networks.push(net.parse().unwrap());
+    }
+    let gw = spawn_gateway(settings.clone()).await;
+    let r = register_url(&gw, "by-name", format!("http://localhost:{port}")).await;
+    assert_eq!(r.status(), 201);
+    let r = client().post(gw.url("/api/data")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    let body = json(r).await;
+    assert_eq!(body["error"]["code"], "upstream_unreachable");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("admin.denied_networks"), "{message}");
+    gw.stop().await;
+
+    settings.health_check.enabled = true;
+    let gw = spawn_gateway(settings).await;
+    register_url(&gw, "by-name", format!("http://localhost:{port}")).await;
+    let mut reason = String::new();
+    for _ in 0..100 {
+        let v = json(
+            client()
+                .get(gw.url("/api/servers/by-name"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        if v["state"] == "down" {
+            reason = v["last_state_change"]["reason"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reason.contains("admin.denied_networks"), "{reason:?}");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        0,
+        "a denied address was connected to"
+    );
+}
+
 #[tokio::test]
 async fn a_separate_admin_listener_keeps_the_public_port_read_only() {
     let settings = gateway_settings();

@@ -25,6 +25,7 @@ mod body;
 mod h1;
 mod pool;
 mod request;
+pub mod resolve;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -34,12 +35,12 @@ use bytes::Bytes;
 use futures_util::Stream;
 use http::uri::PathAndQuery;
 use http::{Method, Response};
-use tokio::net::TcpStream;
 
 pub use body::ResponseBody;
 use h1::{Conn, H1Error};
 use pool::{GiveBack, Pool};
 use request::RequestHead;
+use resolve::Resolver;
 
 use crate::config::UpstreamSettings;
 use crate::headers::Forwarded;
@@ -134,16 +135,23 @@ pub struct Upstream {
     tls: reqwest::Client,
     /// Longest wait for a TCP connection.
     connect_timeout: Duration,
+    /// Resolves backends' host names, leaving out denied networks.
+    resolver: Resolver,
 }
 
 impl Upstream {
     /// A client for one worker. Spawns the pool's idle sweeper on the
     /// current runtime; it ends when the client is dropped.
-    pub fn new(settings: &UpstreamSettings, tls: reqwest::Client) -> Arc<Upstream> {
+    pub fn new(
+        settings: &UpstreamSettings,
+        tls: reqwest::Client,
+        resolver: Resolver,
+    ) -> Arc<Upstream> {
         Arc::new(Upstream {
             pool: Pool::new(settings.pool_max_idle_per_host, settings.pool_idle_timeout),
             tls,
             connect_timeout: settings.connect_timeout,
+            resolver,
         })
     }
 
@@ -211,7 +219,8 @@ impl Upstream {
             authority: authority.to_string(),
             source,
         };
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&**authority))
+        // The timeout covers the name lookup too.
+        let stream = tokio::time::timeout(self.connect_timeout, self.resolver.connect(authority))
             .await
             .map_err(|_| {
                 connect_error(std::io::Error::new(
