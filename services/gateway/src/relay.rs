@@ -47,6 +47,8 @@ impl BodyEnd {
 /// The relayed body: the backend's, with an idle timeout and an end.
 pub struct Relay<S, F: FnOnce(BodyEnd)> {
     body: S,
+    /// A body error held back for one poll (see `poll_next`).
+    failed: Option<BoxError>,
     idle: Pin<Box<Sleep>>,
     idle_timeout: Duration,
     on_end: Option<F>,
@@ -57,6 +59,7 @@ impl<S, F: FnOnce(BodyEnd)> Relay<S, F> {
     pub fn new(body: S, idle_timeout: Duration, on_end: F) -> Relay<S, F> {
         Relay {
             body,
+            failed: None,
             idle: Box::pin(tokio::time::sleep(idle_timeout)),
             idle_timeout,
             on_end: Some(on_end),
@@ -79,6 +82,9 @@ where
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        if let Some(e) = this.failed.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
         if this.on_end.is_none() {
             return Poll::Ready(None);
         }
@@ -90,7 +96,14 @@ where
             }
             Poll::Ready(Some(Err(e))) => {
                 this.end(BodyEnd::Broken(e.to_string()));
-                Poll::Ready(Some(Err(e)))
+                // hyper drops the connection at a body error without
+                // flushing what it buffered, so a head and data read
+                // together with the break would never reach the client
+                // (it would see no answer at all, not a cut one). Being
+                // pending once first lets hyper flush them.
+                this.failed = Some(e);
+                cx.waker().wake_by_ref();
+                Poll::Pending
             }
             Poll::Ready(None) => {
                 this.end(BodyEnd::Complete);
@@ -159,6 +172,8 @@ mod tests {
         let (ends, on_end) = recorder();
         let body = futures_util::stream::iter([Err::<Bytes, BoxError>("cut".into())]);
         let mut relay = Relay::new(body, Duration::from_secs(1), on_end);
+        let first = futures_util::poll!(relay.next());
+        assert!(first.is_pending(), "the error is held back for one poll");
         assert!(relay.next().await.unwrap().is_err());
         drop(relay);
         assert_eq!(*ends.lock().unwrap(), [BodyEnd::Broken("cut".into())]);
