@@ -33,6 +33,7 @@ pub mod discovery;
 pub mod errors;
 pub mod headers;
 pub mod health;
+pub mod idle;
 pub mod metrics;
 pub mod outlier;
 pub mod policy;

@@ -10,18 +10,17 @@
 //! went away — so the request is booked with how it really ended and its
 //! guards (in-flight places) are held until then.
 //!
-//! Depends on nothing else in the gateway: any stream of data frames can be
+//! Depends on `idle` only: any stream of data frames can be
 //! relayed (the upstream client's `ResponseBody` in the proxy).
 
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
-use tokio::time::Sleep;
 
+use crate::idle::IdleTimer;
 use crate::upstream::BoxError;
 
 /// How a relayed body ended.
@@ -49,8 +48,7 @@ pub struct Relay<S, F: FnOnce(BodyEnd)> {
     body: S,
     /// A body error held back for one poll (see `poll_next`).
     failed: Option<BoxError>,
-    idle: Pin<Box<Sleep>>,
-    idle_timeout: Duration,
+    idle: IdleTimer,
     on_end: Option<F>,
 }
 
@@ -60,8 +58,7 @@ impl<S, F: FnOnce(BodyEnd)> Relay<S, F> {
         Relay {
             body,
             failed: None,
-            idle: Box::pin(tokio::time::sleep(idle_timeout)),
-            idle_timeout,
+            idle: IdleTimer::new(idle_timeout),
             on_end: Some(on_end),
         }
     }
@@ -90,8 +87,7 @@ where
         }
         match Pin::new(&mut this.body).poll_next(cx) {
             Poll::Ready(Some(Ok(data))) => {
-                let next = tokio::time::Instant::now() + this.idle_timeout;
-                this.idle.as_mut().reset(next);
+                this.idle.progress();
                 Poll::Ready(Some(Ok(data)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -110,8 +106,8 @@ where
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                ready!(this.idle.as_mut().poll(cx));
-                let after = this.idle_timeout;
+                ready!(this.idle.poll_expired(cx));
+                let after = this.idle.timeout();
                 this.end(BodyEnd::Stalled(after));
                 let message = format!(
                     "no bytes from the backend for {} ms (upstream.body_idle_timeout)",

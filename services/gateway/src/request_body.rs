@@ -13,9 +13,8 @@
 //! the error, so the proxy can tell a client's broken upload from a
 //! backend's broken connection and never charge the backend for it.
 //!
-//! Depends on `upstream` (the body types it sends) and `config` only.
+//! Depends on `upstream` (the body types it sends), `config` and `idle`.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
@@ -26,10 +25,10 @@ use futures_util::Stream;
 use http::header::{self, HeaderMap};
 use http_body_util::BodyDataStream;
 use hyper::body::Incoming;
-use tokio::time::Sleep;
 
 use crate::config::LimitSettings;
 use crate::headers::has_body;
+use crate::idle::IdleTimer;
 use crate::upstream::{self, BoxError};
 
 /// What the client did wrong with its body.
@@ -182,9 +181,7 @@ impl RequestBody {
 /// faults noted in the shared [`Upload`].
 pub struct ClientStream {
     inner: BodyDataStream<Incoming>,
-    /// Reset at every piece of data.
-    idle: Pin<Box<Sleep>>,
-    idle_timeout: Duration,
+    idle: IdleTimer,
     seen: u64,
     max: u64,
     upload: Arc<Upload>,
@@ -194,8 +191,7 @@ impl ClientStream {
     fn new(body: Incoming, limits: &LimitSettings, upload: Arc<Upload>) -> ClientStream {
         ClientStream {
             inner: BodyDataStream::new(body),
-            idle: Box::pin(tokio::time::sleep(limits.body_idle_timeout)),
-            idle_timeout: limits.body_idle_timeout,
+            idle: IdleTimer::new(limits.body_idle_timeout),
             seen: 0,
             max: limits.max_body_bytes,
             upload,
@@ -219,8 +215,7 @@ impl Stream for ClientStream {
                         .upload
                         .fail(ClientFault::TooLarge(this.max)))));
                 }
-                let next = tokio::time::Instant::now() + this.idle_timeout;
-                this.idle.as_mut().reset(next);
+                this.idle.progress();
                 Poll::Ready(Some(Ok(data)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -236,10 +231,10 @@ impl Stream for ClientStream {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                ready!(this.idle.as_mut().poll(cx));
+                ready!(this.idle.poll_expired(cx));
                 let fault = ClientFault::Stalled {
                     key: "limits.body_idle_timeout",
-                    after: this.idle_timeout,
+                    after: this.idle.timeout(),
                 };
                 Poll::Ready(Some(Err(this.upload.fail(fault))))
             }
