@@ -141,8 +141,16 @@ async fn forward(
     if *method == Method::CONNECT {
         return answer_error(state, request, None, ProxyError::Connect);
     }
-    // Before admission: a slow uploader holds its own connection, never a
-    // place other clients need.
+    let Some(admitted) = admit(state) else {
+        let limit = state.limits.max_in_flight;
+        let error = ProxyError::Overloaded {
+            which: "gateway",
+            limit,
+        };
+        return answer_error(state, request, None, error);
+    };
+    // A body kept for retries is read under the in-flight place it will be
+    // sent under, bounded by limits.body_read_timeout and the idle timeout.
     let mut body = match RequestBody::read(
         &headers,
         body,
@@ -153,14 +161,6 @@ async fn forward(
     {
         Ok(body) => body,
         Err(fault) => return answer_error(state, request, None, fault.into()),
-    };
-    let Some(admitted) = admit(state) else {
-        let limit = state.limits.max_in_flight;
-        let error = ProxyError::Overloaded {
-            which: "gateway",
-            limit,
-        };
-        return answer_error(state, request, None, error);
     };
     let forwarded = forward_headers(headers, client, &request.request_id);
     state.budget.record_request();
@@ -622,7 +622,11 @@ fn relay(
     let mut response_headers = parts.headers;
     strip_hop_by_hop(&mut response_headers);
     response_headers.insert(X_REQUEST_ID, request.request_id.clone());
+    // The body ends outside the request's span; its access line still
+    // names the request's trace.
+    let span = common::telemetry::tracing_enabled().then(tracing::Span::current);
     let on_end = move |end: BodyEnd| {
+        let _entered = span.as_ref().map(tracing::Span::enter);
         let state = &admitted.0;
         let failure = match &end {
             BodyEnd::Stalled(_) => Some(Failure::Timeout),
