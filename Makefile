@@ -48,7 +48,7 @@ clean: ## Remove build outputs
 test-observability: release ## Dashboards and alert rules against a real Prometheus; promtool on rules and /metrics
 	python3 -m unittest discover -s tests/observability -v
 
-# --- Benchmarks (issue 7): bench/, services/gateway/benches ---
+# --- Benchmarks: bench/, services/gateway/benches ---
 .PHONY: bench bench-soak bench-compile
 bench: release ## Gateway vs NGINX vs HAProxy vs direct, wrk on loopback (BENCH_DURATION, BENCH_ROUNDS, ...); writes target/bench/
 	python3 bench/bench.py
@@ -59,7 +59,7 @@ bench-soak: release ## Gateway RSS over 10 million requests at 256 connections (
 bench-compile: ## Compile the criterion micro-benchmarks without running them (run them: cargo bench -p gateway)
 	$(CARGO) bench --workspace --no-run --locked --profile dev
 
-# --- Helm chart (issue 5): helm/gatewaylab, tests/helm ---
+# --- Helm chart: helm/gatewaylab, tests/helm ---
 .PHONY: helm-lint test-helm helm-package helm-docs
 HELM_DIST ?= target/helm
 
@@ -76,7 +76,7 @@ helm-package: ## Package the chart (links to deploy/ resolved) into $(HELM_DIST)
 helm-docs: ## Regenerate the chart README's table of values from values.yaml
 	python3 tests/helm/values_table.py --write
 
-# --- Container images (issue 4): Dockerfile, deploy/scripts/{images,base-images}.sh, deploy/compose.yaml, tests/images ---
+# --- Container images: Dockerfile, deploy/scripts/{images,base-images}.sh, deploy/compose.yaml, tests/images ---
 .PHONY: images base-images test-images compose-check
 IMAGE_REPO ?= gatewaylab
 IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n1)
@@ -96,7 +96,7 @@ test-images: ## Build both images, run 3 backends + gateway in containers (read-
 compose-check: release ## Validate deploy/compose.yaml offline: compose config, binaries' --print-config, promtool
 	python3 tests/images/compose_check.py
 
-# --- Resilience (issue 3): tests/resilience, real processes on loopback ---
+# --- Resilience: tests/resilience, real processes on loopback ---
 .PHONY: test-resilience
 test-resilience: release ## SIGKILL/SIGSTOP a backend and SIGTERM the gateway under load, 200+ malformed admin requests, state file, slow clients, access log under load
 	python3 tests/resilience/run.py
