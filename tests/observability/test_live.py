@@ -1,6 +1,6 @@
 """The dashboards and alert rules against the real thing: three release
-backends and three release gateways on free loopback ports, a real
-Prometheus (Debian's package) scraping all six every second and evaluating
+backends and four release gateways on free loopback ports, a real
+Prometheus (Debian's package) scraping all seven every second and evaluating
 deploy/prometheus/alerts.yml, and a short bounded load:
 
 - through the `main` gateway (default resilience settings): plain requests,
@@ -11,10 +11,13 @@ deploy/prometheus/alerts.yml, and a short bounded load:
 - through the `no_budget` gateway (retry budget 0, no health checks, no
   outlier detection), whose second backend `dead` does not listen: every
   retry is refused by the budget and the client gets a 502;
-- through the `limited` gateway (limits.max_in_flight=3,
-  limits.max_in_flight_per_backend=1, two backends): rounds of a client
-  holding back its body, two slow requests and one more, so that both
-  in-flight limits refuse requests.
+- through the `gateway_limited` gateway (limits.max_in_flight=2, two
+  backends) and the `backend_limited` one
+  (limits.max_in_flight_per_backend=1, one backend): rounds of slow
+  requests that fill each and one more request to each, so that both
+  in-flight limits refuse requests. (A request holds a place under
+  limits.max_in_flight only while it holds one at a backend: a body is
+  read before the request is admitted, so one gateway cannot show both.)
 
 Then:
 
@@ -67,9 +70,8 @@ HOST = "127.0.0.1"
 LOAD_SECONDS = float(os.environ.get("OBS_LOAD_SECONDS", "8"))
 LOAD_WORKERS = 6
 MAX_REQUESTS_PER_WORKER = 1500
-GATEWAYS = ("main", "no_budget", "limited")
-LIMITED_MAX_IN_FLIGHT = 3
-SLOW_MS = 1500  # the slow requests that fill the limited gateway's backends
+GATEWAYS = ("main", "no_budget", "gateway_limited", "backend_limited")
+SLOW_MS = 1500  # the slow requests that fill the limited gateways
 
 STACK = None
 
@@ -213,8 +215,8 @@ def setUpModule():
     atexit.register(stack.stop)
     signal.signal(signal.SIGTERM, _on_sigterm)
 
-    ports = free_ports(9)
-    b_ports, gw_ports, (victim_port, prom_port, dead_port) = ports[:3], ports[3:6], ports[6:]
+    ports = free_ports(10)
+    b_ports, gw_ports, (victim_port, prom_port, dead_port) = ports[:3], ports[3:7], ports[7:]
     stack.backends = [f"{HOST}:{p}" for p in b_ports]  # scraped by Prometheus
     stack.gateways = dict(zip(GATEWAYS, (f"{HOST}:{p}" for p in gw_ports)))
     stack.victim = f"{HOST}:{victim_port}"  # the main gateway's server4, killed during the load
@@ -236,10 +238,12 @@ def setUpModule():
         "no_budget": {"GATEWAY__SERVERS": f"server1={b1},dead=http://{stack.dead}",
                       "GATEWAY__RETRY__BUDGET_RATIO": "0", "GATEWAY__RETRY__BUDGET_MIN_PER_SECOND": "0",
                       "GATEWAY__HEALTH_CHECK__ENABLED": "false", "GATEWAY__OUTLIER__ENABLED": "false"},
-        # Room for three requests, one per backend.
-        "limited": {"GATEWAY__SERVERS": f"server1={b1},server2={b2}",
-                    "GATEWAY__LIMITS__MAX_IN_FLIGHT": str(LIMITED_MAX_IN_FLIGHT),
-                    "GATEWAY__LIMITS__MAX_IN_FLIGHT_PER_BACKEND": "1"},
+        # Room for two requests in all.
+        "gateway_limited": {"GATEWAY__SERVERS": f"server1={b1},server2={b2}",
+                            "GATEWAY__LIMITS__MAX_IN_FLIGHT": "2"},
+        # Room for one request at its only backend.
+        "backend_limited": {"GATEWAY__SERVERS": f"server1={b2}",
+                            "GATEWAY__LIMITS__MAX_IN_FLIGHT_PER_BACKEND": "1"},
     }
     for name, env in gateway_env.items():
         addr = stack.gateways[name]
@@ -320,40 +324,30 @@ def send_once(target, path, seed, i):
     return status
 
 
-def limit_round(target):
-    """One round against the limited gateway (room for 3 requests, 1 per
-    backend, 2 backends): a client sends its headers but holds back its body
-    (it holds a gateway slot, no backend); two slow requests fill both
-    backends; one more request finds the gateway full (503, limit=gateway).
-    Then the held body is sent, and that request finds every backend full
-    (503, limit=backend). Returns {request: status}."""
+def limit_round(gateways):
+    """One round against the two limited gateways: two slow requests fill
+    `gateway_limited` (room for 2) and one fills `backend_limited`'s only
+    backend (room for 1); one more request to each is refused (503,
+    limit=gateway and limit=backend). Returns {request: status}."""
     out = {}
-    held = http.client.HTTPConnection(target, timeout=10)
     slow = []
+
+    def busy_backends(target):
+        with urllib.request.urlopen(f"http://{target}/api/servers", timeout=5) as r:
+            return sum(1 for s in json.load(r)["servers"] if s["active_requests"] > 0)
+
     try:
-        held.putrequest("POST", "/api/data")
-        held.putheader("content-type", "application/json")
-        held.putheader("content-length", "2")
-        held.endheaders()
-        time.sleep(0.3)
-
-        def busy_backends():
-            with urllib.request.urlopen(f"http://{target}/api/servers", timeout=5) as r:
-                return sum(1 for s in json.load(r)["servers"] if s["active_requests"] > 0)
-
-        for n in range(2):
-            t = threading.Thread(target=lambda n=n: out.__setitem__(
-                f"slow{n + 1}", send_once(target, f"/api/data?delay_ms={SLOW_MS}", "limit", n)), daemon=True)
+        plan = [("slow1", gateways["gateway_limited"], 1), ("slow2", gateways["gateway_limited"], 2),
+                ("slow3", gateways["backend_limited"], 1)]
+        for n, (key, target, busy) in enumerate(plan):
+            t = threading.Thread(target=lambda key=key, target=target, n=n: out.__setitem__(
+                key, send_once(target, f"/api/data?delay_ms={SLOW_MS}", "limit", n)), daemon=True)
             t.start()
             slow.append(t)
-            wait_until(f"slow request {n + 1} at a backend", lambda n=n: busy_backends() == n + 1, SLOW_MS / 2000)
-        out["over_gateway_limit"] = send_once(target, "/api/data", "limit", 2)
-        held.send(b"{}")
-        resp = held.getresponse()
-        resp.read()
-        out["over_backend_limit"] = resp.status
+            wait_until(f"{key} at a backend", lambda t=target, b=busy: busy_backends(t) == b, SLOW_MS / 2000)
+        out["over_gateway_limit"] = send_once(gateways["gateway_limited"], "/api/data", "limit", 3)
+        out["over_backend_limit"] = send_once(gateways["backend_limited"], "/api/data", "limit", 4)
     finally:
-        held.close()
         for t in slow:
             t.join(timeout=SLOW_MS / 1000 + 10)
     return out
@@ -412,14 +406,15 @@ def drive_load(stack):
     def limited_worker():
         while time.monotonic() < deadline - SLOW_MS / 1000:
             try:
-                seen = limit_round(stack.gateways["limited"])
+                seen = limit_round(stack.gateways)
             except (AssertionError, OSError, http.client.HTTPException) as e:
                 seen = {"error": repr(e)}
             with lock:
                 rounds.append(seen)
             for key, status in seen.items():
                 if key != "error":
-                    count("limited", status)
+                    gateway = "backend_limited" if key in ("slow3", "over_backend_limit") else "gateway_limited"
+                    count(gateway, status)
 
     threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(LOAD_WORKERS)]
     threads += [threading.Thread(target=no_budget_worker, daemon=True),
@@ -456,7 +451,8 @@ class Load(unittest.TestCase):
         rounds = STACK.load["limit_rounds"]
         self.assertGreaterEqual(len(rounds), 2, rounds)
         for seen in rounds:
-            self.assertEqual(seen, {"slow1": 200, "slow2": 200, "over_gateway_limit": 503, "over_backend_limit": 503})
+            self.assertEqual(seen, {"slow1": 200, "slow2": 200, "slow3": 200,
+                                    "over_gateway_limit": 503, "over_backend_limit": 503})
 
 
 def assert_finite_result(testcase, data, context):
@@ -493,7 +489,7 @@ def gateway_panel_expectations():
         # connect (new ones), whichever comes first.
         "Retries by reason": ([{}], [{"reason": "status"}, {"reason": "timeout"}]),
         "Retry ratio": ([{}], []),
-        "Retry budget exhausted": ([{"instance": gw["no_budget"]}], [{"instance": gw["main"]}, {"instance": gw["limited"]}]),
+        "Retry budget exhausted": ([{"instance": gw["no_budget"]}], [{"instance": gw["main"]}, {"instance": gw["gateway_limited"]}]),
         "Limit rejections": ([{"limit": "gateway"}, {"limit": "backend"}], []),
     }
 
@@ -554,7 +550,8 @@ class DashboardQueries(unittest.TestCase):
         lines = timeline()
         expected = {(main, f"server{i}") for i in range(1, 5)} | {
             (STACK.gateways["no_budget"], "server1"), (STACK.gateways["no_budget"], "dead"),
-            (STACK.gateways["limited"], "server1"), (STACK.gateways["limited"], "server2")}
+            (STACK.gateways["gateway_limited"], "server1"), (STACK.gateways["gateway_limited"], "server2"),
+            (STACK.gateways["backend_limited"], "server1")}
         self.assertEqual(set(lines), expected)
         # Value mappings: 1 up, 2 draining, 3 ejected, 4 down.
         line = lines[(main, "server4")]
@@ -594,8 +591,8 @@ class AlertRulesLive(unittest.TestCase):
         gw = STACK.gateways
         want = {("GatewayBackendUnavailable", gw["main"], "upstream", "server4"),
                 ("GatewayRetryBudgetExhausted", gw["no_budget"], None, None),
-                ("GatewayLimitRejections", gw["limited"], "limit", "gateway"),
-                ("GatewayLimitRejections", gw["limited"], "limit", "backend")}
+                ("GatewayLimitRejections", gw["gateway_limited"], "limit", "gateway"),
+                ("GatewayLimitRejections", gw["backend_limited"], "limit", "backend")}
         names = {w[0] for w in want}
         got = set()
         for a in STACK.prom.alerts():

@@ -141,16 +141,8 @@ async fn forward(
     if *method == Method::CONNECT {
         return answer_error(state, request, None, ProxyError::Connect);
     }
-    let Some(admitted) = admit(state) else {
-        let limit = state.limits.max_in_flight;
-        let error = ProxyError::Overloaded {
-            which: "gateway",
-            limit,
-        };
-        return answer_error(state, request, None, error);
-    };
-    // A body kept for retries is read under the in-flight place it will be
-    // sent under, bounded by limits.body_read_timeout and the idle timeout.
+    // Before admission: a slow uploader holds its own connection, never a
+    // place other clients need.
     let mut body = match RequestBody::read(
         &headers,
         body,
@@ -161,6 +153,14 @@ async fn forward(
     {
         Ok(body) => body,
         Err(fault) => return answer_error(state, request, None, fault.into()),
+    };
+    let Some(admitted) = admit(state) else {
+        let limit = state.limits.max_in_flight;
+        let error = ProxyError::Overloaded {
+            which: "gateway",
+            limit,
+        };
+        return answer_error(state, request, None, error);
     };
     let forwarded = forward_headers(headers, client, &request.request_id);
     state.budget.record_request();

@@ -272,6 +272,27 @@ async fn a_clients_broken_slow_or_oversized_body_is_never_charged_to_the_backend
 }
 
 #[tokio::test]
+async fn slow_uploaders_do_not_take_in_flight_places_from_other_clients() {
+    let mut s = settings();
+    s.limits.max_in_flight = 2;
+    s.limits.body_read_timeout = Duration::from_secs(30);
+    let (gw, _backends) = gateway_with_three(s).await;
+    let mut uploaders = Vec::new();
+    for _ in 0..5 {
+        let mut socket = TcpStream::connect(gw.addr).await.unwrap();
+        let head = "POST /api/echo HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\nabc";
+        socket.write_all(head.as_bytes()).await.unwrap();
+        uploaders.push(socket);
+    }
+    for _ in 0..5 {
+        let response = client().get(gw.url("/api/data")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    drop(uploaders);
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn a_response_body_that_stalls_or_breaks_is_cut_and_charged_to_the_backend() {
     let (addr, seen) = scripted_backend().await;
     let mut s = settings();
