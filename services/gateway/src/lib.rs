@@ -6,11 +6,14 @@
 //! - [`routes`]: the routing table. Own routes first (`/api/servers*` in
 //!   [`admin`], `/api/stats/*`, `/metrics`, `/healthz`, `/readyz`), then
 //!   everything else to [`proxy`]; one `recover` renders every error.
-//! - [`proxy`]: picks a backend with the [`balancer`] from the [`registry`]'s
-//!   current snapshot, forwards the request with the worker's [`upstream`]
-//!   client (its own HTTP/1.1 codec on httparse with a keep-alive pool;
-//!   reqwest for `https` backends), streams the answer back and records it in the stats windows
-//!   (`common::stats`) and [`metrics`].
+//! - [`proxy`]: reads the client's body ([`request_body`]: limits, and the
+//!   client's faults), picks a backend with the [`balancer`] from the
+//!   [`registry`]'s current snapshot, forwards the request with the
+//!   worker's [`upstream`] client (its own HTTP/1.1 codec on httparse with a
+//!   keep-alive pool; reqwest for `https` backends), waits for and
+//!   classifies the answer (`attempt`), relays it back ([`relay`], with
+//!   [`idle`] timeouts on both bodies) and records it, when its body ends,
+//!   in the stats windows (`common::stats`) and [`metrics`].
 //! - [`headers`]: what is forwarded (hop-by-hop stripping, `X-Forwarded-*`,
 //!   request ids).
 //! - [`errors`]: every error the gateway answers with, mapped to its status
@@ -27,6 +30,7 @@
 //!   it all together on a listener the caller bound.
 
 pub mod admin;
+mod attempt;
 pub mod balancer;
 pub mod config;
 pub mod discovery;

@@ -29,18 +29,18 @@ use tracing::Instrument;
 use warp::reply::Response;
 use warp::Reply;
 
+use crate::attempt::{self, annotate, await_answer, classify, Attempt};
 use crate::balancer::Balancer;
 use crate::config::{LimitSettings, RetrySettings};
 use crate::errors::ProxyError;
 use crate::headers::{forward_headers, request_id, strip_hop_by_hop, X_REQUEST_ID};
-use crate::health::State;
 use crate::metrics::GatewayMetrics;
 use crate::outlier::{AttemptOutcome, Outlier};
 use crate::registry::{Backend, InFlight, Registry};
 use crate::relay::{BodyEnd, Relay};
 use crate::request_body::{ClientFault, RequestBody};
 use crate::retry::{is_idempotent, retryable, Failure, RetryBudget};
-use crate::upstream::{Outgoing, ResponseBody, Upstream, UpstreamError};
+use crate::upstream::{Outgoing, ResponseBody, Upstream};
 
 /// What the proxied path needs, shared by all requests.
 #[derive(Debug)]
@@ -219,8 +219,13 @@ async fn forward(
         .await;
         let elapsed = attempt_started.elapsed();
 
-        let context = (&*backend, request, tried.len() + 1, timeout);
-        let attempt = classify(sent, &body, &state.retry.on_statuses, context);
+        let context = attempt::Context {
+            backend: &backend,
+            request_id: request.request_id.to_str().unwrap_or(""),
+            attempt: tried.len() + 1,
+            timeout,
+        };
+        let attempt = classify(sent, &body, &state.retry.on_statuses, &context);
         annotate(&span, &attempt);
         drop(span);
         let (failure, response) = match attempt {
@@ -300,60 +305,6 @@ fn origin_target(uri: &http::Uri) -> PathAndQuery {
         }
         Some(target) => target.clone(),
         None => PathAndQuery::from_static("/"),
-    }
-}
-
-/// How often an attempt that is still waiting looks at its backend's state.
-const HEALTH_WATCH_INTERVAL: Duration = Duration::from_millis(100);
-
-/// Waits for one attempt's response head. The per-try `timeout` counts from
-/// when the whole request had been sent: a slow client's upload is bounded
-/// by its own idle timeout, not charged to the backend. With
-/// `watch_health`, the wait is abandoned once the backend is marked `down`
-/// or `ejected`, so a hung backend costs a retried request its detection
-/// time, not the whole per-try timeout. The check runs on the timer the
-/// timeout needs anyway: an answer within the first interval costs nothing
-/// more.
-async fn await_answer<F>(
-    send: F,
-    backend: &Backend,
-    body: &RequestBody,
-    attempt_started: Instant,
-    timeout: Duration,
-    watch_health: bool,
-) -> Result<Result<http::Response<ResponseBody>, UpstreamError>, Failure>
-where
-    F: std::future::Future<Output = Result<http::Response<ResponseBody>, UpstreamError>>,
-{
-    let mut send = std::pin::pin!(send);
-    let next_check = |now: Instant| {
-        let deadline = body.sent_by(attempt_started).map(|sent| sent + timeout);
-        let watch = (watch_health || deadline.is_none()).then(|| now + HEALTH_WATCH_INTERVAL);
-        match (deadline, watch) {
-            (Some(d), Some(w)) => (d.min(w), deadline),
-            (Some(d), None) => (d, deadline),
-            (None, Some(w)) => (w, deadline),
-            (None, None) => (now + timeout, deadline),
-        }
-    };
-    let (wake, _) = next_check(attempt_started);
-    let timer = tokio::time::sleep_until(wake.into());
-    tokio::pin!(timer);
-    loop {
-        tokio::select! {
-            biased;
-            sent = &mut send => return Ok(sent),
-            () = &mut timer => {}
-        }
-        let now = Instant::now();
-        let (wake, deadline) = next_check(now);
-        if deadline.is_some_and(|d| now >= d) {
-            return Err(Failure::Timeout);
-        }
-        if watch_health && matches!(backend.health.state(), State::Down | State::Ejected) {
-            return Err(Failure::Unhealthy);
-        }
-        timer.as_mut().reset(wake.into());
     }
 }
 
@@ -463,97 +414,6 @@ fn choose_backend(state: &ProxyState, tried: &[Arc<Backend>]) -> Result<InFlight
         which: "backend",
         limit,
     })
-}
-
-/// How one attempt ended.
-enum Attempt {
-    /// An answer to pass on to the client.
-    Answered(http::Response<ResponseBody>),
-    /// An answer whose status is listed in `retry.on_statuses`: retried
-    /// when possible, else passed on.
-    RetryableStatus(http::Response<ResponseBody>),
-    /// No answer, by the backend's fault.
-    Failed(Failure),
-    /// No answer, because the client's body broke, stalled or ran over.
-    Client(ClientFault),
-}
-
-/// Turns the client's result into an [`Attempt`], logging the backend's
-/// failures. An upstream error while the client's body had failed is the
-/// client's doing, whatever the upstream client made of it.
-fn classify(
-    sent: Result<Result<http::Response<ResponseBody>, UpstreamError>, Failure>,
-    body: &RequestBody,
-    retry_statuses: &[u16],
-    context: (&Backend, &RequestInfo, usize, Duration),
-) -> Attempt {
-    let (backend, request, attempt, timeout) = context;
-    let request_id = request.request_id.to_str().unwrap_or("");
-    let e = match sent {
-        Ok(Ok(response)) if retry_statuses.contains(&response.status().as_u16()) => {
-            return Attempt::RetryableStatus(response)
-        }
-        Ok(Ok(response)) => return Attempt::Answered(response),
-        Ok(Err(e)) => e,
-        Err(Failure::Unhealthy) => {
-            tracing::warn!(
-                backend = %backend.name,
-                request_id,
-                attempt,
-                "backend marked {} while the attempt waited for its answer",
-                backend.health.state().as_str()
-            );
-            return Attempt::Failed(Failure::Unhealthy);
-        }
-        Err(failure) => {
-            tracing::warn!(
-                backend = %backend.name,
-                request_id,
-                attempt,
-                "upstream timeout after {} ms",
-                timeout.as_millis()
-            );
-            return Attempt::Failed(failure);
-        }
-    };
-    if let Some(fault) = body.fault() {
-        return Attempt::Client(fault.clone());
-    }
-    if e.is_request_body() {
-        return Attempt::Client(ClientFault::Malformed(e.to_string()));
-    }
-    tracing::warn!(
-        backend = %backend.name,
-        upstream = %backend.base.authority,
-        request_id,
-        attempt,
-        "upstream error: {}",
-        Escaped(&e)
-    );
-    Attempt::Failed(if crate::upstream::resolve::is_denied(&e) {
-        Failure::Denied
-    } else if e.is_connect() {
-        Failure::Connect
-    } else {
-        Failure::Reset
-    })
-}
-
-/// Puts the attempt's outcome on its client span.
-fn annotate(span: &tracing::Span, attempt: &Attempt) {
-    match attempt {
-        Attempt::Answered(r) | Attempt::RetryableStatus(r) => {
-            common::telemetry::record_status(span, r.status().as_u16())
-        }
-        Attempt::Failed(f) => {
-            span.record("error.type", f.as_str());
-            span.record("otel.status_code", "ERROR");
-        }
-        Attempt::Client(_) => {
-            span.record("error.type", "client_body");
-            span.record("otel.status_code", "ERROR");
-        }
-    }
 }
 
 /// Books one attempt on the backend: stats, metrics, outlier detection.
