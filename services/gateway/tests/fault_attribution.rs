@@ -156,14 +156,7 @@ async fn server(gw: &TestGateway, name: &str) -> Value {
 }
 
 async fn metric(gw: &TestGateway, series: &str) -> f64 {
-    let text = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(gw).await;
     text.lines()
         .find_map(|l| l.strip_prefix(series))
         .and_then(|v| v.trim().parse().ok())

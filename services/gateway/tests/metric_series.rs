@@ -11,14 +11,7 @@ use support::*;
 
 /// The series lines of `/metrics` that name a backend.
 async fn upstream_series(gw: &TestGateway) -> Vec<String> {
-    let text = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(gw).await;
     text.lines()
         .filter(|l| !l.starts_with('#') && l.contains("upstream=\""))
         .map(str::to_owned)

@@ -547,14 +547,7 @@ async fn stats_and_metrics_switched_off_answer_404_while_proxying_goes_on() {
     settings.stats.enabled = false;
     let (gw, _backends) = gateway_with_three(settings).await;
     c.get(gw.url("/api/data")).send().await.unwrap();
-    let text = c
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&gw).await;
     assert!(text.contains(r#"http_route="/*""#), "{text}");
 }
 

@@ -51,14 +51,7 @@ async fn a_dead_backend_costs_no_client_failures_and_is_ejected() {
         .as_str()
         .unwrap()
         .contains("consecutive failures"));
-    let metrics = c
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&gw).await;
     assert!(
         metrics.contains(r#"gateway_outlier_ejections_total{upstream="dead"} 1"#),
         "{metrics}"
@@ -202,14 +195,7 @@ async fn the_retry_budget_stops_retry_storms() {
     for _ in 0..20 {
         c.get(gw.url("/api/data")).send().await.unwrap();
     }
-    let metrics = c
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&gw).await;
     assert!(
         metrics.contains(r#"gateway_retries_total{reason="connect"} 10"#),
         "{metrics}"
@@ -240,14 +226,7 @@ async fn in_flight_limits_answer_503_with_retry_after() {
     for s in slow {
         assert_eq!(s.await.unwrap(), 200);
     }
-    let metrics = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&gw).await;
     assert!(metrics.contains(r#"gateway_limit_rejections_total{limit="gateway"} 1"#));
 }
 

@@ -138,6 +138,18 @@ pub async fn closed_port() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
+/// The gateway's `/metrics` text.
+pub async fn metrics_text(gw: &TestGateway) -> String {
+    client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 pub async fn json(response: reqwest::Response) -> serde_json::Value {
     response.json().await.unwrap()
 }
