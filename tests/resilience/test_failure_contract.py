@@ -764,20 +764,25 @@ class FailureContract(h.ProcessTest):
     def test_misbehaving_backends(self):
         real = h.start_backend(self.log_dir, REAL)
         gateways = Gateways(self.log_dir, {REAL: real.port})
+        self.run_table("backend", BACKEND_ROWS, lambda i, row: self.backend_row(gateways, i, row))
+
+    def run_table(self, peer, rows, run_row):
+        """Runs every row, then fails once listing each row that did not
+        behave as the contract says, and adds a summary line."""
         failures, outcomes = [], collections.Counter()
         started = time.monotonic()
-        for i, row in enumerate(BACKEND_ROWS):
+        for i, row in enumerate(rows):
             try:
-                problems = self.backend_row(gateways, i, row)
+                problems = run_row(i, row)
             except GatewayRefused as e:
                 problems = [str(e)]
             except (AssertionError, OSError, ValueError, KeyError) as e:
                 problems = [f"the row could not run: {type(e).__name__}: {short(str(e))}"]
             outcomes["passed" if not problems else "failed"] += 1
             if problems:
-                failures.append(f"[{row.name}] (backend {row.does}): " + "; ".join(problems))
-        h.summary("failure contract: backends",
-                  f"{len(BACKEND_ROWS)} misbehaving backends in {time.monotonic() - started:.1f} s: "
+                failures.append(f"[{row.name}] ({peer} {row.does}): " + "; ".join(problems))
+        h.summary(f"failure contract: {peer}s",
+                  f"{len(rows)} misbehaving {peer}s in {time.monotonic() - started:.1f} s: "
                   f"{outcomes['passed']} as the contract says, {outcomes['failed']} not")
         self.assertEqual(failures, [], "\n" + "\n".join(failures))
 
@@ -887,22 +892,7 @@ class FailureContract(h.ProcessTest):
     def test_misbehaving_clients(self):
         backends = {"r1": h.start_backend(self.log_dir, "r1"), "r2": h.start_backend(self.log_dir, "r2")}
         gateways = Gateways(self.log_dir, {n: b.port for n, b in backends.items()})
-        failures, outcomes = [], collections.Counter()
-        started = time.monotonic()
-        for row in CLIENT_ROWS:
-            try:
-                problems = self.client_row(gateways, row, backends)
-            except GatewayRefused as e:
-                problems = [str(e)]
-            except (AssertionError, OSError, ValueError, KeyError) as e:
-                problems = [f"the row could not run: {type(e).__name__}: {short(str(e))}"]
-            outcomes["passed" if not problems else "failed"] += 1
-            if problems:
-                failures.append(f"[{row.name}] (client {row.does}): " + "; ".join(problems))
-        h.summary("failure contract: clients",
-                  f"{len(CLIENT_ROWS)} misbehaving clients in {time.monotonic() - started:.1f} s: "
-                  f"{outcomes['passed']} as the contract says, {outcomes['failed']} not")
-        self.assertEqual(failures, [], "\n" + "\n".join(failures))
+        self.run_table("client", CLIENT_ROWS, lambda _, row: self.client_row(gateways, row, backends))
 
     def client_row(self, gateways, row, backends):
         gw = gateways.get(row.settings or {})
