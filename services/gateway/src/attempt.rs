@@ -5,6 +5,7 @@
 //!
 //! Depends on `upstream`, `request_body`, `retry`, `registry` and `health`.
 
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use common::escape::Escaped;
@@ -37,7 +38,7 @@ const HEALTH_WATCH_INTERVAL: Duration = Duration::from_millis(100);
 /// timeout needs anyway: an answer within the first interval costs nothing
 /// more.
 pub(crate) async fn await_answer<F>(
-    send: F,
+    mut send: Pin<&mut F>,
     backend: &Backend,
     body: &RequestBody,
     attempt_started: Instant,
@@ -47,7 +48,6 @@ pub(crate) async fn await_answer<F>(
 where
     F: std::future::Future<Output = Result<http::Response<ResponseBody>, UpstreamError>>,
 {
-    let mut send = std::pin::pin!(send);
     // The deadline, once the whole request was sent, and when to look
     // again: at the deadline, or sooner to watch the backend's state or the
     // upload's end.
@@ -67,7 +67,7 @@ where
     loop {
         tokio::select! {
             biased;
-            sent = &mut send => return Ok(sent),
+            sent = send.as_mut() => return Ok(sent),
             () = &mut timer => {}
         }
         let now = Instant::now();

@@ -33,7 +33,7 @@ use crate::attempt::{self, annotate, await_answer, classify, Attempt};
 use crate::balancer::Balancer;
 use crate::config::{LimitSettings, RetrySettings};
 use crate::errors::ProxyError;
-use crate::headers::{forward_headers, request_id, strip_hop_by_hop, X_REQUEST_ID};
+use crate::headers::{forward_headers, has_body, request_id, strip_hop_by_hop, X_REQUEST_ID};
 use crate::metrics::GatewayMetrics;
 use crate::outlier::{AttemptOutcome, Outlier};
 use crate::registry::{Backend, InFlight, Registry};
@@ -143,14 +143,22 @@ async fn forward(
     }
     // Before admission: a slow uploader holds its own connection, never a
     // place other clients need.
-    let mut body = match RequestBody::read(
-        &headers,
-        body,
-        &state.limits,
-        state.retry.max_buffered_body_bytes,
-    )
-    .await
-    {
+    // Boxed, and only for requests that have a body: the read's state (the
+    // stream, its timers) would otherwise size, and be copied with, every
+    // request's future.
+    let read = if has_body(&headers) {
+        let limits = &state.limits;
+        Box::pin(RequestBody::read(
+            &headers,
+            body,
+            limits,
+            state.retry.max_buffered_body_bytes,
+        ))
+        .await
+    } else {
+        Ok(RequestBody::Empty)
+    };
+    let mut body = match read {
         Ok(body) => body,
         Err(fault) => return answer_error(state, request, None, fault.into()),
     };
@@ -207,8 +215,11 @@ async fn forward(
         };
         // Waiting elsewhere only helps a request that may be sent again.
         let watch_health = is_idempotent(method) && body.replayable();
+        // Pinned here, not moved into `await_answer`: the upstream call's
+        // state is large, and every move of it is a copy per request.
+        let send = std::pin::pin!(upstream.send(&backend.base, outgoing));
         let sent = await_answer(
-            upstream.send(&backend.base, outgoing),
+            send,
             &backend,
             &body,
             attempt_started,
