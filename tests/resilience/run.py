@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make test-resilience`: the process-level resilience tests of issue 3
+"""`make test-resilience`: the process-level resilience tests
 against the release binaries, then one summary line per scenario with the
 numbers measured.
 

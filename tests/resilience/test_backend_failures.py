@@ -1,4 +1,4 @@
-"""Scenarios 1 and 2 of issue 3: a backend dies (SIGKILL) or hangs (SIGSTOP)
+"""A backend dies (SIGKILL) or hangs (SIGSTOP)
 under a steady keep-alive GET load through the release gateway.
 
 1. SIGKILL one of three backends during ~11 s of 300 requests/s: no client

@@ -1,4 +1,4 @@
-"""Scenario 4 of issue 3: a table of malformed admin requests against the
+"""A table of malformed admin requests against the
 release gateway, started with an admin token, admin.max_body_bytes = 4096 and
 http.max_header_bytes = 16384.
 

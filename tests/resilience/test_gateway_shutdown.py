@@ -1,4 +1,4 @@
-"""Scenario 3 of issue 3: SIGTERM to the gateway under load.
+"""SIGTERM to the gateway under load.
 
 A steady keep-alive GET load (300/s) plus a few slow requests (2 s upstream
 delay) that are in flight when the signal comes. With shutdown.delay = 1 s and

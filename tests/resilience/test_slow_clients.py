@@ -1,4 +1,4 @@
-"""Scenario 6 of issue 3: slow clients (slowloris) against the release gateway
+"""Slow clients (slowloris) against the release gateway
 with http.header_read_timeout = 2s.
 
 300 connections each send the start of a request head and then one more byte

@@ -1,4 +1,4 @@
-"""Scenario 5 of issue 3: registrations survive a restart through the state
+"""Registrations survive a restart through the state
 file, and a corrupt state file stops start-up without being touched.
 
 - Register three servers through the API (one with a weight), replace one
