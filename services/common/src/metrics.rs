@@ -238,7 +238,7 @@ impl crate::server::Observe for ServerObserver {
             );
         }
         if let (true, Some(stats)) = (token.route.counted, &self.stats) {
-            stats.record(crate::stats::Outcome {
+            stats.record(crate::stats::Sample {
                 status: Some(status.as_u16()),
                 latency: elapsed,
             });

@@ -22,9 +22,10 @@ use std::sync::Arc;
 
 use common::clock::SystemClock;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use gateway::backends::Registry;
 use gateway::balancer::Balancer;
 use gateway::config::Strategy;
-use gateway::registry::{Registry, ServerSpec};
+use gateway::spec::ServerSpec;
 
 mod support;
 

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::clock::{ManualClock, SystemClock};
-use common::stats::{Outcome, Recorder, Window};
+use common::stats::{Recorder, Sample, Window};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 mod support;
@@ -32,7 +32,7 @@ mod support;
 /// Deterministic spread of latencies between 100 µs and ~50 ms and of
 /// statuses (mostly 200, some 404, 503 and no answer), so that recording
 /// and merging see the variety real traffic has.
-fn outcome(i: u64) -> Outcome {
+fn sample(i: u64) -> Sample {
     let mixed = i.wrapping_mul(6_364_136_223_846_793_005).rotate_left(17);
     let latency = Duration::from_micros(100 + mixed % 50_000);
     let status = match i % 100 {
@@ -41,7 +41,7 @@ fn outcome(i: u64) -> Outcome {
         3..=7 => Some(404),
         _ => Some(200),
     };
-    Outcome { status, latency }
+    Sample { status, latency }
 }
 
 fn record(c: &mut Criterion) {
@@ -53,7 +53,7 @@ fn record(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 support::on_threads(t, iters, |thread, iters| {
                     for i in 0..iters {
-                        recorder.record(black_box(outcome(i ^ (thread << 32))));
+                        recorder.record(black_box(sample(i ^ (thread << 32))));
                     }
                 })
             })
@@ -75,7 +75,7 @@ fn full_hour(per_second: u64) -> Arc<Recorder> {
             clock.advance(1);
         }
         for _ in 0..per_second {
-            recorder.record(outcome(i));
+            recorder.record(sample(i));
             i += 1;
         }
     }

@@ -12,7 +12,7 @@
 //! With a state file, a change is answered once the file holds it; when it
 //! cannot be written the answer is 500 `state_not_saved` and nothing
 //! changed. URLs are stored and shown as parsed (see
-//! [`crate::registry::parse_base_url`]).
+//! [`crate::spec::parse_base_url`]).
 //!
 //! Bodies are limited (`admin.max_body_bytes`, 64 KiB by default) and must
 //! not carry unknown fields. Destinations must pass the registration
@@ -31,9 +31,10 @@ use serde::Deserialize;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
+use crate::backends::{Registered, Registry, Source};
 use crate::errors::AdminError;
 use crate::policy::Policy;
-use crate::registry::{validate_name, Registered, Registry, ServerSpec, Source};
+use crate::spec::{validate_name, ServerSpec};
 
 /// What the admin handlers share.
 #[derive(Debug)]

@@ -1,19 +1,18 @@
 //! One attempt at a backend once it is under way: waiting for its answer
-//! within its time limits ([`await_answer`]) and telling how it ended and
-//! by whose fault ([`classify`]). What follows (relay, retry, an error
-//! answer) is the proxy's decision.
+//! within its time limits ([`await_answer`]) and, when there is none,
+//! telling how it ended and by whose fault ([`judge`]). What follows
+//! (relay, retry, an error answer) is the proxy's decision.
 //!
-//! Depends on `upstream`, `request_body`, `retry`, `registry` and `health`.
+//! Depends on `upstream`, `request_body`, `outcome` and `backends`.
 
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use common::escape::Escaped;
 
-use crate::health::State;
-use crate::registry::Backend;
-use crate::request_body::{ClientFault, RequestBody};
-use crate::retry::Failure;
+use crate::backends::{Backend, State};
+use crate::outcome::{ClientFault, Failure, Outcome};
+use crate::request_body::RequestBody;
 use crate::upstream::{ResponseBody, UpstreamError};
 
 /// What the log lines about an attempt name.
@@ -82,28 +81,15 @@ where
     }
 }
 
-/// How one attempt ended.
-pub(crate) enum Attempt {
-    /// An answer to pass on to the client.
-    Answered(http::Response<ResponseBody>),
-    /// An answer whose status is listed in `retry.on_statuses`: retried
-    /// when possible, else passed on.
-    RetryableStatus(http::Response<ResponseBody>),
-    /// No answer, by the backend's fault.
-    Failed(Failure),
-    /// No answer, because the client's body broke, stalled or ran over.
-    Client(ClientFault),
-}
-
-/// Turns the client's result into an [`Attempt`], logging the backend's
-/// failures. An upstream error while the client's body had failed is the
-/// client's doing, whatever the upstream client made of it.
-pub(crate) fn classify(
+/// The answer the attempt got, or its [`Outcome`] when it got none (a
+/// backend's failure, logged here, or the client's). An upstream error
+/// while the client's body had failed is the client's doing, whatever the
+/// upstream client made of it.
+pub(crate) fn judge(
     sent: Result<Result<http::Response<ResponseBody>, UpstreamError>, Failure>,
     body: &RequestBody,
-    retry_statuses: &[u16],
     context: &Context<'_>,
-) -> Attempt {
+) -> Result<http::Response<ResponseBody>, Outcome> {
     let Context {
         backend,
         request_id,
@@ -111,10 +97,7 @@ pub(crate) fn classify(
         timeout,
     } = *context;
     let e = match sent {
-        Ok(Ok(response)) if retry_statuses.contains(&response.status().as_u16()) => {
-            return Attempt::RetryableStatus(response)
-        }
-        Ok(Ok(response)) => return Attempt::Answered(response),
+        Ok(Ok(response)) => return Ok(response),
         Ok(Err(e)) => e,
         Err(Failure::Unhealthy) => {
             tracing::warn!(
@@ -124,7 +107,7 @@ pub(crate) fn classify(
                 "backend marked {} while the attempt waited for its answer",
                 backend.health.state().as_str()
             );
-            return Attempt::Failed(Failure::Unhealthy);
+            return Err(Outcome::NoAnswer(Failure::Unhealthy));
         }
         Err(failure) => {
             tracing::warn!(
@@ -134,14 +117,14 @@ pub(crate) fn classify(
                 "upstream timeout after {} ms",
                 timeout.as_millis()
             );
-            return Attempt::Failed(failure);
+            return Err(Outcome::NoAnswer(failure));
         }
     };
     if let Some(fault) = body.fault() {
-        return Attempt::Client(fault.clone());
+        return Err(Outcome::Client(fault.clone()));
     }
     if e.is_request_body() {
-        return Attempt::Client(ClientFault::Malformed(e.to_string()));
+        return Err(Outcome::Client(ClientFault::Malformed(e.to_string())));
     }
     tracing::warn!(
         backend = %backend.name,
@@ -151,27 +134,30 @@ pub(crate) fn classify(
         "upstream error: {}",
         Escaped(&e)
     );
-    Attempt::Failed(if crate::upstream::resolve::is_denied(&e) {
-        Failure::Denied
-    } else if e.is_connect() {
-        Failure::Connect
-    } else {
-        Failure::Reset
-    })
+    Err(Outcome::NoAnswer(
+        if crate::upstream::resolve::is_denied(&e) {
+            Failure::Denied
+        } else if e.is_connect() {
+            Failure::Connect
+        } else {
+            Failure::Reset
+        },
+    ))
 }
 
-/// Puts the attempt's outcome on its client span.
-pub(crate) fn annotate(span: &tracing::Span, attempt: &Attempt) {
-    match attempt {
-        Attempt::Answered(r) | Attempt::RetryableStatus(r) => {
-            common::telemetry::record_status(span, r.status().as_u16())
-        }
-        Attempt::Failed(f) => {
-            span.record("error.type", f.as_str());
+/// Puts what [`judge`] found on the attempt's client span.
+pub(crate) fn annotate(
+    span: &tracing::Span,
+    judged: &Result<http::Response<ResponseBody>, Outcome>,
+) {
+    match judged {
+        Ok(r) => common::telemetry::record_status(span, r.status().as_u16()),
+        Err(Outcome::Client(_)) => {
+            span.record("error.type", "client_body");
             span.record("otel.status_code", "ERROR");
         }
-        Attempt::Client(_) => {
-            span.record("error.type", "client_body");
+        Err(outcome) => {
+            span.record("error.type", outcome.error_type());
             span.record("otel.status_code", "ERROR");
         }
     }

@@ -11,7 +11,7 @@ use common::settings::{SettingsError, Sources};
 use common::telemetry::LogSettings;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::registry::ServerSpec;
+use crate::spec::ServerSpec;
 
 /// Everything the gateway can be told.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]

@@ -14,8 +14,9 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::backends::{Registered, Registry, Source};
 use crate::config::DiscoverySettings;
-use crate::registry::{Registry, ServerSpec, Source};
+use crate::spec::ServerSpec;
 use crate::upstream::resolve::Resolver;
 
 /// Resolves and reconciles until `stop` resolves.
@@ -90,7 +91,7 @@ pub async fn reconcile(
     }
     for spec in &wanted {
         match registry.register(spec, Source::Discovery).await {
-            Ok((crate::registry::Registered::Created, _)) => {
+            Ok((Registered::Created, _)) => {
                 tracing::info!(name = %spec.name, url = %spec.url, "discovered server added");
             }
             Ok(_) => {}

@@ -31,6 +31,7 @@
 
 pub mod admin;
 mod attempt;
+pub mod backends;
 pub mod balancer;
 pub mod config;
 pub mod discovery;
@@ -39,10 +40,9 @@ pub mod headers;
 pub mod health;
 pub mod idle;
 pub mod metrics;
-pub mod outlier;
+pub mod outcome;
 pub mod policy;
 pub mod proxy;
-pub mod registry;
 pub mod relay;
 pub mod request_body;
 pub mod retry;

@@ -23,6 +23,9 @@
 //! of that name does: each registration holds a [`SeriesLease`] on its
 //! name, dropped with the backend once it is removed and its last request
 //! in flight has ended. A backend replaced under the same name keeps them.
+//!
+//! Depends on `backends` (snapshots, states) and `outcome`; the registry
+//! learns nothing of it (it hands out leases through `on_added`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -33,8 +36,8 @@ use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
-use crate::health::State;
-use crate::registry::Snapshot;
+use crate::backends::{Snapshot, State};
+use crate::outcome::Outcome;
 
 /// Handles to the gateway-specific metrics.
 #[derive(Clone, Debug)]
@@ -172,22 +175,24 @@ impl GatewayMetrics {
         })
     }
 
-    /// Records one upstream call.
+    /// Records one upstream call: the status of the head it got (empty
+    /// when none) and how it failed (empty when it did not).
     pub fn upstream_call(
         &self,
         upstream: &str,
         method: &http::Method,
-        status: Option<u16>,
-        error_type: &str,
+        outcome: &Outcome,
         elapsed: Duration,
     ) {
-        let status = status.map_or("", common::metrics::status_label);
+        let status = outcome
+            .head_status()
+            .map_or("", |s| common::metrics::status_label(s.as_u16()));
         self.client_duration
             .with_label_values(&[
                 upstream,
                 common::metrics::method_label(method),
                 status,
-                error_type,
+                outcome.error_type(),
             ])
             .observe(elapsed.as_secs_f64());
     }

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::config::AdminSettings;
-use crate::registry::FieldError;
+use crate::spec::FieldError;
 
 /// The compiled policy.
 #[derive(Debug, Clone)]

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::escape::{escape_str, Escaped};
-use common::stats::{Outcome, Recorder};
+use common::stats::{Recorder, Sample};
 use http::header::{HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, StatusCode};
@@ -29,17 +29,18 @@ use tracing::Instrument;
 use warp::reply::Response;
 use warp::Reply;
 
-use crate::attempt::{self, annotate, await_answer, classify, Attempt};
+use crate::attempt::{self, annotate, await_answer, judge};
+use crate::backends::{Backend, InFlight, Registry};
 use crate::balancer::Balancer;
 use crate::config::{LimitSettings, RetrySettings};
 use crate::errors::ProxyError;
 use crate::headers::{forward_headers, has_body, request_id, strip_hop_by_hop, X_REQUEST_ID};
+use crate::health::Outlier;
 use crate::metrics::GatewayMetrics;
-use crate::outlier::{AttemptOutcome, Outlier};
-use crate::registry::{Backend, InFlight, Registry};
+use crate::outcome::{ClientFault, Failure, Fault, Outcome};
 use crate::relay::{BodyEnd, Relay};
-use crate::request_body::{ClientFault, RequestBody};
-use crate::retry::{is_idempotent, retryable, Failure, RetryBudget};
+use crate::request_body::RequestBody;
+use crate::retry::{self, is_idempotent, retryable, RetryBudget};
 use crate::upstream::{Outgoing, ResponseBody, Upstream};
 
 /// What the proxied path needs, shared by all requests.
@@ -236,46 +237,48 @@ async fn forward(
             attempt: tried.len() + 1,
             timeout,
         };
-        let attempt = classify(sent, &body, &state.retry.on_statuses, &context);
-        annotate(&span, &attempt);
+        let judged = judge(sent, &body, &context);
+        annotate(&span, &judged);
         drop(span);
-        let (failure, response) = match attempt {
-            Attempt::Answered(response) => {
-                let answer = Answer {
-                    backend: in_flight,
-                    response,
-                    elapsed,
-                };
-                return relay(state, request, answer, admitted);
+        // A failed attempt is booked now; an answer when its body has been
+        // relayed, or now when its status is retried.
+        let (outcome, response) = match judged {
+            Ok(response) => {
+                let status = response.status();
+                if !state.retry.on_statuses.contains(&status.as_u16()) {
+                    let answer = Answer {
+                        backend: in_flight,
+                        response,
+                        elapsed,
+                    };
+                    return relay(state, request, answer, admitted);
+                }
+                (Outcome::Answered(status), Some(response))
             }
-            Attempt::Client(fault) => {
+            Err(Outcome::Client(fault)) => {
                 return answer_error(state, request, None, fault.into());
             }
-            Attempt::RetryableStatus(response) => {
-                (Failure::Status(response.status().as_u16()), Some(response))
-            }
-            Attempt::Failed(failure) => {
-                record_attempt(state, &backend, method, None, Some(failure), elapsed);
-                (failure, None)
+            Err(outcome) => {
+                record_attempt(state, &backend, method, &outcome, elapsed);
+                (outcome, None)
             }
         };
         tried.push(backend.clone());
-        let can_retry = retryable(method, failure)
+        let can_retry = retryable(method, &outcome)
             && body.replayable()
             && tried.len() < state.retry.max_attempts as usize
             && Instant::now() < deadline;
         if can_retry && state.budget.try_retry() {
-            if let Some(response) = &response {
-                let status = Some(response.status());
-                record_attempt(state, &backend, method, status, Some(failure), elapsed);
+            if response.is_some() {
+                record_attempt(state, &backend, method, &outcome, elapsed);
             }
-            state.metrics.retry(failure.as_str());
+            state.metrics.retry(retry::reason(&outcome));
             continue;
         }
         if can_retry {
             state.metrics.retry_budget_exhausted();
         }
-        // Out of retries: a status failure is still a real answer, booked
+        // Out of retries: a retried status is still a real answer, booked
         // as one when it has been relayed.
         if let Some(response) = response {
             let answer = Answer {
@@ -285,18 +288,18 @@ async fn forward(
             };
             return relay(state, request, answer, admitted);
         }
-        let error = match failure {
-            Failure::Timeout => ProxyError::Timeout {
+        let error = match outcome {
+            Outcome::NoAnswer(Failure::Timeout) => ProxyError::Timeout {
                 backend: backend.name.clone(),
                 timeout_ms: timeout.as_millis(),
             },
-            Failure::Denied => ProxyError::Unreachable {
+            Outcome::NoAnswer(Failure::Denied) => ProxyError::Unreachable {
                 backend: backend.name.clone(),
                 detail: "its host name resolves only to addresses in admin.denied_networks (the registration policy); no connection was made".to_owned(),
             },
             _ => ProxyError::Unreachable {
                 backend: backend.name.clone(),
-                detail: failure.as_str().to_owned(),
+                detail: outcome.error_type().to_owned(),
             },
         };
         return answer_error(state, request, Some(&backend), error);
@@ -427,41 +430,29 @@ fn choose_backend(state: &ProxyState, tried: &[Arc<Backend>]) -> Result<InFlight
     })
 }
 
-/// Books one attempt on the backend: stats, metrics, outlier detection.
-/// `status` is the head it answered with, if any; `failure` what went wrong
-/// by its fault (no answer, or a body that broke or stalled after the head).
+/// Books one attempt on the backend: its stats windows and counters, the
+/// metrics and outlier detection, all from its one [`Outcome`].
 fn record_attempt(
     state: &ProxyState,
     backend: &Arc<Backend>,
     method: &Method,
-    status: Option<StatusCode>,
-    failure: Option<Failure>,
+    outcome: &Outcome,
     elapsed: Duration,
 ) {
-    let status = status.map(|s| s.as_u16());
-    let broken = failure.filter(|f| !matches!(f, Failure::Status(_)));
-    // A response that did not arrive whole is no answer, whatever its head.
-    let answered = if broken.is_some() { None } else { status };
     if state.record_stats {
-        backend.stats.record(Outcome {
-            status: answered,
+        backend.stats.record(Sample {
+            status: outcome.answered(),
             latency: elapsed,
         });
     }
-    if answered.is_none_or(|s| s >= 500) {
+    if outcome.fault() == Some(Fault::Backend) {
         backend.failures.fetch_add(1, Ordering::Relaxed);
     }
     if state.record_metrics {
-        let error_type = broken.map_or("", Failure::as_str);
         state
             .metrics
-            .upstream_call(&backend.name, method, status, error_type, elapsed);
+            .upstream_call(&backend.name, method, outcome, elapsed);
     }
-    let outcome = match answered {
-        None => AttemptOutcome::ConnectionFailure,
-        Some(s) if s >= 500 => AttemptOutcome::ServerError,
-        Some(_) => AttemptOutcome::Success,
-    };
     state.outlier.report(backend, outcome);
 }
 
@@ -504,6 +495,10 @@ fn relay(
             BodyEnd::Broken(_) => Some(Failure::Reset),
             BodyEnd::Complete | BodyEnd::Abandoned => None,
         };
+        let outcome = match failure {
+            Some(failure) => Outcome::CutOff { status, failure },
+            None => Outcome::Answered(status),
+        };
         if let Some(failure) = failure {
             tracing::warn!(
                 backend = %backend.0.name,
@@ -512,14 +507,7 @@ fn relay(
                 failure.as_str()
             );
         }
-        record_attempt(
-            state,
-            &backend.0,
-            &request.method,
-            Some(status),
-            failure,
-            elapsed,
-        );
+        record_attempt(state, &backend.0, &request.method, &outcome, elapsed);
         let error = failure.map(|f| match f {
             Failure::Timeout => "upstream_body_timeout",
             _ => "upstream_body_broken",
@@ -577,7 +565,7 @@ fn book(
 ) {
     let elapsed = request.started.elapsed();
     if state.record_stats {
-        state.stats.record(Outcome {
+        state.stats.record(Sample {
             status: error.is_none().then_some(status.as_u16()),
             latency: elapsed,
         });

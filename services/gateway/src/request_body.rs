@@ -18,7 +18,7 @@
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -29,30 +29,8 @@ use hyper::body::Incoming;
 use crate::config::LimitSettings;
 use crate::headers::has_body;
 use crate::idle::IdleTimer;
+use crate::outcome::ClientFault;
 use crate::upstream::{self, BoxError};
-
-/// What the client did wrong with its body.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ClientFault {
-    /// The body's framing is broken (a bad chunk, a length not kept).
-    #[error("the request body is malformed: {0}")]
-    Malformed(String),
-    /// More than `limits.max_body_bytes`.
-    #[error("the request body is larger than {0} bytes (limits.max_body_bytes)")]
-    TooLarge(u64),
-    /// No bytes for `limits.body_idle_timeout`, or not all of a buffered
-    /// body within `limits.body_read_timeout`.
-    #[error("the request body did not arrive in time ({key}: {} ms)", .after.as_millis())]
-    Stalled {
-        /// Which limit ran out.
-        key: &'static str,
-        /// Its value.
-        after: Duration,
-    },
-    /// The client closed its connection before the end of its body.
-    #[error("the client closed the connection before the end of its request body")]
-    Abandoned,
-}
 
 /// How a streamed upload is going, shared by the stream (which writes it)
 /// and the proxy (which reads it when an attempt fails or waits).

@@ -5,6 +5,8 @@
 //! request plus `budget_min_per_second` retries per second. It is kept in
 //! ten one-second buckets of atomic counters: recording is lock-free, and
 //! the (rare) check sums the buckets.
+//!
+//! Depends on `config` and `outcome`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -12,45 +14,9 @@ use std::time::Instant;
 use http::Method;
 
 use crate::config::RetrySettings;
+use crate::outcome::{Failure, Outcome};
 
 const BUCKETS: usize = 10;
-
-/// Why an attempt failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// The TCP connection could not be made; nothing was sent.
-    Connect,
-    /// The backend's host name resolves only to addresses in
-    /// `admin.denied_networks`: no connection was made, nothing was sent.
-    Denied,
-    /// The connection broke before a response head arrived (including a
-    /// reused pooled connection the backend had closed: the request may
-    /// have been acted on, so only idempotent ones go again), or the
-    /// answer was not valid HTTP/1.1.
-    Reset,
-    /// No response head within the per-try timeout.
-    Timeout,
-    /// The backend was marked `down` or `ejected` while the attempt waited
-    /// for its answer: an idempotent request goes elsewhere at once rather
-    /// than waiting out the per-try timeout.
-    Unhealthy,
-    /// A response with a status listed in `retry.on_statuses`.
-    Status(u16),
-}
-
-impl Failure {
-    /// Label for metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Failure::Connect => "connect",
-            Failure::Denied => "denied",
-            Failure::Reset => "reset",
-            Failure::Timeout => "timeout",
-            Failure::Unhealthy => "unhealthy",
-            Failure::Status(_) => "status",
-        }
-    }
-}
 
 /// Methods safe to send twice.
 pub fn is_idempotent(method: &Method) -> bool {
@@ -60,11 +26,26 @@ pub fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// Whether this failure of this method may be retried at all. A connect
-/// failure (or refusal) sent nothing, so any method may go again; anything
-/// later only for idempotent methods.
-pub fn retryable(method: &Method, failure: Failure) -> bool {
-    matches!(failure, Failure::Connect | Failure::Denied) || is_idempotent(method)
+/// Whether an attempt that ended so may be tried again at all: one whose
+/// connection failed (or was refused) sent nothing, so any method may go
+/// again; anything later (including an answer with a status listed in
+/// `retry.on_statuses`) only for idempotent methods. A client's fault is
+/// never retried.
+pub fn retryable(method: &Method, outcome: &Outcome) -> bool {
+    match outcome {
+        Outcome::NoAnswer(Failure::Connect | Failure::Denied) => true,
+        Outcome::Client(_) => false,
+        _ => is_idempotent(method),
+    }
+}
+
+/// Why a retry happened, for `gateway_retries_total{reason}`: how the
+/// attempt failed, or `status` for an answer with a retried status.
+pub fn reason(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Answered(_) => "status",
+        other => other.error_type(),
+    }
 }
 
 /// The sliding retry budget.
@@ -140,12 +121,17 @@ mod tests {
 
     #[test]
     fn only_safe_retries() {
-        assert!(retryable(&Method::POST, Failure::Connect));
-        assert!(retryable(&Method::POST, Failure::Denied));
-        assert!(!retryable(&Method::POST, Failure::Reset));
-        assert!(!retryable(&Method::PATCH, Failure::Timeout));
-        assert!(retryable(&Method::GET, Failure::Timeout));
-        assert!(retryable(&Method::PUT, Failure::Status(503)));
+        let no_answer = |f| Outcome::NoAnswer(f);
+        assert!(retryable(&Method::POST, &no_answer(Failure::Connect)));
+        assert!(retryable(&Method::POST, &no_answer(Failure::Denied)));
+        assert!(!retryable(&Method::POST, &no_answer(Failure::Reset)));
+        assert!(!retryable(&Method::PATCH, &no_answer(Failure::Timeout)));
+        assert!(retryable(&Method::GET, &no_answer(Failure::Timeout)));
+        let unavailable = Outcome::Answered(http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(retryable(&Method::PUT, &unavailable));
+        assert_eq!(reason(&unavailable), "status");
+        let client = Outcome::Client(crate::outcome::ClientFault::Abandoned);
+        assert!(!retryable(&Method::GET, &client));
     }
 
     #[test]

@@ -13,13 +13,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::{AdminState, Changes};
+use crate::backends::Registry;
 use crate::balancer::Balancer;
 use crate::config::{Settings, UpstreamSettings};
+use crate::health::Outlier;
 use crate::metrics::GatewayMetrics;
-use crate::outlier::Outlier;
 use crate::policy::Policy;
 use crate::proxy::ProxyState;
-use crate::registry::Registry;
 use crate::retry::RetryBudget;
 use crate::routes::{self, AppState};
 use crate::state_file::StateFile;
@@ -40,7 +40,7 @@ pub enum StartupError {
     Client(#[from] reqwest::Error),
     /// A static server from the settings was refused.
     #[error("servers: {0}")]
-    Server(#[from] crate::registry::RegistryError),
+    Server(#[from] crate::backends::RegistryError),
     /// The state file could not be loaded.
     #[error("{0}")]
     StateFile(#[from] crate::state_file::StateFileError),
@@ -473,7 +473,7 @@ fn build_registry(
         tracing::info!(servers = saved.len() - shadowed.len(), file = %settings.state_file, "registrations restored from the state file");
     }
     if let Some(file) = file {
-        registry = registry.with_state_file(file);
+        registry = registry.with_store(Arc::new(file));
     }
     Ok(registry)
 }

@@ -8,14 +8,16 @@
 //! and is left untouched for a human to look at.
 //!
 //! Writing blocks on the disk, so the registry writes from a blocking
-//! thread, one change at a time, in the order the changes take effect.
+//! thread, one change at a time, in the order the changes take effect: the
+//! file is the registry's [`Store`]. Depends on `backends` and `spec`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::ServerSpec;
+use crate::backends::Store;
+use crate::spec::ServerSpec;
 
 /// The file's format.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -155,9 +157,18 @@ impl StateFile {
     }
 }
 
+impl Store for StateFile {
+    fn save(&self, specs: &[ServerSpec]) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        StateFile::save(self, specs).map_err(Into::into)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backends::{Registry, RegistryError, Source};
+    use common::clock::SystemClock;
+    use std::sync::Arc;
 
     fn spec(name: &str) -> ServerSpec {
         ServerSpec {
@@ -195,5 +206,74 @@ mod tests {
             assert!(e.contains("corrupt") && e.contains("registry.json"), "{e}");
             assert_eq!(std::fs::read_to_string(&path).unwrap(), bad);
         }
+    }
+
+    /// A state file write that takes as long as the test wants: the
+    /// temporary file is a FIFO, whose opening for writing waits for a
+    /// reader. (A FIFO cannot be synced either, so the write then fails.)
+    #[tokio::test]
+    async fn state_file_writes_leave_the_runtime_free_and_apply_only_once_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::new(dir.path().join("registry.json"));
+        let r = Arc::new(Registry::new(Arc::new(SystemClock)).with_store(Arc::new(file.clone())));
+        r.register(
+            &ServerSpec {
+                name: "a".into(),
+                url: "http://x:1".into(),
+                weight: None,
+            },
+            Source::Api,
+        )
+        .await
+        .unwrap();
+        let saved = std::fs::read_to_string(file.path()).unwrap();
+        let fifo = file.temp_path();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+
+        // The reader waits for word from this (single-threaded) runtime,
+        // and gives up waiting after a while, so that a runtime blocked by
+        // the write fails the test instead of hanging it.
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let reader = std::thread::spawn(move || {
+            let blocked = wait
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .is_err();
+            let mut written = String::new();
+            std::io::Read::read_to_string(&mut std::fs::File::open(fifo).unwrap(), &mut written)
+                .unwrap();
+            (blocked, written)
+        });
+        let removal = tokio::spawn({
+            let r = r.clone();
+            async move { r.remove("a").await }
+        });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !removal.is_finished(),
+            "the write ran on the runtime's thread, which waited for the reader"
+        );
+        assert!(r.get("a").is_some(), "applied before it was saved");
+        go.send(()).unwrap();
+        let (blocked, written) = tokio::task::spawn_blocking(move || reader.join().unwrap())
+            .await
+            .unwrap();
+        assert!(!blocked, "the runtime's thread was blocked by the write");
+        assert!(!written.contains("\"a\""), "{written}");
+        let e = removal.await.unwrap().unwrap_err();
+        assert!(matches!(e, RegistryError::Persist(_)), "{e}");
+        assert!(r.get("a").is_some(), "a failed save changed the registry");
+        assert_eq!(std::fs::read_to_string(file.path()).unwrap(), saved);
+
+        // Without the FIFO in the way, the same change goes through.
+        assert!(r.remove("a").await.unwrap().is_some());
+        assert!(!std::fs::read_to_string(file.path())
+            .unwrap()
+            .contains("\"a\""));
     }
 }

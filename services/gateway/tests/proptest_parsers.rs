@@ -23,7 +23,7 @@ use std::net::Ipv4Addr;
 use common::settings::Sources;
 use gateway::config::{AdminSettings, Settings};
 use gateway::policy::Policy;
-use gateway::registry::ServerSpec;
+use gateway::spec::ServerSpec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Value};

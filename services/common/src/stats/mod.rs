@@ -92,7 +92,7 @@ impl Window {
 
 /// What happened to one request, as the stats see it.
 #[derive(Debug, Clone, Copy)]
-pub struct Outcome {
+pub struct Sample {
     /// Status sent to the client (or received from the upstream, for
     /// per-backend series). `None` when no response was received at all.
     pub status: Option<u16>,
@@ -100,7 +100,7 @@ pub struct Outcome {
     pub latency: Duration,
 }
 
-impl Outcome {
+impl Sample {
     /// Errors are 5xx answers and calls that got no answer.
     fn is_error(&self) -> bool {
         self.status.is_none_or(|s| s >= 500)
@@ -120,12 +120,12 @@ struct Counts {
 }
 
 impl Counts {
-    fn record(&mut self, outcome: &Outcome, micros: u64) {
+    fn record(&mut self, sample: &Sample, micros: u64) {
         self.requests += 1;
-        if outcome.is_error() {
+        if sample.is_error() {
             self.errors += 1;
         }
-        self.classes[class_index(outcome.status)] += 1;
+        self.classes[class_index(sample.status)] += 1;
         self.latency_sum_micros = self.latency_sum_micros.saturating_add(micros);
         self.latency_max_micros = self.latency_max_micros.max(micros);
     }
@@ -284,9 +284,9 @@ impl Recorder {
 
     /// Records one finished request. O(1): one histogram update, plus once
     /// per second a fold of the previous second into the rings.
-    pub fn record(&self, outcome: Outcome) {
+    pub fn record(&self, sample: Sample) {
         let now = self.clock.now_secs();
-        let micros = u64::try_from(outcome.latency.as_micros())
+        let micros = u64::try_from(sample.latency.as_micros())
             .unwrap_or(u64::MAX)
             .min(MAX_LATENCY_MICROS);
         let shard = &self.shards[shard_index(self.shards.len())];
@@ -295,7 +295,7 @@ impl Recorder {
             self.seal(&mut current);
             current.second = now;
         }
-        current.counts.record(&outcome, micros);
+        current.counts.record(&sample, micros);
         // Saturating record cannot fail: values are clamped to the range.
         current
             .latency
@@ -476,8 +476,8 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
 
-    fn ok(ms: u64) -> Outcome {
-        Outcome {
+    fn ok(ms: u64) -> Sample {
+        Sample {
             status: Some(200),
             latency: Duration::from_millis(ms),
         }
@@ -496,12 +496,12 @@ mod tests {
             r.record(ok(5));
         }
         for status in [404, 500, 503] {
-            r.record(Outcome {
+            r.record(Sample {
                 status: Some(status),
                 latency: Duration::from_millis(1),
             });
         }
-        r.record(Outcome {
+        r.record(Sample {
             status: None,
             latency: Duration::from_millis(1),
         });

@@ -44,7 +44,7 @@ use resolve::Resolver;
 
 use crate::config::UpstreamSettings;
 use crate::headers::Forwarded;
-use crate::registry::BaseUrl;
+use crate::spec::BaseUrl;
 
 /// Errors boxed for the response body stream.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -275,13 +275,13 @@ mod tests {
 
     #[test]
     fn tls_urls_carry_the_path_prefix_once() {
-        let base = crate::registry::parse_base_url("https://api.example.com/v1").unwrap();
+        let base = crate::spec::parse_base_url("https://api.example.com/v1").unwrap();
         let target = PathAndQuery::from_static("/v1/users?id=7");
         assert_eq!(
             tls_url(&base, &target),
             "https://api.example.com:443/v1/users?id=7"
         );
-        let base = crate::registry::parse_base_url("https://127.0.0.1:8443").unwrap();
+        let base = crate::spec::parse_base_url("https://127.0.0.1:8443").unwrap();
         let target = PathAndQuery::from_static("/x");
         assert_eq!(tls_url(&base, &target), "https://127.0.0.1:8443/x");
     }

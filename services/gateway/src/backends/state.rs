@@ -1,29 +1,18 @@
-//! Backend health: the state each backend is in, and the active checks that
-//! move it between `up` and `down`.
+//! A backend's state: `up`, `down`, `ejected` or `draining`, derived from
+//! three independent causes in order of precedence: `draining` (an
+//! operator, through the admin API), `ejected` (passive outlier detection,
+//! `crate::health::outlier`) and `down` (the active checks,
+//! `crate::health::checks`). Only `up` backends receive new requests. Each
+//! change is stamped with its time and reason for `/api/servers`.
 //!
-//! A backend's state is derived from three independent causes, in order of
-//! precedence: `draining` (set through the admin API), `ejected` (set by
-//! passive outlier detection, see [`crate::outlier`]) and `down` (set by the
-//! active checks here). Only `up` backends receive new requests. Each change
-//! is stamped with its time and reason for `/api/servers`, and the registry
-//! is asked to rebuild its snapshot so the balancer sees the new set.
-//!
-//! Active checks GET `health_check.path` on every backend each
-//! `health_check.interval`; `unhealthy_threshold` consecutive failures take
-//! a backend down and `healthy_threshold` consecutive successes bring it
-//! back. A success also ends an ejection caused by connection failures
-//! (the backend evidently came back), but not one caused by 5xx answers,
-//! whose health endpoint may well be fine.
+//! This module only keeps the state; who changes it, and when, is decided
+//! above it. Depends on nothing else in the crate.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-
-use crate::config::HealthCheckSettings;
-use crate::metrics::GatewayMetrics;
-use crate::registry::{Backend, Registry};
 
 /// Where a backend stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -101,8 +90,6 @@ pub struct Health {
     pub ejections: AtomicU32,
     /// When the current run of `up` started, to forget old ejections.
     up_since: Mutex<SystemTime>,
-    probe_successes: AtomicU32,
-    probe_failures: AtomicU32,
     last_change: Mutex<StateChange>,
 }
 
@@ -116,8 +103,6 @@ impl Default for Health {
             consecutive_failures: AtomicU32::new(0),
             ejections: AtomicU32::new(0),
             up_since: Mutex::new(SystemTime::now()),
-            probe_successes: AtomicU32::new(0),
-            probe_failures: AtomicU32::new(0),
             last_change: Mutex::new(StateChange {
                 at: now_rfc3339(),
                 reason: "registered".into(),
@@ -220,99 +205,16 @@ impl Health {
         SystemTime::now().duration_since(since).unwrap_or_default()
     }
 
-    /// Feeds one probe result; returns true when the state changed.
-    pub(crate) fn probe_result(
-        &self,
-        ok: bool,
-        settings: &HealthCheckSettings,
-        detail: &str,
-    ) -> bool {
-        if ok {
-            self.probe_failures.store(0, Ordering::Relaxed);
-            let successes = self.probe_successes.fetch_add(1, Ordering::Relaxed) + 1;
-            let mut changed = false;
-            if successes >= settings.healthy_threshold {
-                if self.down.load(Ordering::Relaxed) {
-                    changed |=
-                        self.set_down(false, &format!("health check passed {successes} time(s)"));
-                }
-                changed |= self.end_ejection_if(
-                    |(cause, _)| cause == EjectionCause::Connection,
-                    "health check passed during ejection",
-                );
-            }
-            changed
-        } else {
-            self.probe_successes.store(0, Ordering::Relaxed);
-            let failures = self.probe_failures.fetch_add(1, Ordering::Relaxed) + 1;
-            if failures >= settings.unhealthy_threshold && !self.down.load(Ordering::Relaxed) {
-                self.set_down(
-                    true,
-                    &format!("health check failed {failures} time(s): {detail}"),
-                )
-            } else {
-                false
-            }
-        }
+    /// Whether the active checks have it down.
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
     }
-}
 
-/// Probes every backend each interval until `stop` resolves.
-pub async fn run_checks(
-    settings: HealthCheckSettings,
-    registry: Arc<Registry>,
-    client: reqwest::Client,
-    metrics: GatewayMetrics,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    let mut stop = std::pin::pin!(stop);
-    let mut ticker = tokio::time::interval(settings.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = &mut stop => return,
-        }
-        let backends = registry.snapshot().backends.clone();
-        let probes = backends.iter().map(|b| probe(&client, &settings, b));
-        let results = futures_util::future::join_all(probes).await;
-        let mut changed = false;
-        for (backend, result) in backends.iter().zip(results) {
-            let (ok, detail) = match result {
-                Ok(()) => (true, String::new()),
-                Err(e) => (false, e),
-            };
-            metrics.health_check(&backend.name, ok);
-            if backend.health.probe_result(ok, &settings, &detail) {
-                changed = true;
-                tracing::warn!(
-                    backend = %backend.name,
-                    state = backend.health.state().as_str(),
-                    reason = %common::escape::Escaped(&backend.health.last_change().reason),
-                    "backend state changed"
-                );
-            }
-        }
-        if changed {
-            registry.refresh();
-        }
-    }
-}
-
-async fn probe(
-    client: &reqwest::Client,
-    settings: &HealthCheckSettings,
-    backend: &Backend,
-) -> Result<(), String> {
-    let url = format!("{}{}", backend.base.prefix, settings.path);
-    let response = tokio::time::timeout(settings.timeout, client.get(url).send())
-        .await
-        .map_err(|_| format!("no answer within {} ms", settings.timeout.as_millis()))?
-        .map_err(|e| crate::upstream::error_chain(&e))?;
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!("HTTP {}", response.status().as_u16()))
+    /// Ends an ejection caused by connection failures, if one is in force
+    /// (a passing health check shows the backend came back); true when the
+    /// effective state changed.
+    pub fn end_connection_ejection(&self, reason: &str) -> bool {
+        self.end_ejection_if(|(cause, _)| cause == EjectionCause::Connection, reason)
     }
 }
 
@@ -321,40 +223,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn thresholds_prevent_flapping() {
+    fn causes_take_precedence_in_order() {
         let h = Health::default();
-        let s = HealthCheckSettings {
-            healthy_threshold: 2,
-            unhealthy_threshold: 2,
-            ..HealthCheckSettings::default()
-        };
-        assert!(!h.probe_result(false, &s, "x"));
-        assert_eq!(h.state(), State::Up);
-        assert!(!h.probe_result(true, &s, ""));
-        assert!(!h.probe_result(false, &s, "x"));
-        assert!(h.probe_result(false, &s, "refused"));
-        assert_eq!(h.state(), State::Down);
-        assert!(h.last_change().reason.contains("refused"));
-        assert!(!h.probe_result(true, &s, ""));
-        assert!(h.probe_result(true, &s, ""));
-        assert_eq!(h.state(), State::Up);
-    }
-
-    #[test]
-    fn precedence_and_early_end_of_connection_ejections() {
-        let h = Health::default();
-        let s = HealthCheckSettings::default();
         let errors = h.eject(EjectionCause::Errors, "5xx").unwrap();
-        assert!(!h.probe_result(true, &s, ""));
+        assert!(h.eject(EjectionCause::Connection, "again").is_none());
+        assert!(!h.end_connection_ejection("probe passed"));
         assert_eq!(h.state(), State::Ejected);
         assert!(h.end_ejection(errors, "timer"));
-        assert!(h.eject(EjectionCause::Connection, "refused").is_some());
-        assert!(h.probe_result(true, &s, ""));
-        assert_eq!(h.state(), State::Up);
+        assert!(!h.end_ejection(errors, "a stale timer"));
         h.set_draining(true, "operator");
         h.set_down(true, "probe");
         assert_eq!(h.state(), State::Draining);
         h.set_draining(false, "operator");
         assert_eq!(h.state(), State::Down);
+        assert_eq!(h.last_change().reason, "operator");
     }
 }

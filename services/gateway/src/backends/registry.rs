@@ -1,162 +1,44 @@
-//! The set of backends, changed at run time by the admin API, the static
-//! `servers` list and DNS discovery.
+//! The registry: the set of backends, changed at run time by the admin
+//! API, the static `servers` list and DNS discovery.
 //!
 //! Readers (every proxied request) load an immutable [`Snapshot`] through an
 //! `ArcSwap`: no lock on the request path, and a change never blocks or
 //! disturbs requests in flight. Membership changes (register, replace,
 //! remove) take turns on an async lock; one that touches an API
-//! registration is written to the state file first, on a blocking thread,
-//! and applied only once written (an error changes nothing). Applying is
-//! building a new snapshot (including the weighted schedule) and swapping it
-//! in, under a mutex that state changes (`refresh`) share and that is never
-//! held across I/O. A removed backend lives on for as long as requests in
-//! flight hold its `Arc`, and so does what the [`Registry::on_added`] hook
-//! attached to it (how the metrics learn when a backend's series may go).
-//! What a registration says, and how its URL is parsed, is [`crate::spec`].
+//! registration is handed to the [`Store`] first (the state file), on a
+//! blocking thread, and applied only once saved (an error changes
+//! nothing). Applying is building a new snapshot (including the weighted
+//! schedule) and swapping it in, under a mutex that state changes
+//! (`refresh`) share and that is never held across I/O. A removed backend
+//! lives on for as long as requests in flight hold its `Arc`, and so does
+//! what the [`Registry::on_added`] hook attached to it (how the metrics
+//! learn when a backend's series may go).
+//!
+//! The registry knows nothing of metrics, persistence or health checks:
+//! they are passed in (the hook, the store) or change backends' state and
+//! call [`Registry::refresh`]. Depends on `spec`, `common::stats` (each
+//! backend's windows) and the rest of [`crate::backends`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use common::clock::Clock;
 use common::stats::Recorder;
-use serde::Serialize;
 
-use crate::balancer;
-use crate::health::{Health, State, StateChange};
-pub use crate::spec::{parse_base_url, validate_name, BaseUrl, FieldError, ServerSpec, MAX_WEIGHT};
-use crate::state_file::StateFile;
+use super::backend::{Attachment, Backend, Source};
+use super::schedule::smooth_weighted_schedule;
+use super::state::{Health, State};
+use crate::spec::{BaseUrl, FieldError, ServerSpec};
 
-/// How a backend got into the registry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    /// The `servers` list in the settings.
-    Config,
-    /// `POST`/`PUT /api/servers`.
-    Api,
-    /// DNS discovery.
-    Discovery,
-}
-
-/// One registered backend, shared by the registry and requests in flight.
-#[derive(Debug)]
-pub struct Backend {
-    /// Registry key.
-    pub name: String,
-    /// The URL as registered (shown back to users).
-    pub url: String,
-    /// Where requests go.
-    pub base: BaseUrl,
-    /// Share under `weighted_round_robin`.
-    pub weight: u32,
-    /// Who registered it; discovery only removes what it added.
-    pub source: Source,
-    /// When it was registered.
-    pub registered_at: SystemTime,
-    /// Requests currently being proxied to it; what `least_outstanding`
-    /// compares.
-    pub active: AtomicU64,
-    /// Requests sent to it since registration.
-    pub requests: AtomicU64,
-    /// Of those, how many got no answer or a 5xx.
-    pub failures: AtomicU64,
-    /// Its own stats windows (`servers` in `/api/stats`).
-    pub stats: Arc<Recorder>,
-    /// Up, down, ejected or draining, and the counters behind it.
-    pub health: Health,
-    /// What the `on_added` hook returned for it, dropped with it.
-    _attached: Option<Attachment>,
-}
-
-impl Backend {
-    /// Marks a request as in flight until the guard is dropped.
-    pub fn begin(self: &Arc<Self>) -> InFlight {
-        self.active.fetch_add(1, Ordering::Relaxed);
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
-    }
-
-    /// Like [`Backend::begin`], but only while fewer than `limit` requests
-    /// are in flight (0 = no limit). Claiming and checking are one atomic
-    /// step, so concurrent requests cannot both take the last slot.
-    pub fn try_begin(self: &Arc<Self>, limit: u64) -> Option<InFlight> {
-        let now = self.active.fetch_add(1, Ordering::Relaxed) + 1;
-        if limit != 0 && now > limit {
-            self.active.fetch_sub(1, Ordering::Relaxed);
-            return None;
-        }
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        Some(InFlight(self.clone()))
-    }
-
-    /// The spec it was registered with.
-    pub fn spec(&self) -> ServerSpec {
-        ServerSpec {
-            name: self.name.clone(),
-            url: self.url.clone(),
-            weight: Some(self.weight),
-        }
-    }
-
-    /// What `GET /api/servers` shows.
-    pub fn view(&self) -> ServerView {
-        ServerView {
-            name: self.name.clone(),
-            url: self.url.clone(),
-            weight: self.weight,
-            state: self.health.state(),
-            last_state_change: self.health.last_change(),
-            ejections: self.health.ejections.load(Ordering::Relaxed),
-            consecutive_failures: self.health.consecutive_failures.load(Ordering::Relaxed),
-            source: self.source,
-            registered_at: humantime::format_rfc3339_seconds(self.registered_at).to_string(),
-            active_requests: self.active.load(Ordering::Relaxed),
-            requests_total: self.requests.load(Ordering::Relaxed),
-            failures_total: self.failures.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// Counts a request as in flight on a backend until dropped; held by the
-/// response body so streaming responses count until they finish.
-#[derive(Debug)]
-pub struct InFlight(pub Arc<Backend>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A backend as shown by the admin API.
-#[derive(Debug, Clone, Serialize)]
-pub struct ServerView {
-    /// Registry key.
-    pub name: String,
-    /// As registered.
-    pub url: String,
-    /// Effective weight.
-    pub weight: u32,
-    /// `up` (receives traffic), `down`, `ejected` or `draining`.
-    pub state: State,
-    /// When and why `state` last changed.
-    pub last_state_change: StateChange,
-    /// Outlier ejections so far (the multiplier of the next one).
-    pub ejections: u32,
-    /// Failed attempts in a row right now.
-    pub consecutive_failures: u32,
-    /// `config`, `api` or `discovery`.
-    pub source: Source,
-    /// RFC 3339.
-    pub registered_at: String,
-    /// Requests in flight now.
-    pub active_requests: u64,
-    /// Requests sent since registration.
-    pub requests_total: u64,
-    /// Of those, no answer or 5xx.
-    pub failures_total: u64,
+/// Where membership changes are saved before they take effect: the state
+/// file, when one is configured. Called on a blocking thread, one change at
+/// a time, in the order the changes take effect.
+pub trait Store: Send + Sync + 'static {
+    /// Saves `specs`, the API registrations after the change; on an error
+    /// the change is not applied.
+    fn save(&self, specs: &[ServerSpec]) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
 }
 
 /// An immutable view of the backend set, swapped whole on every change of
@@ -207,9 +89,6 @@ pub enum RegistryError {
 /// Most backends the registry holds; bounds memory (each has stats windows).
 pub const MAX_SERVERS: usize = 1024;
 
-/// Whatever an `on_added` hook ties to the lifetime of a backend.
-type Attachment = Box<dyn std::any::Any + Send + Sync>;
-
 /// Called with the name of each backend added to the registry.
 type AddedHook = Box<dyn Fn(&str) -> Attachment + Send + Sync>;
 
@@ -226,7 +105,7 @@ pub struct Registry {
     changes: Arc<tokio::sync::Mutex<()>>,
     clock: Arc<dyn Clock>,
     /// Where API registrations are saved, when configured.
-    state_file: Option<StateFile>,
+    store: Option<Arc<dyn Store>>,
     /// Told the name of every backend added (metrics create its series and
     /// hand back what keeps them).
     on_added: Option<AddedHook>,
@@ -250,7 +129,7 @@ impl Registry {
             write: Mutex::new(()),
             changes: Arc::new(tokio::sync::Mutex::new(())),
             clock,
-            state_file: None,
+            store: None,
             on_added: None,
             no_https: None,
         }
@@ -269,9 +148,9 @@ impl Registry {
         self
     }
 
-    /// Saves API registrations to `file` on every change from now on.
-    pub fn with_state_file(mut self, file: StateFile) -> Self {
-        self.state_file = Some(file);
+    /// Saves API registrations to `store` on every change from now on.
+    pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
         self
     }
 
@@ -504,7 +383,7 @@ impl Registry {
         Ok((backends, backend))
     }
 
-    /// Makes `backends` the registry, once the state file holds their API
+    /// Makes `backends` the registry, once the store holds their API
     /// registrations when those changed. Called holding `order` (the
     /// membership cannot change meanwhile); nothing changes on an error.
     async fn commit(
@@ -513,11 +392,11 @@ impl Registry {
         order: tokio::sync::OwnedMutexGuard<()>,
     ) -> Result<(), RegistryError> {
         let specs = api_specs(&backends);
-        let file = self
-            .state_file
+        let store = self
+            .store
             .clone()
             .filter(|_| specs != api_specs(&self.current.load().backends));
-        let Some(file) = file else {
+        let Some(store) = store else {
             self.swap_in(backends);
             return Ok(());
         };
@@ -529,7 +408,7 @@ impl Registry {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let _order = order;
-            file.save(&specs).map_err(|e| {
+            store.save(&specs).map_err(|e| {
                 tracing::error!(error = %e, "registry change not applied");
                 RegistryError::Persist(e.to_string())
             })?;
@@ -576,7 +455,7 @@ fn build_snapshot(backends: Vec<Arc<Backend>>) -> Snapshot {
         .collect();
     let weights: Vec<u32> = eligible.iter().map(|b| b.weight).collect();
     Snapshot {
-        weighted: balancer::smooth_weighted_schedule(&weights),
+        weighted: smooth_weighted_schedule(&weights),
         eligible,
         backends,
     }
@@ -587,6 +466,7 @@ fn build_snapshot(backends: Vec<Arc<Backend>>) -> Snapshot {
 mod tests {
     use super::*;
     use common::clock::SystemClock;
+    use std::sync::atomic::Ordering;
 
     fn spec(name: &str, url: &str, weight: Option<u32>) -> ServerSpec {
         ServerSpec {
@@ -748,67 +628,5 @@ mod tests {
             .register(&spec("plain", "http://x:8080", None), Source::Api)
             .await
             .is_ok());
-    }
-
-    /// A state file write that takes as long as the test wants: the
-    /// temporary file is a FIFO, whose opening for writing waits for a
-    /// reader. (A FIFO cannot be synced either, so the write then fails.)
-    #[tokio::test]
-    async fn state_file_writes_leave_the_runtime_free_and_apply_only_once_saved() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = StateFile::new(dir.path().join("registry.json"));
-        let r = Arc::new(Registry::new(Arc::new(SystemClock)).with_state_file(file.clone()));
-        r.register(&spec("a", "http://x:1", None), Source::Api)
-            .await
-            .unwrap();
-        let saved = std::fs::read_to_string(file.path()).unwrap();
-        let fifo = file.temp_path();
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
-
-        // The reader waits for word from this (single-threaded) runtime,
-        // and gives up waiting after a while, so that a runtime blocked by
-        // the write fails the test instead of hanging it.
-        let (go, wait) = std::sync::mpsc::channel::<()>();
-        let reader = std::thread::spawn(move || {
-            let blocked = wait
-                .recv_timeout(std::time::Duration::from_secs(10))
-                .is_err();
-            let mut written = String::new();
-            std::io::Read::read_to_string(&mut std::fs::File::open(fifo).unwrap(), &mut written)
-                .unwrap();
-            (blocked, written)
-        });
-        let removal = tokio::spawn({
-            let r = r.clone();
-            async move { r.remove("a").await }
-        });
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
-        assert!(
-            !removal.is_finished(),
-            "the write ran on the runtime's thread, which waited for the reader"
-        );
-        assert!(r.get("a").is_some(), "applied before it was saved");
-        go.send(()).unwrap();
-        let (blocked, written) = tokio::task::spawn_blocking(move || reader.join().unwrap())
-            .await
-            .unwrap();
-        assert!(!blocked, "the runtime's thread was blocked by the write");
-        assert!(!written.contains("\"a\""), "{written}");
-        let e = removal.await.unwrap().unwrap_err();
-        assert!(matches!(e, RegistryError::Persist(_)), "{e}");
-        assert!(r.get("a").is_some(), "a failed save changed the registry");
-        assert_eq!(std::fs::read_to_string(file.path()).unwrap(), saved);
-
-        // Without the FIFO in the way, the same change goes through.
-        assert!(r.remove("a").await.unwrap().is_some());
-        assert!(!std::fs::read_to_string(file.path())
-            .unwrap()
-            .contains("\"a\""));
     }
 }

@@ -10,26 +10,17 @@
 //! `max_ejection_percent` of the backends are ejected at once
 //! (one may always be), so a fleet-wide failure does not empty the pool.
 //! A backend that stays up for `max_ejection_time` has its count forgiven.
+//!
+//! Depends on `backends`, `config`, `metrics` and `outcome`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::backends::{Backend, EjectionCause, EjectionId, Registry, State};
 use crate::config::OutlierSettings;
-use crate::health::{EjectionCause, EjectionId, State};
 use crate::metrics::GatewayMetrics;
-use crate::registry::{Backend, Registry};
-
-/// What an attempt did, as outlier detection sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttemptOutcome {
-    /// An answer below 500 (or any answer when 5xx are not counted).
-    Success,
-    /// A 5xx answer.
-    ServerError,
-    /// No answer: connect error, reset or timeout.
-    ConnectionFailure,
-}
+use crate::outcome::{Fault, Outcome};
 
 /// The detector, shared by all requests.
 #[derive(Debug)]
@@ -53,16 +44,16 @@ impl Outlier {
         }
     }
 
-    /// Feeds one attempt's outcome; may eject the backend.
-    pub fn report(&self, backend: &Arc<Backend>, outcome: AttemptOutcome) {
-        if !self.settings.enabled {
+    /// Feeds one attempt's outcome; may eject the backend. Only the
+    /// backend's faults count: a failed answer (no answer, or one cut off)
+    /// always, a 5xx answer when `count_5xx`; a client's fault is ignored.
+    pub fn report(&self, backend: &Arc<Backend>, outcome: &Outcome) {
+        if !self.settings.enabled || outcome.fault() == Some(Fault::Client) {
             return;
         }
-        let failed = match outcome {
-            AttemptOutcome::Success => false,
-            AttemptOutcome::ServerError => self.settings.count_5xx,
-            AttemptOutcome::ConnectionFailure => true,
-        };
+        let no_answer = outcome.answered().is_none();
+        let failed =
+            no_answer || (outcome.fault() == Some(Fault::Backend) && self.settings.count_5xx);
         let health = &backend.health;
         if !failed {
             // Cheap on the hot path: a load, and a store only after failures.
@@ -79,7 +70,7 @@ impl Outlier {
             tracing::warn!(backend = %backend.name, failures, "not ejecting: max_ejection_percent reached");
             return;
         }
-        let cause = if outcome == AttemptOutcome::ConnectionFailure {
+        let cause = if no_answer {
             EjectionCause::Connection
         } else {
             EjectionCause::Errors
@@ -140,8 +131,9 @@ impl Outlier {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::config::HealthCheckSettings;
-    use crate::registry::{ServerSpec, Source};
+    use crate::backends::Source;
+    use crate::outcome::Failure;
+    use crate::spec::ServerSpec;
 
     async fn detector() -> (Outlier, Arc<Backend>) {
         let registry = Arc::new(Registry::new(Arc::new(common::clock::SystemClock)));
@@ -164,18 +156,16 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_ejection_timer_ends_only_its_own_ejection() {
         let (outlier, backend) = detector().await;
-        let checks = HealthCheckSettings {
-            healthy_threshold: 1,
-            ..HealthCheckSettings::default()
-        };
         // First ejection: 5 s. A health check ends it early.
-        outlier.report(&backend, AttemptOutcome::ConnectionFailure);
+        outlier.report(&backend, &Outcome::NoAnswer(Failure::Connect));
         assert_eq!(backend.health.state(), State::Ejected);
         tokio::time::sleep(Duration::from_secs(1)).await;
-        assert!(backend.health.probe_result(true, &checks, ""));
+        assert!(backend
+            .health
+            .end_connection_ejection("health check passed"));
         assert_eq!(backend.health.state(), State::Up);
         // Second ejection at 1 s: 10 s, so until 11 s.
-        outlier.report(&backend, AttemptOutcome::ConnectionFailure);
+        outlier.report(&backend, &Outcome::NoAnswer(Failure::Connect));
         assert_eq!(backend.health.state(), State::Ejected);
 
         // The first ejection's timer (due at 5 s) has run by 6 s.
