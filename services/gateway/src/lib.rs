@@ -30,7 +30,6 @@
 //!   it all together on a listener the caller bound.
 
 pub mod admin;
-mod attempt;
 pub mod backends;
 pub mod balancer;
 pub mod config;
@@ -38,14 +37,10 @@ pub mod discovery;
 pub mod errors;
 pub mod headers;
 pub mod health;
-pub mod idle;
 pub mod metrics;
 pub mod outcome;
 pub mod policy;
 pub mod proxy;
-pub mod relay;
-pub mod request_body;
-pub mod retry;
 pub mod routes;
 pub mod spec;
 pub mod startup;

@@ -26,9 +26,9 @@ use http::header::{self, HeaderMap};
 use http_body_util::BodyDataStream;
 use hyper::body::Incoming;
 
+use super::idle::IdleTimer;
 use crate::config::LimitSettings;
 use crate::headers::has_body;
-use crate::idle::IdleTimer;
 use crate::outcome::ClientFault;
 use crate::upstream::{self, BoxError};
 
@@ -59,7 +59,7 @@ impl Upload {
 }
 
 /// The request body, as far as forwarding and retries are concerned.
-pub enum RequestBody {
+pub enum ClientBody {
     /// Nothing to send.
     Empty,
     /// Read in full, so it can be sent again.
@@ -73,7 +73,7 @@ pub enum RequestBody {
     },
 }
 
-impl RequestBody {
+impl ClientBody {
     /// Reads a small body in full, or wraps a large one for streaming.
     /// Fails with the client's fault when a buffered read goes wrong or the
     /// announced length is over the limit.
@@ -82,9 +82,9 @@ impl RequestBody {
         body: Incoming,
         limits: &LimitSettings,
         max_buffered: usize,
-    ) -> Result<RequestBody, ClientFault> {
+    ) -> Result<ClientBody, ClientFault> {
         if !has_body(headers) {
-            return Ok(RequestBody::Empty);
+            return Ok(ClientBody::Empty);
         }
         let length = headers
             .get(header::CONTENT_LENGTH)
@@ -101,7 +101,7 @@ impl RequestBody {
             Some(n) if n <= max_buffered as u64 => {
                 let read = common::body::read_limited(stream, max_buffered);
                 match tokio::time::timeout(limits.body_read_timeout, read).await {
-                    Ok(Ok(bytes)) => Ok(RequestBody::Buffered(bytes)),
+                    Ok(Ok(bytes)) => Ok(ClientBody::Buffered(bytes)),
                     Ok(Err(e)) => Err(upload
                         .fault()
                         .cloned()
@@ -112,7 +112,7 @@ impl RequestBody {
                     }),
                 }
             }
-            _ => Ok(RequestBody::Streaming {
+            _ => Ok(ClientBody::Streaming {
                 body: Some(stream),
                 upload,
             }),
@@ -122,9 +122,9 @@ impl RequestBody {
     /// The body for the next attempt (a streamed one goes out only once).
     pub fn for_attempt(&mut self) -> upstream::RequestBody {
         match self {
-            RequestBody::Empty => upstream::RequestBody::Empty,
-            RequestBody::Buffered(bytes) => upstream::RequestBody::Full(bytes.clone()),
-            RequestBody::Streaming { body, .. } => match body.take() {
+            ClientBody::Empty => upstream::RequestBody::Empty,
+            ClientBody::Buffered(bytes) => upstream::RequestBody::Full(bytes.clone()),
+            ClientBody::Streaming { body, .. } => match body.take() {
                 Some(stream) => upstream::RequestBody::Stream(Box::pin(stream)),
                 None => upstream::RequestBody::Empty,
             },
@@ -133,13 +133,13 @@ impl RequestBody {
 
     /// Whether the body can be sent again.
     pub fn replayable(&self) -> bool {
-        !matches!(self, RequestBody::Streaming { .. })
+        !matches!(self, ClientBody::Streaming { .. })
     }
 
     /// The client's fault, once its streamed body failed.
     pub fn fault(&self) -> Option<&ClientFault> {
         match self {
-            RequestBody::Streaming { upload, .. } => upload.fault(),
+            ClientBody::Streaming { upload, .. } => upload.fault(),
             _ => None,
         }
     }
@@ -149,7 +149,7 @@ impl RequestBody {
     /// head, so `attempt_started` is the answer for them.
     pub fn sent_by(&self, attempt_started: Instant) -> Option<Instant> {
         match self {
-            RequestBody::Streaming { upload, .. } => upload.finished_at(),
+            ClientBody::Streaming { upload, .. } => upload.finished_at(),
             _ => Some(attempt_started),
         }
     }

@@ -1,9 +1,9 @@
 //! The proxied path: every request that is not one of the gateway's own
 //! routes. [`handle`] reads top to bottom: read the body (in full when it
-//! is small, so it can be retried; see [`crate::request_body`]), admit the
+//! is small, so it can be retried; see [`client_body`]), admit the
 //! request under the in-flight limit, then per attempt pick an `up` backend
 //! not tried yet, forward, wait for the answer, classify the outcome, and
-//! either relay the answer back (see [`crate::relay`]) or retry on another
+//! either relay the answer back (see [`relay`]) or retry on another
 //! backend while the retry rules and budget allow.
 //!
 //! Who is at fault decides what is charged where: a client's broken,
@@ -19,17 +19,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::escape::{escape_str, Escaped};
-use common::stats::{Recorder, Sample};
+use common::escape::Escaped;
+use common::stats::Recorder;
 use http::header::{HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Method, Request, StatusCode};
+use http::{Method, Request};
 use hyper::body::Incoming;
 use tracing::Instrument;
 use warp::reply::Response;
 use warp::Reply;
 
-use crate::attempt::{self, annotate, await_answer, judge};
+mod attempt;
+mod booking;
+pub mod client_body;
+pub mod idle;
+pub mod relay;
+pub mod retry;
+mod target;
+
 use crate::backends::{Backend, InFlight, Registry};
 use crate::balancer::Balancer;
 use crate::config::{LimitSettings, RetrySettings};
@@ -37,11 +44,14 @@ use crate::errors::ProxyError;
 use crate::headers::{forward_headers, has_body, request_id, strip_hop_by_hop, X_REQUEST_ID};
 use crate::health::Outlier;
 use crate::metrics::GatewayMetrics;
-use crate::outcome::{ClientFault, Failure, Fault, Outcome};
-use crate::relay::{BodyEnd, Relay};
-use crate::request_body::RequestBody;
-use crate::retry::{self, is_idempotent, retryable, RetryBudget};
+use crate::outcome::{ClientFault, Failure, Outcome};
 use crate::upstream::{Outgoing, ResponseBody, Upstream};
+use attempt::{annotate, await_answer, client_span, judge};
+use booking::{book, record_attempt};
+use client_body::ClientBody;
+use relay::{BodyEnd, Relay};
+use retry::{is_idempotent, retryable, RetryBudget};
+use target::{origin_target, upstream_target};
 
 /// What the proxied path needs, shared by all requests.
 #[derive(Debug)]
@@ -149,7 +159,7 @@ async fn forward(
     // request's future.
     let read = if has_body(&headers) {
         let limits = &state.limits;
-        Box::pin(RequestBody::read(
+        Box::pin(ClientBody::read(
             &headers,
             body,
             limits,
@@ -157,7 +167,7 @@ async fn forward(
         ))
         .await
     } else {
-        Ok(RequestBody::Empty)
+        Ok(ClientBody::Empty)
     };
     let mut body = match read {
         Ok(body) => body,
@@ -306,60 +316,6 @@ async fn forward(
     }
 }
 
-/// The request target sent upstream, in origin form. Origin-form and
-/// absolute-form targets have a path (an absolute form without one, such as
-/// `http://host?x=1`, means `/`, RFC 9112 §3.2.2); so does `*` (OPTIONS *),
-/// passed on as it is. Only CONNECT's authority form has none, and CONNECT
-/// is refused.
-fn origin_target(uri: &http::Uri) -> PathAndQuery {
-    match uri.path_and_query() {
-        Some(target) if target.as_str().starts_with('?') => {
-            // Display puts the missing `/` in front; `as_str` does not.
-            PathAndQuery::try_from(target.to_string()).unwrap_or_else(|_| target.clone())
-        }
-        Some(target) => target.clone(),
-        None => PathAndQuery::from_static("/"),
-    }
-}
-
-/// The backend's path prefix (often empty) plus the request's path and
-/// query, as the origin-form target sent upstream. Without a prefix (and
-/// for `*`, which names the server rather than a path) the client's target
-/// is reused as parsed: no copy, no second parse.
-fn upstream_target(prefix: &str, target: &PathAndQuery) -> Result<PathAndQuery, ProxyError> {
-    if prefix.is_empty() || target.as_str() == "*" {
-        return Ok(target.clone());
-    }
-    PathAndQuery::try_from(format!("{prefix}{target}"))
-        .map_err(|e| ProxyError::BadTarget(e.to_string()))
-}
-
-/// A client span for one upstream attempt; retries show as siblings.
-fn client_span(
-    method: &Method,
-    path_and_query: &str,
-    backend: &Backend,
-    attempt: usize,
-) -> tracing::Span {
-    if !common::telemetry::tracing_enabled() {
-        return tracing::Span::none();
-    }
-    let url = format!("{}{}", backend.base.prefix, path_and_query);
-    tracing::info_span!(
-        "HTTP client",
-        otel.name = %method,
-        otel.kind = "client",
-        otel.status_code = tracing::field::Empty,
-        http.request.method = %method,
-        url.full = url.as_str(),
-        server.address = %backend.base.authority,
-        upstream = %backend.name,
-        http.request.resend_count = i64::try_from(attempt).unwrap_or(1) - 1,
-        http.response.status_code = tracing::field::Empty,
-        error.type = tracing::field::Empty,
-    )
-}
-
 /// What the log lines and error answers need to know about the request; a
 /// relayed answer keeps a copy (cheap: shared bytes) to book the request
 /// when its body ends.
@@ -428,32 +384,6 @@ fn choose_backend(state: &ProxyState, tried: &[Arc<Backend>]) -> Result<InFlight
         which: "backend",
         limit,
     })
-}
-
-/// Books one attempt on the backend: its stats windows and counters, the
-/// metrics and outlier detection, all from its one [`Outcome`].
-fn record_attempt(
-    state: &ProxyState,
-    backend: &Arc<Backend>,
-    method: &Method,
-    outcome: &Outcome,
-    elapsed: Duration,
-) {
-    if state.record_stats {
-        backend.stats.record(Sample {
-            status: outcome.answered(),
-            latency: elapsed,
-        });
-    }
-    if outcome.fault() == Some(Fault::Backend) {
-        backend.failures.fetch_add(1, Ordering::Relaxed);
-    }
-    if state.record_metrics {
-        state
-            .metrics
-            .upstream_call(&backend.name, method, outcome, elapsed);
-    }
-    state.outlier.report(backend, outcome);
 }
 
 /// The attempt whose answer is relayed to the client.
@@ -550,79 +480,4 @@ fn answer_error(
         .headers_mut()
         .insert(X_REQUEST_ID, request.request_id.clone());
     response
-}
-
-/// Books a request answered with `status`: the gateway's stats windows and
-/// the access log (each when switched on). `error` names how an answer
-/// whose head was sent failed before its end; such a request counts as
-/// unanswered in the stats.
-fn book(
-    state: &ProxyState,
-    request: &RequestInfo,
-    status: StatusCode,
-    backend: &str,
-    error: Option<&str>,
-) {
-    let elapsed = request.started.elapsed();
-    if state.record_stats {
-        state.stats.record(Sample {
-            status: error.is_none().then_some(status.as_u16()),
-            latency: elapsed,
-        });
-    }
-    if state.access_log {
-        access_log(request, status.as_u16(), backend, elapsed, error);
-    }
-}
-
-/// The access log's target, for hand-formatted lines.
-static ACCESS: common::log_line::Target =
-    common::log_line::Target::new(|| tracing::info!(target: "access", "probe"));
-
-fn access_log(
-    request: &RequestInfo,
-    status: u16,
-    backend: &str,
-    elapsed: Duration,
-    error: Option<&str>,
-) {
-    let request_id = request.request_id.to_str().unwrap_or("");
-    // Paths may carry UTF-8 that JSON lines would write raw (C1 controls,
-    // U+2028, bidirectional controls).
-    let path = escape_str(request.path());
-    let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-    // The common case, formatted by hand (the same bytes; see
-    // `common::log_line`): no trace export, so no trace id either.
-    if let Some(line) = common::log_line::Line::start(&ACCESS, "request") {
-        let line = line
-            .display("method", request.method.as_str())
-            .str("path", &path)
-            .u64("status", u64::from(status))
-            .str("backend", backend)
-            .millis("latency_ms", micros)
-            .str("request_id", request_id)
-            .str("trace_id", "");
-        match error {
-            Some(error) => line.str("error", error).finish("access"),
-            None => line.finish("access"),
-        }
-        return;
-    }
-    // Runs inside the request's server span, whose trace id links the line
-    // to its trace (empty when tracing is off).
-    let trace_id = common::telemetry::trace_id(&tracing::Span::current()).unwrap_or_default();
-    let latency_ms = micros as f64 / 1000.0;
-    let (method, path) = (&request.method, &*path);
-    match error {
-        Some(error) => tracing::info!(
-            target: "access",
-            method = %method, path, status, backend, latency_ms, request_id, trace_id, error,
-            "request"
-        ),
-        None => tracing::info!(
-            target: "access",
-            method = %method, path, status, backend, latency_ms, request_id, trace_id,
-            "request"
-        ),
-    }
 }

@@ -9,11 +9,38 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use common::escape::Escaped;
+use http::Method;
 
+use super::client_body::ClientBody;
 use crate::backends::{Backend, State};
 use crate::outcome::{ClientFault, Failure, Outcome};
-use crate::request_body::RequestBody;
 use crate::upstream::{ResponseBody, UpstreamError};
+
+/// A client span for one upstream attempt; retries show as siblings.
+pub(crate) fn client_span(
+    method: &Method,
+    path_and_query: &str,
+    backend: &Backend,
+    attempt: usize,
+) -> tracing::Span {
+    if !common::telemetry::tracing_enabled() {
+        return tracing::Span::none();
+    }
+    let url = format!("{}{}", backend.base.prefix, path_and_query);
+    tracing::info_span!(
+        "HTTP client",
+        otel.name = %method,
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        url.full = url.as_str(),
+        server.address = %backend.base.authority,
+        upstream = %backend.name,
+        http.request.resend_count = i64::try_from(attempt).unwrap_or(1) - 1,
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
+}
 
 /// What the log lines about an attempt name.
 #[derive(Clone, Copy)]
@@ -39,7 +66,7 @@ const HEALTH_WATCH_INTERVAL: Duration = Duration::from_millis(100);
 pub(crate) async fn await_answer<F>(
     mut send: Pin<&mut F>,
     backend: &Backend,
-    body: &RequestBody,
+    body: &ClientBody,
     attempt_started: Instant,
     timeout: Duration,
     watch_health: bool,
@@ -87,7 +114,7 @@ where
 /// upstream client made of it.
 pub(crate) fn judge(
     sent: Result<Result<http::Response<ResponseBody>, UpstreamError>, Failure>,
-    body: &RequestBody,
+    body: &ClientBody,
     context: &Context<'_>,
 ) -> Result<http::Response<ResponseBody>, Outcome> {
     let Context {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::Stream;
 
-use crate::idle::IdleTimer;
+use super::idle::IdleTimer;
 use crate::upstream::BoxError;
 
 /// How a relayed body ended.
