@@ -12,6 +12,8 @@
 //!
 //! The counter lives here, not in the snapshot, so rotation carries on
 //! smoothly across registry changes.
+//!
+//! Depends on `backends` (the snapshot it picks from) and `config`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -9,6 +9,9 @@
 //! so a DNS hiccup does not empty the registry. Addresses in
 //! `admin.denied_networks` are left out (and logged), as they would be
 //! when connecting.
+//!
+//! Depends on `backends` (which it feeds), `config`, `spec` and
+//! `upstream::resolve`.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

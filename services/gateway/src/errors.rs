@@ -5,6 +5,8 @@
 //! wrong upstream) and [`AdminError`] for the registration API (what was
 //! wrong with the request). Both render as
 //! `{"error": {"code": "...", "message": "..."}}`.
+//!
+//! Depends on `backends`, `spec` and `outcome` (the errors it renders).
 
 use http::StatusCode;
 use warp::reply::Response;

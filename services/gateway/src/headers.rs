@@ -2,6 +2,8 @@
 //! both directions (RFC 9110 section 7.6.1), the `X-Forwarded-*` trio is added
 //! upstream, and every request gets an `X-Request-Id` (the client's, or a
 //! fresh one) that is sent upstream and returned to the client.
+//!
+//! Depends on nothing else in the crate.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -31,7 +33,7 @@ thread_local! {
 /// table, then validation and an allocation for any other name) cost about
 /// 200 instructions per field; comparing the bytes with the ones seen
 /// before costs a few length checks and one `memcmp`. At most
-/// [`NAMES_KEPT`] are kept: a backend sending ever new names churns one
+/// `NAMES_KEPT` are kept: a backend sending ever new names churns one
 /// slot, and still gets correct names.
 pub fn interned_name(raw: &[u8]) -> Result<HeaderName, header::InvalidHeaderName> {
     NAMES.with(|cell| {

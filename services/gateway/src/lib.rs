@@ -1,33 +1,47 @@
 //! The gateway: a reverse proxy that load-balances requests over backends
 //! registered at run time, with windowed statistics and Prometheus metrics.
 //!
-//! A request's journey, module by module:
+//! # Layout
 //!
-//! - [`routes`]: the routing table. Own routes first (`/api/servers*` in
-//!   [`admin`], `/api/stats/*`, `/metrics`, `/healthz`, `/readyz`), then
-//!   everything else to [`proxy`]; one `recover` renders every error.
-//! - [`proxy`]: reads the client's body ([`request_body`]: limits, and the
-//!   client's faults), picks a backend with the [`balancer`] from the
-//!   [`registry`]'s current snapshot, forwards the request with the
-//!   worker's [`upstream`] client (its own HTTP/1.1 codec on httparse with a
-//!   keep-alive pool; reqwest for `https` backends), waits for and
-//!   classifies the answer (`attempt`), relays it back ([`relay`], with
-//!   [`idle`] timeouts on both bodies) and records it, when its body ends,
-//!   in the stats windows (`common::stats`) and [`metrics`].
-//! - [`headers`]: what is forwarded (hop-by-hop stripping, `X-Forwarded-*`,
-//!   request ids).
-//! - [`errors`]: every error the gateway answers with, mapped to its status
-//!   in one place (no backends 503, unreachable 502, timeout 504, ...).
-//! - [`health`]: backend states (up, down, ejected, draining) and the active
-//!   health checks; [`outlier`]: passive ejection of failing backends;
-//!   [`retry`]: what may be retried, and the retry budget.
-//! - [`spec`]: what a registration says and how its URL is read;
-//!   [`policy`]: which destinations the admin API may register;
-//!   [`state_file`]: registrations that survive restarts.
-//! - [`discovery`]: optional DNS discovery that keeps the registry in step
-//!   with a headless Service.
-//! - [`config`]: typed, layered settings; [`startup`]: [`run`], which wires
-//!   it all together on a listener the caller bound.
+//! Layers, each depending only on those below it (checked by reading the
+//! `use crate::` lines; every module's doc says what it may use):
+//!
+//! ```text
+//!  wiring       startup, routes              the listeners, the route table, run()
+//!  on top       proxy/  admin  errors        the request path, the admin API,
+//!                                            every error mapped to its status
+//!  around the   balancer  health/  metrics   pick a backend; watch and eject;
+//!  backend set  state_file  discovery        count; persist; follow DNS;
+//!               policy  upstream/  headers   what may be registered; the client
+//!                                            to backends; what is forwarded
+//!  the set      backends/                    registry, backend, state, schedule
+//!  bottom       config/  spec  outcome       settings, registrations, how an
+//!                                            attempt ended and whose fault it was
+//! ```
+//!
+//! # A request, accept to answer
+//!
+//! [`startup`] binds the listeners and serves them ([`run`]); [`routes`]
+//! sends the gateway's own paths to their handlers ([`admin`], stats,
+//! metrics, health) and everything else to [`proxy::handle`], which reads
+//! top to bottom: read the client's body ([`proxy::client_body`]), admit
+//! the request, pick an `up` backend with the [`balancer`] from the
+//! registry's snapshot ([`backends`]), send it with the worker's
+//! [`upstream`] client, wait for the answer and judge it (`proxy::attempt`,
+//! giving an [`outcome::Outcome`]), then relay the answer
+//! ([`proxy::relay`]) or retry ([`proxy::retry`]). Every attempt is booked
+//! in one place (`proxy::booking`): the backend's stats and counters,
+//! [`metrics`], and outlier detection ([`health::outlier`]).
+//!
+//! # A registration, POST to disk
+//!
+//! [`admin`] parses and checks the body ([`spec`], [`policy`]), then
+//! [`backends::Registry::register`] plans the new set, hands the API
+//! registrations to its [`backends::Store`] (the [`state_file`]) on a
+//! blocking thread, and swaps the new snapshot in only once they are saved.
+//! The metrics learn of the new backend through the registry's `on_added`
+//! hook; the health checks ([`health::checks`]) find it in the next
+//! snapshot.
 
 pub mod admin;
 pub mod backends;

@@ -8,6 +8,8 @@
 //! not resolved here: resolution happens at connect time and may change, so
 //! the addresses a name resolves to are checked against
 //! `admin.denied_networks` then ([`crate::upstream::resolve`]).
+//!
+//! Depends on `config` and `spec`.
 
 use std::net::IpAddr;
 

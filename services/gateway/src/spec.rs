@@ -3,6 +3,8 @@
 //! the parsed [`BaseUrl`] that requests are sent to. The URL is stored and
 //! shown as parsed, and refused where the parser would read a different
 //! host than a person does (see [`parse_base_url`]).
+//!
+//! At the bottom of the crate: depends on nothing else in it.
 
 use std::sync::Arc;
 

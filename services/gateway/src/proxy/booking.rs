@@ -3,6 +3,8 @@
 //! its backend's stats windows and counters, the metrics and outlier
 //! detection; a request, once its answer has ended, to the gateway's stats
 //! windows and the access log ([`book`]).
+//!
+//! Depends on `backends`, `outcome` and the proxy's shared state.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -13,7 +13,8 @@
 //! the error, so the proxy can tell a client's broken upload from a
 //! backend's broken connection and never charge the backend for it.
 //!
-//! Depends on `upstream` (the body types it sends), `config` and `idle`.
+//! Depends on `upstream` (the body types it sends), `config`, `outcome`,
+//! `headers` and `idle`.
 
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};

@@ -13,6 +13,10 @@
 //! stalls half-way) counts toward its ejection. A request is booked (stats,
 //! access log) when its answer has ended, with how it ended, and holds its
 //! in-flight places until then.
+//!
+//! Depends on everything below it (`backends`, `balancer`, `health`,
+//! `metrics`, `upstream`, `headers`, `errors`, `outcome`, `config`); nothing
+//! but the wiring depends on it.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

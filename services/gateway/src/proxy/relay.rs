@@ -10,7 +10,7 @@
 //! went away — so the request is booked with how it really ended and its
 //! guards (in-flight places) are held until then.
 //!
-//! Depends on `idle` only: any stream of data frames can be
+//! Depends on `idle` and `upstream` only: any stream of data frames can be
 //! relayed (the upstream client's `ResponseBody` in the proxy).
 
 use std::pin::Pin;

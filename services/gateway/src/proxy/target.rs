@@ -1,5 +1,7 @@
 //! The request target as sent upstream: the client's target in origin
 //! form, behind the backend's path prefix.
+//!
+//! Depends on `errors`.
 
 use http::uri::PathAndQuery;
 

@@ -1,0 +1,218 @@
+//! The settings loader against files, environment variables and their
+//! errors.
+
+#![allow(clippy::unwrap_used)]
+use super::*;
+use std::io::Write;
+
+fn load_env(env: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+    Settings::load(&Sources::from_pairs(env))
+}
+
+#[test]
+fn defaults() {
+    let s = load_env(&[]).unwrap();
+    assert_eq!(s.listen.port, 8000);
+    assert_eq!(s.balancer.strategy, Strategy::RoundRobin);
+    assert!(s.servers.is_empty());
+    assert!(s.log.access_log);
+}
+
+#[test]
+fn file_env_and_port_layer_in_order() {
+    let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    writeln!(
+        f,
+        "listen:\n  port: 9000\nbalancer:\n  strategy: least_outstanding\nservers:\n  - name: a\n    url: http://127.0.0.1:5000\n    weight: 3\nupstream:\n  request_timeout: 5s\n"
+    )
+    .unwrap();
+    let sources = |env: &[(&str, &str)]| Sources {
+        file: Some(f.path().into()),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    let s = Settings::load(&sources(&[])).unwrap();
+    assert_eq!(s.listen.port, 9000);
+    assert_eq!(s.balancer.strategy, Strategy::LeastOutstanding);
+    assert_eq!(s.servers[0].weight, Some(3));
+    assert_eq!(s.upstream.request_timeout, Duration::from_secs(5));
+    let s = Settings::load(&sources(&[("PORT", "9001")])).unwrap();
+    assert_eq!(s.listen.port, 9001);
+    let s = Settings::load(&sources(&[
+        ("PORT", "9001"),
+        ("GATEWAY__LISTEN__PORT", "9002"),
+        ("GATEWAY__BALANCER__STRATEGY", "weighted_round_robin"),
+        ("GATEWAY__UPSTREAM__CONNECT_TIMEOUT", "250ms"),
+    ]))
+    .unwrap();
+    assert_eq!(s.listen.port, 9002);
+    assert_eq!(s.balancer.strategy, Strategy::WeightedRoundRobin);
+    assert_eq!(s.upstream.connect_timeout, Duration::from_millis(250));
+}
+
+/// Every key appears, at its default, in the commented example users
+/// copy from, so the example can neither lag nor lie.
+#[test]
+fn the_example_file_documents_every_key_at_its_default() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/config/gateway.example.yaml"
+    );
+    let loaded = Settings::load(&Sources {
+        file: Some(path.into()),
+        env: vec![],
+    })
+    .unwrap();
+    assert_eq!(loaded, Settings::default());
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut missing = Vec::new();
+    collect_keys(
+        &serde_json::to_value(Settings::default()).unwrap(),
+        &mut missing,
+        &text,
+    );
+    assert!(
+        missing.is_empty(),
+        "keys missing from the example: {missing:?}"
+    );
+}
+
+fn collect_keys(value: &serde_json::Value, missing: &mut Vec<String>, text: &str) {
+    if let serde_json::Value::Object(map) = value {
+        for (key, inner) in map {
+            if !text.contains(&format!("{key}:")) {
+                missing.push(key.clone());
+            }
+            collect_keys(inner, missing, text);
+        }
+    }
+}
+
+#[test]
+fn print_config_redacts_the_token() {
+    let s = load_env(&[("GATEWAY__ADMIN__TOKEN", "hunter2")]).unwrap();
+    let json = serde_json::to_string(&s).unwrap();
+    assert!(!json.contains("hunter2"));
+    assert!(json.contains("<redacted>"));
+}
+
+#[test]
+fn compact_servers_from_the_environment() {
+    let s = load_env(&[(
+        "GATEWAY__SERVERS",
+        "server1=http://localhost:5000, server2=http://localhost:5001",
+    )])
+    .unwrap();
+    assert_eq!(s.servers.len(), 2);
+    assert_eq!(s.servers[1].name, "server2");
+    assert_eq!(s.servers[1].url, "http://localhost:5001");
+}
+
+#[test]
+fn token_file_is_read_and_trimmed() {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    writeln!(f, "  s3cret  ").unwrap();
+    let path = f.path().to_str().unwrap().to_owned();
+    let s = load_env(&[("GATEWAY__ADMIN__TOKEN_FILE", &path)]).unwrap();
+    assert_eq!(s.admin.token, "s3cret");
+    let e = load_env(&[("GATEWAY__ADMIN__TOKEN_FILE", "/nonexistent/token")]).unwrap_err();
+    assert!(e.to_string().contains("admin.token_file"), "{e}");
+}
+
+#[test]
+fn each_invalid_value_names_its_key() {
+    for (key, value, expect) in [
+        ("GATEWAY__LISTEN__PORT", "eighty", "listen.port"),
+        ("GATEWAY__BALANCER__STRATEGY", "random", "strategy"),
+        (
+            "GATEWAY__UPSTREAM__CONNECT_TIMEOUT",
+            "0s",
+            "upstream.connect_timeout",
+        ),
+        (
+            "GATEWAY__UPSTREAM__REQUEST_TIMEOUT",
+            "fast",
+            "upstream.request_timeout",
+        ),
+        (
+            "GATEWAY__UPSTREAM__POOL_IDLE_TIMEOUT",
+            "0s",
+            "upstream.pool_idle_timeout",
+        ),
+        (
+            "GATEWAY__UPSTREAM__POOL_MAX_IDLE_PER_HOST",
+            "1000000",
+            "upstream.pool_max_idle_per_host",
+        ),
+        ("GATEWAY__SERVERS", "server1", "name=url"),
+        ("GATEWAY__SERVERS", "bad name=http://x", "servers[0].name"),
+        ("GATEWAY__SERVERS", "a=ftp://x", "servers[0].url"),
+        (
+            "GATEWAY__SERVERS",
+            "a=http://x,a=http://y",
+            "servers[1].name",
+        ),
+        ("GATEWAY__DISCOVERY__DNS_NAME", "x", "discovery"),
+        (
+            "GATEWAY__HTTP__HEADER_READ_TIMEOUT",
+            "0s",
+            "http.header_read_timeout",
+        ),
+        ("GATEWAY__LOG__LEVEL", "loud[", "log.level"),
+        ("GATEWAY__LOG__FORMAT", "xml", "format"),
+        ("GATEWAY__NOPE", "1", "nope"),
+        ("GATEWAY__ADMIN__LISTEN", "nine thousand", "admin.listen"),
+        (
+            "GATEWAY__ADMIN__ALLOWED_NETWORKS",
+            "10.0.0.0/8,10.0.0.0/33",
+            "allowed_networks",
+        ),
+        (
+            "GATEWAY__HEALTH_CHECK__PATH",
+            "healthz",
+            "health_check.path",
+        ),
+        (
+            "GATEWAY__HEALTH_CHECK__TIMEOUT",
+            "5s",
+            "health_check.timeout",
+        ),
+        (
+            "GATEWAY__HEALTH_CHECK__UNHEALTHY_THRESHOLD",
+            "0",
+            "threshold",
+        ),
+        (
+            "GATEWAY__OUTLIER__CONSECUTIVE_FAILURES",
+            "0",
+            "outlier.consecutive_failures",
+        ),
+        (
+            "GATEWAY__OUTLIER__MAX_EJECTION_PERCENT",
+            "101",
+            "outlier.max_ejection_percent",
+        ),
+        (
+            "GATEWAY__OUTLIER__BASE_EJECTION_TIME",
+            "2m",
+            "outlier.max_ejection_time",
+        ),
+        ("GATEWAY__RETRY__MAX_ATTEMPTS", "0", "retry.max_attempts"),
+        (
+            "GATEWAY__RETRY__PER_TRY_TIMEOUT",
+            "0s",
+            "retry.per_try_timeout",
+        ),
+        ("GATEWAY__RETRY__BUDGET_RATIO", "-1", "retry.budget_ratio"),
+    ] {
+        let env: Vec<(&str, &str)> = if key == "GATEWAY__DISCOVERY__DNS_NAME" {
+            vec![(key, value), ("GATEWAY__DISCOVERY__INTERVAL", "1ms")]
+        } else {
+            vec![(key, value)]
+        };
+        let e = load_env(&env).unwrap_err().to_string();
+        assert!(e.contains(expect), "{key}={value}: {e}");
+    }
+}
