@@ -20,11 +20,11 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use common::clock::SystemClock;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gateway::balancer::Balancer;
 use gateway::config::Strategy;
 use gateway::registry::{Registry, ServerSpec};
+use observability::clock::SystemClock;
 
 mod support;
 

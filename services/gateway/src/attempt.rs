@@ -8,7 +8,7 @@
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use common::escape::Escaped;
+use observability::escape::Escaped;
 
 use crate::health::State;
 use crate::registry::Backend;
@@ -164,7 +164,7 @@ pub(crate) fn classify(
 pub(crate) fn annotate(span: &tracing::Span, attempt: &Attempt) {
     match attempt {
         Attempt::Answered(r) | Attempt::RetryableStatus(r) => {
-            common::telemetry::record_status(span, r.status().as_u16())
+            observability::telemetry::record_status(span, r.status().as_u16())
         }
         Attempt::Failed(f) => {
             span.record("error.type", f.as_str());

@@ -171,7 +171,7 @@ fn gcd(a: u32, b: u32) -> u32 {
 mod tests {
     use super::*;
     use crate::registry::{Registry, ServerSpec};
-    use common::clock::SystemClock;
+    use observability::clock::SystemClock;
     use std::collections::HashMap;
 
     fn registry(weights: &[u32]) -> Registry {

@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use common::server::HttpSettings;
-use common::settings::{SettingsError, Sources};
-use common::telemetry::LogSettings;
+use launch::settings::{SettingsError, Sources};
+use observability::telemetry::LogSettings;
 use serde::{Deserialize, Deserializer, Serialize};
+use serving::server::HttpSettings;
 
 use crate::registry::ServerSpec;
 
@@ -424,7 +424,7 @@ impl Default for ShutdownSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayLogSettings {
     /// `text` or `json`.
-    pub format: common::telemetry::LogFormat,
+    pub format: observability::telemetry::LogFormat,
     /// Filter when `RUST_LOG` is unset.
     pub level: String,
     /// One line per proxied request (method, path, status, backend,
@@ -435,7 +435,7 @@ pub struct GatewayLogSettings {
 impl Default for GatewayLogSettings {
     fn default() -> Self {
         GatewayLogSettings {
-            format: common::telemetry::LogFormat::Text,
+            format: observability::telemetry::LogFormat::Text,
             level: "info".into(),
             access_log: true,
         }
@@ -443,7 +443,7 @@ impl Default for GatewayLogSettings {
 }
 
 impl GatewayLogSettings {
-    /// The part `common::telemetry` needs.
+    /// The part `observability::telemetry` needs.
     pub fn common(&self) -> LogSettings {
         LogSettings {
             format: self.format,
@@ -455,7 +455,7 @@ impl GatewayLogSettings {
 impl Settings {
     /// Loads and validates settings from `sources`.
     pub fn load(sources: &Sources) -> Result<Settings, SettingsError> {
-        let mut settings: Settings = common::settings::load(
+        let mut settings: Settings = launch::settings::load(
             sources,
             "GATEWAY",
             "listen.port",
@@ -649,7 +649,7 @@ impl Settings {
             ));
         }
         self.http.validate("http")?;
-        common::telemetry::validate_level(&self.log.level)
+        observability::telemetry::validate_level(&self.log.level)
             .map_err(|e| SettingsError::invalid("log.level", e))?;
         Ok(())
     }

@@ -13,7 +13,7 @@
 //!   keep-alive pool; reqwest for `https` backends), waits for and
 //!   classifies the answer (`attempt`), relays it back ([`relay`], with
 //!   [`idle`] timeouts on both bodies) and records it, when its body ends,
-//!   in the stats windows (`common::stats`) and [`metrics`].
+//!   in the stats windows (`observability::stats`) and [`metrics`].
 //! - [`headers`]: what is forwarded (hop-by-hop stripping, `X-Forwarded-*`,
 //!   request ids).
 //! - [`errors`]: every error the gateway answers with, mapped to its status

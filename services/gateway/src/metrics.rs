@@ -61,7 +61,7 @@ impl GatewayMetrics {
                 "http_client_request_duration_seconds",
                 "Duration of HTTP requests from the gateway to its backends (to the response head).",
             )
-            .buckets(common::metrics::DURATION_BUCKETS.to_vec()),
+            .buckets(serving::metrics::DURATION_BUCKETS.to_vec()),
             &["upstream", "http_request_method", "http_response_status_code", "error_type"],
         )?;
         let backends = IntGaugeVec::new(
@@ -181,11 +181,11 @@ impl GatewayMetrics {
         error_type: &str,
         elapsed: Duration,
     ) {
-        let status = status.map_or("", common::metrics::status_label);
+        let status = status.map_or("", serving::metrics::status_label);
         self.client_duration
             .with_label_values(&[
                 upstream,
-                common::metrics::method_label(method),
+                serving::metrics::method_label(method),
                 status,
                 error_type,
             ])

@@ -19,12 +19,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::escape::{escape_str, Escaped};
-use common::stats::{Outcome, Recorder};
 use http::header::{HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
+use observability::escape::{escape_str, Escaped};
+use observability::stats::{Outcome, Recorder};
 use tracing::Instrument;
 use warp::reply::Response;
 use warp::Reply;
@@ -78,7 +78,7 @@ pub struct ProxyState {
 }
 
 /// One proxied request, from arrival to response head. The server hands
-/// these over before warp's routing (see `common::server::Direct`), so the
+/// these over before warp's routing (see `serving::server::Direct`), so the
 /// request arrives as hyper parsed it.
 pub async fn handle(
     request: Request<Incoming>,
@@ -193,9 +193,9 @@ async fn forward(
         };
         // Trace context goes on a copy; without tracing, no copy at all.
         let traced;
-        let headers = if common::telemetry::tracing_enabled() {
+        let headers = if observability::telemetry::tracing_enabled() {
             let mut context = HeaderMap::new();
-            common::telemetry::inject(&span, &mut context);
+            observability::telemetry::inject(&span, &mut context);
             let mut copy = forwarded.clone();
             copy.added.extend(
                 context
@@ -338,7 +338,7 @@ fn client_span(
     backend: &Backend,
     attempt: usize,
 ) -> tracing::Span {
-    if !common::telemetry::tracing_enabled() {
+    if !observability::telemetry::tracing_enabled() {
         return tracing::Span::none();
     }
     let url = format!("{}{}", backend.base.prefix, path_and_query);
@@ -495,7 +495,7 @@ fn relay(
     response_headers.insert(X_REQUEST_ID, request.request_id.clone());
     // The body ends outside the request's span; its access line still
     // names the request's trace.
-    let span = common::telemetry::tracing_enabled().then(tracing::Span::current);
+    let span = observability::telemetry::tracing_enabled().then(tracing::Span::current);
     let on_end = move |end: BodyEnd| {
         let _entered = span.as_ref().map(tracing::Span::enter);
         let state = &admitted.0;
@@ -588,8 +588,8 @@ fn book(
 }
 
 /// The access log's target, for hand-formatted lines.
-static ACCESS: common::log_line::Target =
-    common::log_line::Target::new(|| tracing::info!(target: "access", "probe"));
+static ACCESS: observability::log_line::Target =
+    observability::log_line::Target::new(|| tracing::info!(target: "access", "probe"));
 
 fn access_log(
     request: &RequestInfo,
@@ -604,8 +604,8 @@ fn access_log(
     let path = escape_str(request.path());
     let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     // The common case, formatted by hand (the same bytes; see
-    // `common::log_line`): no trace export, so no trace id either.
-    if let Some(line) = common::log_line::Line::start(&ACCESS, "request") {
+    // `observability::log_line`): no trace export, so no trace id either.
+    if let Some(line) = observability::log_line::Line::start(&ACCESS, "request") {
         let line = line
             .display("method", request.method.as_str())
             .str("path", &path)
@@ -622,7 +622,8 @@ fn access_log(
     }
     // Runs inside the request's server span, whose trace id links the line
     // to its trace (empty when tracing is off).
-    let trace_id = common::telemetry::trace_id(&tracing::Span::current()).unwrap_or_default();
+    let trace_id =
+        observability::telemetry::trace_id(&tracing::Span::current()).unwrap_or_default();
     let latency_ms = micros as f64 / 1000.0;
     let (method, path) = (&request.method, &*path);
     match error {

@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use common::clock::Clock;
-use common::stats::Recorder;
+use observability::clock::Clock;
+use observability::stats::Recorder;
 use serde::Serialize;
 
 use crate::balancer;
@@ -586,7 +586,7 @@ fn build_snapshot(backends: Vec<Arc<Backend>>) -> Snapshot {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use common::clock::SystemClock;
+    use observability::clock::SystemClock;
 
     fn spec(name: &str, url: &str, weight: Option<u32>) -> ServerSpec {
         ServerSpec {
