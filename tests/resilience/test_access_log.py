@@ -1,8 +1,8 @@
 """The access log under concurrent load, against the release gateway.
 
-The gateway writes its access lines by hand (common::log_line), batched per
-worker thread (common::log_writer), instead of through the tracing
-formatter. Under load from several concurrent clients on keep-alive
+The gateway writes its access lines by hand (observability::log_line),
+batched per worker thread (observability::log_writer), instead of through the
+tracing formatter. Under load from several concurrent clients on keep-alive
 connections, with two workers:
 
 - every proxied request has exactly one line, and every line is whole: in

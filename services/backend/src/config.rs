@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use common::server::HttpSettings;
-use common::settings::{SettingsError, Sources};
-use common::telemetry::LogSettings;
+use launch::settings::{SettingsError, Sources};
+use observability::telemetry::LogSettings;
 use serde::{Deserialize, Serialize};
+use serving::server::HttpSettings;
 
 /// Everything the backend can be told.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -102,7 +102,7 @@ impl Default for ShutdownSettings {
 impl Settings {
     /// Loads and validates settings from `sources`.
     pub fn load(sources: &Sources) -> Result<Settings, SettingsError> {
-        let settings: Settings = common::settings::load(sources, "BACKEND", "listen.port", &[])?;
+        let settings: Settings = launch::settings::load(sources, "BACKEND", "listen.port", &[])?;
         settings.validate()?;
         Ok(settings)
     }
@@ -141,7 +141,7 @@ impl Settings {
             ));
         }
         self.http.validate("http")?;
-        common::telemetry::validate_level(&self.log.level)
+        observability::telemetry::validate_level(&self.log.level)
             .map_err(|e| SettingsError::invalid("log.level", e))?;
         Ok(())
     }

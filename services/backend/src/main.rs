@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use common::settings::Sources;
+use launch::settings::Sources;
 
 /// mimalloc: allocation and freeing were about a sixth of the proxy's CPU
 /// with the system allocator.
@@ -27,7 +27,7 @@ struct Cli {
     #[arg(long)]
     print_config: bool,
     #[command(subcommand)]
-    command: Option<common::cli::Command>,
+    command: Option<launch::cli::Command>,
 }
 
 fn main() -> ExitCode {
@@ -43,13 +43,13 @@ fn main() -> ExitCode {
         }
     };
     if cli.print_config {
-        return common::cli::print_settings(&settings);
+        return launch::cli::print_settings(&settings);
     }
-    let telemetry = common::telemetry::init(&settings.log, "backend");
+    let telemetry = observability::telemetry::init(&settings.log, "backend");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // Log lines queued while a worker was busy go out in one write.
-        .on_thread_park(common::log_writer::flush_thread)
+        .on_thread_park(observability::log_writer::flush_thread)
         .build();
     let runtime = match runtime {
         Ok(rt) => rt,
@@ -67,7 +67,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match backend::run(listener, settings, common::shutdown::signal()).await {
+        match backend::run(listener, settings, serving::shutdown::signal()).await {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("backend: {e}");

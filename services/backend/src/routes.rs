@@ -15,14 +15,14 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use common::errors::{json_error, json_response};
-use common::methods::get_or_head;
-use common::metrics::RouteInfo;
-use common::shutdown::Readiness;
-use common::stats::{Recorder, Window};
 use http::{HeaderValue, StatusCode};
+use observability::stats::{Recorder, Window};
 use prometheus::Registry;
 use serde::Serialize;
+use serving::errors::{json_error, json_response};
+use serving::methods::get_or_head;
+use serving::metrics::RouteInfo;
+use serving::shutdown::Readiness;
 use warp::reply::Response;
 use warp::Filter;
 
@@ -99,7 +99,7 @@ pub fn routes(
         .unify()
         .recover(recover)
         .unify();
-    common::methods::with_allow(routes, allowed).map(move |mut response: Response| {
+    serving::methods::with_allow(routes, allowed).map(move |mut response: Response| {
         if let Some(name) = &served_by {
             response.headers_mut().insert("x-served-by", name.clone());
         }
@@ -137,7 +137,7 @@ fn echo(
         .and(warp::path::full())
         .and(raw_query())
         .and(warp::header::headers_cloned())
-        .and(common::body::limited(ECHO_MAX_BODY))
+        .and(serving::body::limited(ECHO_MAX_BODY))
         .and(with_state(state))
         .map(echo_reply)
 }
@@ -150,21 +150,21 @@ fn echo_reply(
     path: warp::path::FullPath,
     query: String,
     headers: http::HeaderMap,
-    body: Result<bytes::Bytes, common::body::BodyError>,
+    body: Result<bytes::Bytes, serving::body::BodyError>,
     state: Arc<AppState>,
 ) -> Response {
     let body = match body {
         Ok(body) => body,
-        Err(e @ common::body::BodyError::TooLarge(_)) => {
+        Err(e @ serving::body::BodyError::TooLarge(_)) => {
             return json_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_body",
                 &e.to_string(),
             )
         }
-        Err(e @ common::body::BodyError::Read(_)) => {
+        Err(e @ serving::body::BodyError::Read(_)) => {
             let mut refusal = json_error(StatusCode::BAD_REQUEST, "invalid_body", &e.to_string());
-            common::errors::close_connection(&mut refusal);
+            serving::errors::close_connection(&mut refusal);
             return refusal;
         }
     };
@@ -245,10 +245,10 @@ pub fn readiness_reply(readiness: &Readiness) -> Response {
 
 /// `/metrics` in the Prometheus text format.
 pub fn metrics_reply(registry: &Registry) -> Response {
-    let mut response = Response::new(common::metrics::render(registry).into());
+    let mut response = Response::new(serving::metrics::render(registry).into());
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
-        HeaderValue::from_static(common::metrics::TEXT_CONTENT_TYPE),
+        HeaderValue::from_static(serving::metrics::TEXT_CONTENT_TYPE),
     );
     response
 }
@@ -345,7 +345,7 @@ fn parse_overrides(query: &str) -> Result<Overrides, String> {
 }
 
 async fn recover(rejection: warp::Rejection) -> Result<Response, Infallible> {
-    Ok(common::errors::builtin_rejection(&rejection))
+    Ok(serving::errors::builtin_rejection(&rejection))
 }
 
 #[cfg(test)]

@@ -3,11 +3,11 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use common::clock::SystemClock;
-use common::metrics::{HttpServerMetrics, ServerObserver};
-use common::server::Drain;
-use common::shutdown::Readiness;
-use common::stats::Recorder;
+use observability::clock::SystemClock;
+use observability::stats::Recorder;
+use serving::metrics::{HttpServerMetrics, ServerObserver};
+use serving::server::Drain;
+use serving::shutdown::Readiness;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
@@ -22,7 +22,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<Drain> {
     let port = listener.local_addr()?.port();
-    let registry = common::metrics::new_registry();
+    let registry = serving::metrics::new_registry();
     let server_metrics = HttpServerMetrics::register(&registry).map_err(std::io::Error::other)?;
     let stats = Recorder::new(Arc::new(SystemClock));
     let readiness = Readiness::new();
@@ -52,10 +52,10 @@ pub async fn run(
             tokio::time::sleep(delay).await;
         }
     };
-    let drain = common::server::serve(
+    let drain = serving::server::serve(
         listener,
         routes::routes(state),
-        common::server::AllToWarp,
+        serving::server::AllToWarp,
         observer,
         &settings.http,
         stopping,

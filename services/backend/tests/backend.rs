@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 struct Backend {
     base: String,
     stop: oneshot::Sender<()>,
-    handle: tokio::task::JoinHandle<std::io::Result<common::server::Drain>>,
+    handle: tokio::task::JoinHandle<std::io::Result<serving::server::Drain>>,
 }
 
 async fn spawn(settings: backend::config::Settings) -> Backend {
@@ -252,7 +252,7 @@ async fn health_and_graceful_shutdown() {
     );
     assert_eq!(slow.await.unwrap().unwrap().status(), 200);
     let drain = b.handle.await.unwrap().unwrap();
-    assert_eq!(drain, common::server::Drain::Complete);
+    assert_eq!(drain, serving::server::Drain::Complete);
 }
 
 #[tokio::test]

@@ -20,12 +20,12 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use common::clock::SystemClock;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gateway::backends::Registry;
 use gateway::balancer::Balancer;
 use gateway::config::Strategy;
 use gateway::spec::ServerSpec;
+use observability::clock::SystemClock;
 
 mod support;
 

@@ -1,4 +1,4 @@
-//! The stats windows (`common::stats`) on the gateway's request path and
+//! The stats windows (`observability::stats`) on the gateway's request path and
 //! behind `GET /api/stats/{window}`.
 //!
 //! - `record/threads/<t>`: `t` threads record finished requests into one
@@ -23,9 +23,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::clock::{ManualClock, SystemClock};
-use common::stats::{Recorder, Sample, Window};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use observability::clock::{ManualClock, SystemClock};
+use observability::stats::{Recorder, Sample, Window};
 
 mod support;
 

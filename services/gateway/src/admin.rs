@@ -25,9 +25,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::body::BodyError;
 use http::StatusCode;
 use serde::Deserialize;
+use serving::body::BodyError;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
@@ -64,7 +64,7 @@ pub fn routes(
     changes: Changes,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let list = warp::path!("api" / "servers")
-        .and(common::methods::get_or_head())
+        .and(serving::methods::get_or_head())
         .and(with_state(state.clone()))
         .map(list);
     let create = warp::path!("api" / "servers")
@@ -73,7 +73,7 @@ pub fn routes(
         .and(limited_body(state.max_body_bytes))
         .and_then(create);
     let show = warp::path!("api" / "servers" / String)
-        .and(common::methods::get_or_head())
+        .and(serving::methods::get_or_head())
         .and(with_state(state.clone()))
         .and_then(show);
     let put = warp::path!("api" / "servers" / String)
@@ -167,7 +167,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// The body, refused past `limit` whether or not the client sent a
 /// `Content-Length` (chunked bodies are counted as they arrive).
 fn limited_body(limit: usize) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
-    common::body::limited(limit).and_then(|body: Result<Bytes, BodyError>| async move {
+    serving::body::limited(limit).and_then(|body: Result<Bytes, BodyError>| async move {
         body.map_err(|e| {
             warp::reject::custom(match e {
                 BodyError::TooLarge(limit) => AdminError::BodyTooLarge(limit),
@@ -223,7 +223,7 @@ fn list(state: Arc<AdminState>) -> Response {
         .iter()
         .map(|b| b.view())
         .collect();
-    common::errors::json_response(StatusCode::OK, &serde_json::json!({ "servers": servers }))
+    serving::errors::json_response(StatusCode::OK, &serde_json::json!({ "servers": servers }))
 }
 
 async fn show(name: String, state: Arc<AdminState>) -> Result<Response, Rejection> {
@@ -231,7 +231,7 @@ async fn show(name: String, state: Arc<AdminState>) -> Result<Response, Rejectio
         .registry
         .get(&name)
         .ok_or_else(|| warp::reject::custom(AdminError::NotFound(name)))?;
-    Ok(common::errors::json_response(
+    Ok(serving::errors::json_response(
         StatusCode::OK,
         &backend.view(),
     ))
@@ -260,7 +260,7 @@ async fn create(state: Arc<AdminState>, body: Bytes) -> Result<Response, Rejecti
     if outcome == Registered::Created {
         tracing::info!(name = %backend.name, url = %backend.url, weight = backend.weight, "server registered");
     }
-    Ok(common::errors::json_response(
+    Ok(serving::errors::json_response(
         status_for(outcome),
         &backend.view(),
     ))
@@ -289,7 +289,7 @@ async fn put(name: String, state: Arc<AdminState>, body: Bytes) -> Result<Respon
     if outcome != Registered::Unchanged {
         tracing::info!(name = %backend.name, url = %backend.url, weight = backend.weight, ?outcome, "server registered");
     }
-    Ok(common::errors::json_response(
+    Ok(serving::errors::json_response(
         status_for(outcome),
         &backend.view(),
     ))
@@ -317,7 +317,7 @@ async fn patch(name: String, state: Arc<AdminState>, body: Bytes) -> Result<Resp
         .set_draining(&name, draining)
         .ok_or_else(|| warp::reject::custom(AdminError::NotFound(name)))?;
     tracing::info!(name = %backend.name, state = backend.health.state().as_str(), "server state set by operator");
-    Ok(common::errors::json_response(
+    Ok(serving::errors::json_response(
         StatusCode::OK,
         &backend.view(),
     ))

@@ -97,7 +97,7 @@ mod tests {
     use super::*;
     use crate::backends::Registry;
     use crate::spec::ServerSpec;
-    use common::clock::SystemClock;
+    use observability::clock::SystemClock;
     use std::collections::HashMap;
 
     fn registry(weights: &[u32]) -> Registry {

@@ -107,7 +107,7 @@ pub async fn reconcile(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use common::clock::SystemClock;
+    use observability::clock::SystemClock;
 
     #[tokio::test]
     async fn reconcile_adds_and_removes_only_its_own() {

@@ -141,7 +141,7 @@ impl ProxyError {
     /// The JSON answer.
     pub fn into_response(&self) -> Response {
         let (status, code) = self.status_and_code();
-        let mut response = common::errors::json_error(status, code, &self.to_string());
+        let mut response = serving::errors::json_error(status, code, &self.to_string());
         // Every 503 here is temporary: a backend may register, recover or
         // free a slot any moment.
         if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -151,7 +151,7 @@ impl ProxyError {
             );
         }
         if self.closes_connection() {
-            common::errors::close_connection(&mut response);
+            serving::errors::close_connection(&mut response);
         }
         // A 405 must say what the resource does take (RFC 9110 §15.5.6):
         // every method but CONNECT is passed on, extension methods too,
@@ -243,7 +243,7 @@ impl AdminError {
     /// The JSON answer.
     pub fn into_response(&self) -> Response {
         let (status, code) = self.status_and_code();
-        let mut response = common::errors::json_error(status, code, &self.to_string());
+        let mut response = serving::errors::json_error(status, code, &self.to_string());
         if let AdminError::Unauthorized = self {
             response.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,

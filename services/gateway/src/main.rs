@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use common::settings::Sources;
+use launch::settings::Sources;
 
 /// mimalloc: allocation and freeing were about a sixth of the proxy's CPU
 /// with the system allocator.
@@ -29,7 +29,7 @@ struct Cli {
     #[arg(long)]
     print_config: bool,
     #[command(subcommand)]
-    command: Option<common::cli::Command>,
+    command: Option<launch::cli::Command>,
 }
 
 fn main() -> ExitCode {
@@ -45,10 +45,10 @@ fn main() -> ExitCode {
         }
     };
     if cli.print_config {
-        return common::cli::print_settings(&settings);
+        return launch::cli::print_settings(&settings);
     }
-    let telemetry = common::telemetry::init(&settings.log.common(), "gateway");
-    let code = match gateway::startup::run_workers(settings, common::shutdown::signal()) {
+    let telemetry = observability::telemetry::init(&settings.log.telemetry(), "gateway");
+    let code = match gateway::startup::run_workers(settings, serving::shutdown::signal()) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gateway: {e}");

@@ -64,7 +64,7 @@ impl GatewayMetrics {
                 "http_client_request_duration_seconds",
                 "Duration of HTTP requests from the gateway to its backends (to the response head).",
             )
-            .buckets(common::metrics::DURATION_BUCKETS.to_vec()),
+            .buckets(serving::metrics::DURATION_BUCKETS.to_vec()),
             &["upstream", "http_request_method", "http_response_status_code", "error_type"],
         )?;
         let backends = IntGaugeVec::new(
@@ -186,11 +186,11 @@ impl GatewayMetrics {
     ) {
         let status = outcome
             .head_status()
-            .map_or("", |s| common::metrics::status_label(s.as_u16()));
+            .map_or("", |s| serving::metrics::status_label(s.as_u16()));
         self.client_duration
             .with_label_values(&[
                 upstream,
-                common::metrics::method_label(method),
+                serving::metrics::method_label(method),
                 status,
                 outcome.error_type(),
             ])

@@ -14,15 +14,15 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use common::methods::{get_or_head, with_allow};
-use common::metrics::RouteInfo;
-use common::server::Direct;
-use common::shutdown::Readiness;
-use common::stats::Window;
 use http::StatusCode;
 use hyper::body::Incoming;
+use observability::stats::Window;
 use prometheus::Registry as MetricsRegistry;
 use serde::Serialize;
+use serving::methods::{get_or_head, with_allow};
+use serving::metrics::RouteInfo;
+use serving::server::Direct;
+use serving::shutdown::Readiness;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
@@ -158,8 +158,8 @@ fn stats(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rej
                 return switched_off("stats");
             }
             match Window::parse(&window) {
-                Some(w) => common::errors::json_response(StatusCode::OK, &stats_report(&state, w)),
-                None => common::errors::json_error(
+                Some(w) => serving::errors::json_response(StatusCode::OK, &stats_report(&state, w)),
+                None => serving::errors::json_error(
                     StatusCode::NOT_FOUND,
                     "unknown_window",
                     &format!("unknown stats window {window:?}: use 1m, 5m or 1h"),
@@ -170,7 +170,7 @@ fn stats(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rej
 
 /// The answer of an endpoint whose feature (`stats`, `metrics`) is off.
 fn switched_off(feature: &str) -> Response {
-    common::errors::json_error(
+    serving::errors::json_error(
         StatusCode::NOT_FOUND,
         &format!("{feature}_disabled"),
         &format!("{feature} are switched off in this gateway ({feature}.enabled = false)"),
@@ -181,14 +181,14 @@ fn switched_off(feature: &str) -> Response {
 #[derive(Serialize)]
 struct StatsReport {
     #[serde(flatten)]
-    total: common::stats::Summary,
+    total: observability::stats::Summary,
     servers: std::collections::BTreeMap<String, ServerStats>,
 }
 
 #[derive(Serialize)]
 struct ServerStats {
     #[serde(flatten)]
-    summary: common::stats::Summary,
+    summary: observability::stats::Summary,
     state: &'static str,
     url: String,
 }
@@ -231,10 +231,10 @@ fn metrics(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = R
                 .metrics
                 .refresh(&state.proxy.registry.snapshot());
             let mut response =
-                Response::new(common::metrics::render(&state.metrics_registry).into());
+                Response::new(serving::metrics::render(&state.metrics_registry).into());
             response.headers_mut().insert(
                 http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static(common::metrics::TEXT_CONTENT_TYPE),
+                http::HeaderValue::from_static(serving::metrics::TEXT_CONTENT_TYPE),
             );
             response
         })
@@ -242,19 +242,19 @@ fn metrics(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = R
 
 fn health(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let healthz = warp::path!("healthz").and(get_or_head()).map(|| {
-        common::errors::json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+        serving::errors::json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
     });
     let readyz = warp::path!("readyz")
         .and(get_or_head())
         .and(with(state))
         .map(|state: Arc<AppState>| {
             if state.readiness.is_ready() {
-                common::errors::json_response(
+                serving::errors::json_response(
                     StatusCode::OK,
                     &serde_json::json!({"status": "ready"}),
                 )
             } else {
-                common::errors::json_response(
+                serving::errors::json_response(
                     StatusCode::SERVICE_UNAVAILABLE,
                     &serde_json::json!({"status": "draining"}),
                 )
@@ -268,5 +268,5 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     if let Some(e) = rejection.find::<AdminError>() {
         return Ok(e.into_response());
     }
-    Ok(common::errors::builtin_rejection(&rejection))
+    Ok(serving::errors::builtin_rejection(&rejection))
 }

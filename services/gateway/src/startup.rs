@@ -4,11 +4,11 @@ use std::future::Future;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use common::clock::SystemClock;
-use common::metrics::{HttpServerMetrics, ServerObserver};
-use common::server::Drain;
-use common::shutdown::Readiness;
-use common::stats::Recorder;
+use observability::clock::SystemClock;
+use observability::stats::Recorder;
+use serving::metrics::{HttpServerMetrics, ServerObserver};
+use serving::server::Drain;
+use serving::shutdown::Readiness;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -97,7 +97,7 @@ impl Gateway {
     /// Builds the registry (static servers, saved registrations), metrics
     /// and shared state. Needs no runtime.
     pub fn new(settings: Settings) -> Result<Self, StartupError> {
-        let metrics_registry = common::metrics::new_registry();
+        let metrics_registry = serving::metrics::new_registry();
         let server_metrics = HttpServerMetrics::register(&metrics_registry)?;
         let gateway_metrics = GatewayMetrics::register(&metrics_registry)?;
         let no_https = tls_client(&settings.upstream, Resolver::default())
@@ -217,7 +217,7 @@ impl Gateway {
             state: self.state.proxy.clone(),
             upstream,
         };
-        Ok(common::server::serve(
+        Ok(serving::server::serve(
             listener,
             routes::routes(self.state.clone(), changes),
             proxied,
@@ -236,10 +236,10 @@ impl Gateway {
 
     /// Serves the registration API alone on the admin listener.
     pub async fn serve_admin(&self, listener: TcpListener, stopped: Stopped) -> Drain {
-        common::server::serve(
+        serving::server::serve(
             listener,
             routes::admin_routes(self.state.clone()),
-            common::server::AllToWarp,
+            serving::server::AllToWarp,
             self.observer.clone(),
             &self.settings.http,
             stopped.wait(),
@@ -331,7 +331,7 @@ pub fn run_workers(
     let workers = settings.effective_workers();
     let address = format!("{}:{}", settings.listen.host, settings.listen.port);
     let listeners = (0..workers)
-        .map(|_| common::server::bind_reuseport(&address))
+        .map(|_| serving::server::bind_reuseport(&address))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| StartupError::Bind {
             address: address.clone(),
@@ -360,8 +360,8 @@ pub fn run_workers(
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             // Log lines queued during this turn of the event loop go out in
-            // one write (common::log_writer).
-            .on_thread_park(common::log_writer::flush_thread)
+            // one write (observability::log_writer).
+            .on_thread_park(observability::log_writer::flush_thread)
             .build()
             .map_err(StartupError::Listener)
     };
@@ -528,5 +528,5 @@ fn build_client(
 /// Installs the TLS crypto provider that https backends (and any other
 /// reqwest client in this process) use. Idempotent.
 pub fn install_crypto_provider() {
-    common::install_crypto_provider();
+    observability::install_crypto_provider();
 }

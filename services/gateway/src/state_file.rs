@@ -167,7 +167,7 @@ impl Store for StateFile {
 mod tests {
     use super::*;
     use crate::backends::{Registry, RegistryError, Source};
-    use common::clock::SystemClock;
+    use observability::clock::SystemClock;
     use std::sync::Arc;
 
     fn spec(name: &str) -> ServerSpec {

@@ -20,10 +20,10 @@ mod support;
 
 use std::net::Ipv4Addr;
 
-use common::settings::Sources;
 use gateway::config::{AdminSettings, Settings};
 use gateway::policy::Policy;
 use gateway::spec::ServerSpec;
+use launch::settings::Sources;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Value};

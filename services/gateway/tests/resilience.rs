@@ -100,7 +100,7 @@ async fn health_checks_take_a_dead_backend_down_and_bring_it_back() {
     let b = spawn_backend("flaky").await;
     let addr = b.addr;
     register(&gw, "flaky", &b).await;
-    assert_eq!(b.stop().await, common::server::Drain::Complete);
+    assert_eq!(b.stop().await, serving::server::Drain::Complete);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(state_of(&gw, "flaky").await, "down");
     let r = client().get(gw.url("/api/data")).send().await.unwrap();

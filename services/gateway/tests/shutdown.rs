@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use common::server::Drain;
+use serving::server::Drain;
 use support::*;
 
 #[tokio::test]

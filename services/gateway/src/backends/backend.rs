@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use common::stats::Recorder;
+use observability::stats::Recorder;
 use serde::Serialize;
 
 use super::state::{Health, State, StateChange};

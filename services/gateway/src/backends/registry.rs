@@ -16,7 +16,7 @@
 //!
 //! The registry knows nothing of metrics, persistence or health checks:
 //! they are passed in (the hook, the store) or change backends' state and
-//! call [`Registry::refresh`]. Depends on `spec`, `common::stats` (each
+//! call [`Registry::refresh`]. Depends on `spec`, `observability::stats` (each
 //! backend's windows) and the rest of [`crate::backends`].
 
 use std::sync::atomic::AtomicU64;
@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use common::clock::Clock;
-use common::stats::Recorder;
+use observability::clock::Clock;
+use observability::stats::Recorder;
 
 use super::backend::{Attachment, Backend, Source};
 use super::schedule::smooth_weighted_schedule;
@@ -465,7 +465,7 @@ fn build_snapshot(backends: Vec<Arc<Backend>>) -> Snapshot {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use common::clock::SystemClock;
+    use observability::clock::SystemClock;
     use std::sync::atomic::Ordering;
 
     fn spec(name: &str, url: &str, weight: Option<u32>) -> ServerSpec {

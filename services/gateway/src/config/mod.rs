@@ -16,9 +16,9 @@ pub use sections::*;
 
 use std::time::Duration;
 
-use common::server::HttpSettings;
-use common::settings::{SettingsError, Sources};
+use launch::settings::{SettingsError, Sources};
 use serde::{Deserialize, Deserializer, Serialize};
+use serving::server::HttpSettings;
 
 use crate::spec::ServerSpec;
 
@@ -103,7 +103,7 @@ impl Default for Listen {
 impl Settings {
     /// Loads and validates settings from `sources`.
     pub fn load(sources: &Sources) -> Result<Settings, SettingsError> {
-        let mut settings: Settings = common::settings::load(
+        let mut settings: Settings = launch::settings::load(
             sources,
             "GATEWAY",
             "listen.port",
@@ -297,7 +297,7 @@ impl Settings {
             ));
         }
         self.http.validate("http")?;
-        common::telemetry::validate_level(&self.log.level)
+        observability::telemetry::validate_level(&self.log.level)
             .map_err(|e| SettingsError::invalid("log.level", e))?;
         Ok(())
     }

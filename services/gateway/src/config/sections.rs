@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use common::telemetry::LogSettings;
+use observability::telemetry::LogSettings;
 use serde::{Deserialize, Serialize};
 
 /// Load-balancing strategy.
@@ -340,7 +340,7 @@ impl Default for ShutdownSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayLogSettings {
     /// `text` or `json`.
-    pub format: common::telemetry::LogFormat,
+    pub format: observability::telemetry::LogFormat,
     /// Filter when `RUST_LOG` is unset.
     pub level: String,
     /// One line per proxied request (method, path, status, backend,
@@ -351,7 +351,7 @@ pub struct GatewayLogSettings {
 impl Default for GatewayLogSettings {
     fn default() -> Self {
         GatewayLogSettings {
-            format: common::telemetry::LogFormat::Text,
+            format: observability::telemetry::LogFormat::Text,
             level: "info".into(),
             access_log: true,
         }
@@ -359,8 +359,8 @@ impl Default for GatewayLogSettings {
 }
 
 impl GatewayLogSettings {
-    /// The part `common::telemetry` needs.
-    pub fn common(&self) -> LogSettings {
+    /// The part `observability::telemetry` needs.
+    pub fn telemetry(&self) -> LogSettings {
         LogSettings {
             format: self.format,
             level: self.level.clone(),

@@ -129,7 +129,7 @@ pub async fn run_checks(
                 tracing::warn!(
                     backend = %backend.name,
                     state = backend.health.state().as_str(),
-                    reason = %common::escape::Escaped(&backend.health.last_change().reason),
+                    reason = %observability::escape::Escaped(&backend.health.last_change().reason),
                     "backend state changed"
                 );
             }

@@ -136,7 +136,7 @@ mod tests {
     use crate::spec::ServerSpec;
 
     async fn detector() -> (Outlier, Arc<Backend>) {
-        let registry = Arc::new(Registry::new(Arc::new(common::clock::SystemClock)));
+        let registry = Arc::new(Registry::new(Arc::new(observability::clock::SystemClock)));
         let spec = ServerSpec {
             name: "b".into(),
             url: "http://127.0.0.1:9".into(),

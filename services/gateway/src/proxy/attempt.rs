@@ -8,8 +8,8 @@
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use common::escape::Escaped;
 use http::Method;
+use observability::escape::Escaped;
 
 use super::client_body::ClientBody;
 use crate::backends::{Backend, State};
@@ -23,7 +23,7 @@ pub(crate) fn client_span(
     backend: &Backend,
     attempt: usize,
 ) -> tracing::Span {
-    if !common::telemetry::tracing_enabled() {
+    if !observability::telemetry::tracing_enabled() {
         return tracing::Span::none();
     }
     let url = format!("{}{}", backend.base.prefix, path_and_query);
@@ -178,7 +178,7 @@ pub(crate) fn annotate(
     judged: &Result<http::Response<ResponseBody>, Outcome>,
 ) {
     match judged {
-        Ok(r) => common::telemetry::record_status(span, r.status().as_u16()),
+        Ok(r) => observability::telemetry::record_status(span, r.status().as_u16()),
         Err(Outcome::Client(_)) => {
             span.record("error.type", "client_body");
             span.record("otel.status_code", "ERROR");

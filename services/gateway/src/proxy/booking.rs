@@ -10,9 +10,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::escape::escape_str;
-use common::stats::Sample;
 use http::{Method, StatusCode};
+use observability::escape::escape_str;
+use observability::stats::Sample;
 
 use super::{ProxyState, RequestInfo};
 use crate::backends::Backend;
@@ -68,8 +68,8 @@ pub(super) fn book(
 }
 
 /// The access log's target, for hand-formatted lines.
-static ACCESS: common::log_line::Target =
-    common::log_line::Target::new(|| tracing::info!(target: "access", "probe"));
+static ACCESS: observability::log_line::Target =
+    observability::log_line::Target::new(|| tracing::info!(target: "access", "probe"));
 
 fn access_log(
     request: &RequestInfo,
@@ -84,8 +84,8 @@ fn access_log(
     let path = escape_str(request.path());
     let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     // The common case, formatted by hand (the same bytes; see
-    // `common::log_line`): no trace export, so no trace id either.
-    if let Some(line) = common::log_line::Line::start(&ACCESS, "request") {
+    // `observability::log_line`): no trace export, so no trace id either.
+    if let Some(line) = observability::log_line::Line::start(&ACCESS, "request") {
         let line = line
             .display("method", request.method.as_str())
             .str("path", &path)
@@ -102,7 +102,8 @@ fn access_log(
     }
     // Runs inside the request's server span, whose trace id links the line
     // to its trace (empty when tracing is off).
-    let trace_id = common::telemetry::trace_id(&tracing::Span::current()).unwrap_or_default();
+    let trace_id =
+        observability::telemetry::trace_id(&tracing::Span::current()).unwrap_or_default();
     let latency_ms = micros as f64 / 1000.0;
     let (method, path) = (&request.method, &*path);
     match error {

@@ -100,7 +100,7 @@ impl ClientBody {
         let stream = ClientStream::new(body, limits, upload.clone());
         match length {
             Some(n) if n <= max_buffered as u64 => {
-                let read = common::body::read_limited(stream, max_buffered);
+                let read = serving::body::read_limited(stream, max_buffered);
                 match tokio::time::timeout(limits.body_read_timeout, read).await {
                     Ok(Ok(bytes)) => Ok(ClientBody::Buffered(bytes)),
                     Ok(Err(e)) => Err(upload

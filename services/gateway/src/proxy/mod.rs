@@ -23,12 +23,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::escape::Escaped;
-use common::stats::Recorder;
 use http::header::{HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request};
 use hyper::body::Incoming;
+use observability::escape::Escaped;
+use observability::stats::Recorder;
 use tracing::Instrument;
 use warp::reply::Response;
 use warp::Reply;
@@ -93,7 +93,7 @@ pub struct ProxyState {
 }
 
 /// One proxied request, from arrival to response head. The server hands
-/// these over before warp's routing (see `common::server::Direct`), so the
+/// these over before warp's routing (see `serving::server::Direct`), so the
 /// request arrives as hyper parsed it.
 pub async fn handle(
     request: Request<Incoming>,
@@ -208,9 +208,9 @@ async fn forward(
         };
         // Trace context goes on a copy; without tracing, no copy at all.
         let traced;
-        let headers = if common::telemetry::tracing_enabled() {
+        let headers = if observability::telemetry::tracing_enabled() {
             let mut context = HeaderMap::new();
-            common::telemetry::inject(&span, &mut context);
+            observability::telemetry::inject(&span, &mut context);
             let mut copy = forwarded.clone();
             copy.added.extend(
                 context
@@ -420,7 +420,7 @@ fn relay(
     response_headers.insert(X_REQUEST_ID, request.request_id.clone());
     // The body ends outside the request's span; its access line still
     // names the request's trace.
-    let span = common::telemetry::tracing_enabled().then(tracing::Span::current);
+    let span = observability::telemetry::tracing_enabled().then(tracing::Span::current);
     let on_end = move |end: BodyEnd| {
         let _entered = span.as_ref().map(tracing::Span::enter);
         let state = &admitted.0;

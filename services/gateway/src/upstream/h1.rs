@@ -333,7 +333,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Parsed, H1Error> {
         // Only chunked can be passed on (the body is re-framed for the
         // client). No client asked for another (the gateway sends no
         // `TE`), so a backend that applies one is broken.
-        let chunked = common::body::single_chunked(headers.get_all(header::TRANSFER_ENCODING))
+        let chunked = serving::body::single_chunked(headers.get_all(header::TRANSFER_ENCODING))
             .map_err(|e| H1Error::Invalid(e.to_string()))?;
         // With both, Transfer-Encoding wins and the length is a lie the
         // client must not see; such a connection is not trusted again.

@@ -57,15 +57,15 @@ impl Default for HttpSettings {
 
 impl HttpSettings {
     /// Range checks, with errors naming the key under `prefix`.
-    pub fn validate(&self, prefix: &str) -> Result<(), crate::settings::SettingsError> {
+    pub fn validate(&self, prefix: &str) -> Result<(), launch::settings::SettingsError> {
         if self.header_read_timeout.is_zero() {
-            return Err(crate::settings::SettingsError::invalid(
+            return Err(launch::settings::SettingsError::invalid(
                 format!("{prefix}.header_read_timeout"),
                 "must be greater than zero",
             ));
         }
         if !(8192..=16 * 1024 * 1024).contains(&self.max_header_bytes) {
-            return Err(crate::settings::SettingsError::invalid(
+            return Err(launch::settings::SettingsError::invalid(
                 format!("{prefix}.max_header_bytes"),
                 "must be between 8192 and 16777216",
             ));
@@ -256,7 +256,7 @@ where
         let hyper_service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             let path = req.uri().path();
             let token = observer.start(req.method(), path);
-            let span = crate::telemetry::server_span(
+            let span = observability::telemetry::server_span(
                 req.method(),
                 observer.route(path),
                 path,
@@ -293,7 +293,7 @@ where
             };
             async move {
                 let response = response.instrument(span.clone()).await;
-                crate::telemetry::record_status(&span, response.status().as_u16());
+                observability::telemetry::record_status(&span, response.status().as_u16());
                 observer.finish(token, response.status());
                 Ok::<_, std::convert::Infallible>(response)
             }
@@ -306,7 +306,7 @@ where
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
-                tracing::debug!(error = %crate::escape::Escaped(&e), %peer, "connection ended with an error");
+                tracing::debug!(error = %observability::escape::Escaped(&e), %peer, "connection ended with an error");
             }
         });
     }

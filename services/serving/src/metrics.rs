@@ -177,7 +177,7 @@ pub struct ServerObserver {
     /// `None` when metrics are switched off: requests are not observed.
     metrics: Option<HttpServerMetrics>,
     classify: fn(&str) -> RouteInfo,
-    stats: Option<std::sync::Arc<crate::stats::Recorder>>,
+    stats: Option<std::sync::Arc<observability::stats::Recorder>>,
 }
 
 impl std::fmt::Debug for ServerObserver {
@@ -192,7 +192,7 @@ impl ServerObserver {
     pub fn new(
         metrics: Option<HttpServerMetrics>,
         classify: fn(&str) -> RouteInfo,
-        stats: Option<std::sync::Arc<crate::stats::Recorder>>,
+        stats: Option<std::sync::Arc<observability::stats::Recorder>>,
     ) -> Self {
         Self {
             metrics,
@@ -238,7 +238,7 @@ impl crate::server::Observe for ServerObserver {
             );
         }
         if let (true, Some(stats)) = (token.route.counted, &self.stats) {
-            stats.record(crate::stats::Sample {
+            stats.record(observability::stats::Sample {
                 status: Some(status.as_u16()),
                 latency: elapsed,
             });

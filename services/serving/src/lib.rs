@@ -1,0 +1,37 @@
+//! Serving HTTP the same way in the `gateway` and the `backend`: both answer
+//! their own routes and the operational endpoints through this crate, so they
+//! accept, refuse, measure, answer errors and stop alike.
+//!
+//! # Layout
+//!
+//! - [`server`]: serving a warp filter on a listener we bound ourselves, with
+//!   header-read limits and a bounded graceful drain, and the [`Direct`]
+//!   bypass for requests a service answers before warp routes them;
+//!   [`coalesce`]: small answers written with one `send` instead of a
+//!   `writev`.
+//! - [`metrics`]: the Prometheus registry and text encoder, the HTTP server
+//!   metrics both services export on `/metrics`, the label rules, and the
+//!   per-request observer the server calls.
+//! - [`errors`]: the JSON error body both services use; [`methods`]: HEAD
+//!   wherever GET is, and `Allow` on every 405.
+//! - [`body`]: reading request bodies with a hard size limit, and the
+//!   `Transfer-Encoding` rule the server enforces.
+//! - [`shutdown`]: turning SIGTERM/SIGINT into a future, and the readiness
+//!   flag that `/readyz` reports.
+//!
+//! # Dependencies
+//!
+//! `observability` (server spans, escaped log fields, the stats windows the
+//! observer records into) and `launch` (the settings error type that
+//! [`server::HttpSettings`] validation returns); neither depends on this
+//! crate.
+//!
+//! [`Direct`]: server::Direct
+
+pub mod body;
+pub mod coalesce;
+pub mod errors;
+pub mod methods;
+pub mod metrics;
+pub mod server;
+pub mod shutdown;
