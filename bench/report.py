@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Turns the runs of bench/bench.py into medians, ratios against NGINX, the
-issue's target checks, a Markdown table and a PNG chart.
+performance target checks, a Markdown table and a PNG chart.
 
 bench.py calls `summarize` and `write_all`; on its own,
     python3 bench/report.py [target/bench/results.json]
@@ -34,7 +34,7 @@ COLORS = {
     "direct": "#7f7f7f",
 }
 
-# The earlier performance targets, checked on the medians (informative only: the test
+# The project's performance targets, checked on the medians (informative only: the test
 # suite makes no timing assertions).
 RPS_VS_PEERS = 1.10
 CPU_VS_NGINX = 0.85
@@ -304,7 +304,7 @@ def markdown(results: dict) -> str:
             lines.append("")
     if results["targets"]:
         lines += [
-            "Earlier performance targets (gateway with its defaults: stats, metrics and access log on), judged on the "
+            "Performance targets (gateway with its defaults: stats, metrics and access log on), judged on the "
             "medians; the 95% interval is a bootstrap over the rounds of the same-round figure: where its "
             "median would fall if the machine had dealt out other rounds like these. A target whose interval "
             "spans its threshold is within this run's noise either way.",

@@ -83,8 +83,8 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/*
 The backend pods by stable DNS name, as a list of {name, url}: server1 is
-<fullname>-backend-0.<headless>.<ns>.svc.<clusterDomain>, and so on, the
-names the original setup registered.
+<fullname>-backend-0.<headless>.<ns>.svc.<clusterDomain>, and so on: the
+names and URLs the Locust users register.
 */}}
 {{- define "gatewaylab.backend.servers" -}}
 {{- $servers := list }}

@@ -2,7 +2,7 @@
 //!
 //! `pick/<strategy>/<n>` measures what the request path pays: load the
 //! registry's current snapshot and let the balancer choose among `n`
-//! registered backends, for `n` = 3 and 1,000. The target is that
+//! registered backends, for `n` = 3 and 1,000. The performance target is that
 //! choosing among 1,000 costs less than twice choosing among 3 (O(1) or
 //! O(log n) selection); compare the two figures of each strategy.
 //!

@@ -11,7 +11,7 @@
 //! - `summary/<window>`: reading a window after an hour of traffic has
 //!   filled every bucket of every ring (a [`ManualClock`] spreads the
 //!   records over 3,600 seconds, with latencies from 100 µs to 50 ms so the
-//!   histograms are not trivially small). `1h` is the case; `1m`
+//!   histograms are not trivially small). `1h` is the largest window; `1m`
 //!   and `5m` are read the same way and shown for comparison.
 //!
 //! Run with `cargo bench -p gateway --bench stats`.
