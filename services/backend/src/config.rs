@@ -32,7 +32,7 @@ pub struct Settings {
 pub struct Listen {
     /// Address to bind; `0.0.0.0` accepts connections from anywhere.
     pub host: String,
-    /// Port; the `PORT` variable sets it too, as in the original app.
+    /// Port; the `PORT` variable sets it too, as many platforms expect.
     pub port: u16,
 }
 
@@ -166,7 +166,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_match_the_original_app() {
+    fn defaults_are_the_documented_ones() {
         let s = load(&[]).unwrap();
         assert_eq!(s.listen.port, 5000);
         assert_eq!(s.faults.error_rate, 0.0);

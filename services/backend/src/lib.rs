@@ -1,7 +1,6 @@
 //! The dummy backend: the upstream that the gateway load-balances over.
 //!
-//! It stands in for the original Flask `app.py`: `GET /api/data` answers a
-//! small JSON document naming the instance that served it. On top of that it
+//! `GET /api/data` answers a small JSON document naming the instance that served it. On top of that it
 //! has the same operational endpoints as the gateway (`/healthz`, `/readyz`,
 //! `/metrics`, `/api/stats/{window}`) and bounded fault injection for
 //! experiments.

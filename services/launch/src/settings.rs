@@ -2,7 +2,7 @@
 //!
 //! Layers, later ones winning: the service's built-in defaults, an optional
 //! file (`--config PATH`, YAML or TOML by extension), the `PORT` variable
-//! (for parity with the original Flask apps and with platforms that set it),
+//! (which many platforms set),
 //! then `<PREFIX>__SECTION__KEY` variables. The merged tree is deserialized
 //! into the service's typed settings, which reject unknown keys, and then
 //! checked by the service's own `validate`. Every failure is one line that
