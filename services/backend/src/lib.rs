@@ -1,9 +1,9 @@
 //! The dummy backend: the upstream that the gateway load-balances over.
 //!
-//! `GET /api/data` answers a small JSON document naming the instance that served it. On top of that it
-//! has the same operational endpoints as the gateway (`/healthz`, `/readyz`,
-//! `/metrics`, `/api/stats/{window}`) and bounded fault injection for
-//! experiments.
+//! `GET /api/data` answers a small JSON document naming the instance that
+//! served it. On top of that it has the same operational endpoints as the
+//! gateway (`/healthz`, `/readyz`, `/metrics`, `/api/stats/{window}`) and
+//! bounded fault injection for experiments.
 //!
 //! - [`config`]: typed settings and their validation.
 //! - [`faults`]: injected latency and errors, configured or per request.
