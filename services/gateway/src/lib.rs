@@ -9,7 +9,7 @@
 //! - [`proxy`]: reads the client's body ([`request_body`]: limits, and the
 //!   client's faults), picks a backend with the [`balancer`] from the
 //!   [`registry`]'s current snapshot, forwards the request with the
-//!   worker's [`upstream`] client (its own HTTP/1.1 codec on httparse with a
+//!   worker's [`upstream`] client (the `http1_client` crate, with a
 //!   keep-alive pool; reqwest for `https` backends), waits for and
 //!   classifies the answer (`attempt`), relays it back ([`relay`], with
 //!   [`idle`] timeouts on both bodies) and records it, when its body ends,
