@@ -31,9 +31,13 @@
 //!     headers: &headers,
 //!     extra: &request_id,
 //! };
-//! let connect = || tokio::net::TcpStream::connect("127.0.0.1:8080");
+//! // How to reach the backend is the caller's; its error type is the
+//! // one `send` returns, which must take this crate's errors too.
+//! let connect = || async {
+//!     Ok::<_, http1_client::Error>(tokio::net::TcpStream::connect("127.0.0.1:8080").await?)
+//! };
 //! let mut response = client
-//!     .send::<_, http1_client::Error>(&authority, connect, &head, &mut RequestBody::Empty)
+//!     .send(&authority, connect, &head, &mut RequestBody::Empty)
 //!     .await?;
 //! while let Some(data) = response.body_mut().next().await {
 //!     let _bytes = data.map_err(|e| http1_client::Error::Invalid(e.to_string()))?;
@@ -67,21 +71,23 @@
 //!   two lines of `5` are all 5, returned as one plain `5`); else the body
 //!   runs until the backend closes.
 //! - **Chunked bodies**: hex sizes of up to 15 digits in either case,
-//!   leading zeros, whitespace before `;`, extensions skipped, trailer
+//!   leading zeros, whitespace after the size, extensions skipped, trailer
 //!   lines read and dropped (not returned).
-//! - **1xx answers**: 100 and 103 (with headers) and any other 1xx before
+//! - **1xx answers** (100, 103 with its headers, any other but 101) before
 //!   the final answer are read and skipped, however many, whether or not
 //!   they arrive in the same read as the final one.
-//! - **Status lines**: HTTP/1.0 and HTTP/1.1, any three-digit status from
-//!   200 to 999, with or without a reason phrase.
+//! - **Status lines**: HTTP/1.0 and HTTP/1.1, any final status from 200
+//!   to 999, with or without a reason phrase.
 //! - **Keep-alive**: a connection is reused when the answer was HTTP/1.1
 //!   without `Connection: close` (or HTTP/1.0 with `Connection:
 //!   keep-alive`), its framing was a length or chunks, its body was read to
 //!   the end and nothing unasked followed it. Idle connections are checked
 //!   for a close or stray bytes before reuse, and swept after the idle
 //!   timeout.
-//! - Header values are returned as the backend sent them (obs-text bytes
-//!   included), slices of the read buffer; names are lowercased.
+//! - Header values are returned as the backend sent them but for the
+//!   whitespace around them (obs-text bytes included), as slices of the
+//!   read buffer; names are lowercased. Repeated names keep all their
+//!   lines, in order.
 //!
 //! # What it refuses, and how
 //!
@@ -173,7 +179,7 @@ pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, BoxError>> + Send 
 /// Why an exchange got no response head.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The socket failed, or the backend reset the connection.
+    /// The socket failed, or the backend closed it under a write.
     #[error("{0}")]
     Io(#[from] std::io::Error),
     /// The backend closed the connection before a whole response head.

@@ -20,12 +20,12 @@ mod body;
 pub mod resolve;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{Method, Response};
 use http1_client::{Client, RequestHead};
-use std::time::Duration;
 use tokio::net::TcpStream;
 
 pub use body::ResponseBody;
