@@ -17,41 +17,6 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// How many header names [`interned_name`] remembers per thread.
-const NAMES_KEPT: usize = 32;
-
-thread_local! {
-    /// Header names parsed recently on this thread, each with the bytes it
-    /// was parsed from (as sent, in the sender's case).
-    static NAMES: std::cell::RefCell<Vec<(Box<[u8]>, HeaderName)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// The header name `raw`, reusing the one parsed before on this thread from
-/// the same bytes when there is one. Backends send the same few names in
-/// every answer, and building a `HeaderName` from bytes (the standard-name
-/// table, then validation and an allocation for any other name) cost about
-/// 200 instructions per field; comparing the bytes with the ones seen
-/// before costs a few length checks and one `memcmp`. At most
-/// `NAMES_KEPT` are kept: a backend sending ever new names churns one
-/// slot, and still gets correct names.
-pub fn interned_name(raw: &[u8]) -> Result<HeaderName, header::InvalidHeaderName> {
-    NAMES.with(|cell| {
-        let Ok(mut names) = cell.try_borrow_mut() else {
-            return HeaderName::from_bytes(raw);
-        };
-        if let Some((_, known)) = names.iter().find(|(bytes, _)| **bytes == *raw) {
-            return Ok(known.clone());
-        }
-        let name = HeaderName::from_bytes(raw)?;
-        if names.len() == NAMES_KEPT {
-            names.pop();
-        }
-        names.push((raw.into(), name.clone()));
-        Ok(name)
-    })
-}
-
 /// The client's `X-Request-Id` when it sent a usable one, else a fresh
 /// random 128-bit id.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
@@ -97,7 +62,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// The comma-separated tokens of every `name` header, trimmed, empty ones
 /// skipped (`Connection: close, x-a`; `Transfer-Encoding: gzip, chunked`).
-pub fn tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
+fn tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
     headers
         .get_all(name)
         .into_iter()
@@ -129,7 +94,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// What goes upstream in a request's headers: the client's own and the
 /// ones the gateway adds, kept apart so that the usual request needs no
 /// insertion into the client's map (each costs about as much as parsing a
-/// header line).
+/// header line). The plain-HTTP client takes the two as they are, as its
+/// `RequestHead`'s `headers` and `extra`, and sends what [`Forwarded::sent`]
+/// lists.
 #[derive(Debug, Clone)]
 pub struct Forwarded {
     /// The client's headers, hop-by-hop ones dropped. Its `Host` (the
@@ -237,30 +204,6 @@ fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn interned_names_are_the_names_from_bytes_whatever_was_seen_before() {
-        std::thread::spawn(|| {
-            let mut raw: Vec<Vec<u8>> = ["Content-Type", "X-Served-By", "x-served-by", "DATE"]
-                .iter()
-                .map(|n| n.as_bytes().to_vec())
-                .collect();
-            // More names than are kept, then the first ones again.
-            raw.extend((0..NAMES_KEPT + 5).map(|i| format!("X-Name-{i}").into_bytes()));
-            raw.extend(raw.clone());
-            for name in &raw {
-                let ours = interned_name(name).unwrap();
-                assert_eq!(ours, HeaderName::from_bytes(name).unwrap());
-                assert_eq!(ours.as_str(), String::from_utf8_lossy(name).to_lowercase());
-            }
-            for bad in [&b""[..], b"x y", b"x:y", b"\xff", b"caf\xc3\xa9"] {
-                assert!(interned_name(bad).is_err(), "{bad:?}");
-            }
-            assert!(NAMES.with(|n| n.borrow().len()) <= NAMES_KEPT);
-        })
-        .join()
-        .unwrap();
-    }
 
     #[test]
     fn hop_by_hop_headers_and_those_named_in_connection_are_dropped() {

@@ -14,8 +14,7 @@
 //!   per-request observer the server calls.
 //! - [`errors`]: the JSON error body both services use; [`methods`]: HEAD
 //!   wherever GET is, and `Allow` on every 405.
-//! - [`body`]: reading request bodies with a hard size limit, and the
-//!   `Transfer-Encoding` rule the server enforces.
+//! - [`body`]: reading request bodies with a hard size limit.
 //! - [`shutdown`]: turning SIGTERM/SIGINT into a future, and the readiness
 //!   flag that `/readyz` reports.
 //!
@@ -23,8 +22,9 @@
 //!
 //! `observability` (server spans, escaped log fields, the stats windows the
 //! observer records into) and `launch` (the settings error type that
-//! [`server::HttpSettings`] validation returns); neither depends on this
-//! crate.
+//! [`server::HttpSettings`] validation returns), and `http1-client` for the
+//! one `Transfer-Encoding` rule the server keeps for requests as the client
+//! does for answers; none of them depends on this crate.
 //!
 //! [`Direct`]: server::Direct
 

@@ -187,7 +187,7 @@ fn host_problem<B>(request: &http::Request<B>) -> Option<Response> {
 }
 
 /// A refusal for a request body coded with anything but one `chunked`
-/// ([`crate::body::single_chunked`]): 501 for a coding this server does not
+/// ([`http1_client::single_chunked`]): 501 for a coding this server does not
 /// implement (as NGINX answers), 400 for `chunked` twice. hyper decodes the
 /// final `chunked` and hands on what is under it, so without this the
 /// gateway would pass `gzip, chunked` bodies on as plain ones. hyper itself
@@ -195,13 +195,13 @@ fn host_problem<B>(request: &http::Request<B>) -> Option<Response> {
 /// on HTTP/1.0.
 fn transfer_coding_problem<B>(request: &http::Request<B>) -> Option<Response> {
     let values = request.headers().get_all(http::header::TRANSFER_ENCODING);
-    let error = crate::body::single_chunked(values).err()?;
+    let error = http1_client::single_chunked(values).err()?;
     let (status, code) = match error {
-        crate::body::CodingError::Unsupported(_) => (
+        http1_client::CodingError::Unsupported(_) => (
             http::StatusCode::NOT_IMPLEMENTED,
             "unsupported_transfer_coding",
         ),
-        crate::body::CodingError::ChunkedTwice => {
+        http1_client::CodingError::ChunkedTwice => {
             (http::StatusCode::BAD_REQUEST, "invalid_transfer_encoding")
         }
     };

@@ -1,56 +1,40 @@
 //! The client that carries proxied requests to backends.
 //!
 //! Plain-HTTP backends (the common case inside a cluster, and the one the
-//! benchmark measures) are spoken to by the gateway's own HTTP/1.1 client
-//! (`h1`, `body`): the request's task writes the request and reads the
-//! answer on a pooled keep-alive connection (`pool`), one pool per worker
-//! runtime. Earlier versions used reqwest (its URL parsing and pool
-//! bookkeeping were ~15% of the CPU per request) and then hyper's client
-//! connections (a task, two channels and ~30 KB per pooled connection);
-//! `h1` says why. `https` backends still go through reqwest, which brings
-//! TLS (rustls).
+//! benchmark measures) are spoken to by the `http1_client` crate: the
+//! request's task writes the request and reads the answer on a pooled
+//! keep-alive connection, one pool per worker runtime. Earlier versions
+//! used reqwest (its URL parsing and pool bookkeeping were ~15% of the CPU
+//! per request) and then hyper's client connections (a task, two channels
+//! and ~30 KB per pooled connection). `https` backends still go through
+//! reqwest, which brings TLS (rustls).
 //!
-//! A connection goes back to the pool when its response body has been read
-//! to the end; one whose body was abandoned half-way is closed instead,
-//! since it cannot carry another request. Idle connections are dropped after
-//! `upstream.pool_idle_timeout`, so one the backend is about to close is
-//! never reused.
-//!
-//! The client sends each request once. When a pooled connection turns out
-//! to be closed under a request, the error goes back to the proxy like any
-//! other: resending is the retry policy's decision alone, since the backend
-//! may have acted on the request before it closed.
+//! What is the gateway's here: how a backend is resolved and connected to
+//! (`resolve`: denied networks; the connect timeout), the headers it adds
+//! (passed to the client as extra lines, see [`Forwarded`]), and which
+//! failures the retry rules may act on. The client sends each request
+//! once: resending is the retry policy's decision alone, since the backend
+//! may have acted on the request.
 
 mod body;
-mod h1;
-mod pool;
-mod request;
 pub mod resolve;
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::Stream;
 use http::uri::PathAndQuery;
 use http::{Method, Response};
+use http1_client::{Client, RequestHead};
+use tokio::net::TcpStream;
 
 pub use body::ResponseBody;
-use h1::{Conn, H1Error};
-use pool::{GiveBack, Pool};
-use request::RequestHead;
+pub use http1_client::{BodyStream, BoxError, RequestBody};
 use resolve::Resolver;
 
 use crate::config::UpstreamSettings;
 use crate::headers::Forwarded;
 use crate::spec::BaseUrl;
-
-/// Errors boxed for the response body stream.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// A streamed request body (the client's, read once).
-pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, BoxError>> + Send + Sync>>;
 
 /// Why an upstream call got no response head.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +49,7 @@ pub enum UpstreamError {
     },
     /// The connection broke, or the backend's answer was not valid HTTP/1.1.
     #[error("{0}")]
-    Http(#[from] H1Error),
+    Http(#[from] http1_client::Error),
     /// An `https` backend's call failed (reqwest).
     #[error("{}", error_chain(.0))]
     Tls(#[from] reqwest::Error),
@@ -75,7 +59,10 @@ impl UpstreamError {
     /// Whether the client's request body failed (or did not keep its
     /// declared length): the client's fault, not the backend's.
     pub fn is_request_body(&self) -> bool {
-        matches!(self, UpstreamError::Http(H1Error::RequestBody(_)))
+        matches!(
+            self,
+            UpstreamError::Http(http1_client::Error::RequestBody(_))
+        )
     }
 
     /// Whether nothing reached the backend: safe to retry for any method.
@@ -115,22 +102,12 @@ pub struct Outgoing<'a> {
     pub body: RequestBody,
 }
 
-/// What is sent upstream as the request body.
-pub enum RequestBody {
-    /// No body.
-    Empty,
-    /// A body read in full (so a retry can send it again).
-    Full(Bytes),
-    /// The client's body, streamed through once.
-    Stream(BodyStream),
-}
-
 /// One worker's upstream client. Cheap to share; each worker runtime gets
 /// its own so its connections are driven by the thread that uses them.
 #[derive(Debug)]
 pub struct Upstream {
-    /// Idle keep-alive connections to plain-HTTP backends.
-    pool: Arc<Pool>,
+    /// For plain-HTTP backends, with their idle keep-alive connections.
+    client: Client,
     /// For `https` backends only.
     tls: reqwest::Client,
     /// Longest wait for a TCP connection.
@@ -148,7 +125,7 @@ impl Upstream {
         resolver: Resolver,
     ) -> Arc<Upstream> {
         Arc::new(Upstream {
-            pool: Pool::new(settings.pool_max_idle_per_host, settings.pool_idle_timeout),
+            client: Client::new(settings.pool_max_idle_per_host, settings.pool_idle_timeout),
             tls,
             connect_timeout: settings.connect_timeout,
             resolver,
@@ -176,51 +153,27 @@ impl Upstream {
         let head = RequestHead {
             method,
             target: target.as_str(),
-            headers,
             host: &base.host,
+            // The gateway's lines go as extra lines, replacing the client's
+            // of the same name: no insertion into the client's map.
+            headers: &headers.client,
+            extra: &headers.added,
         };
-        let (mut conn, reused) = match self.pool.take(&base.authority) {
-            Some(conn) => (conn, true),
-            None => (self.connect(&base.authority).await?, false),
-        };
-        let mut received = false;
-        match conn.exchange(&head, &mut body, &mut received).await {
-            Ok(head) => {
-                let giveback = GiveBack {
-                    pool: Arc::downgrade(&self.pool),
-                    key: base.authority.clone(),
-                };
-                let mut body = ResponseBody::plain(conn, head.framing, head.keep_alive, giveback);
-                body.check_buffered().map_err(|e| {
-                    H1Error::Invalid(format!("response body: {}", error_chain(&*e)))
-                })?;
-                let mut response = Response::new(body);
-                *response.status_mut() = head.status;
-                *response.headers_mut() = head.headers;
-                Ok(response)
-            }
-            Err(e) => {
-                // A pooled connection closed under the request: the
-                // backend closed it idle, or restarted, and its siblings
-                // in the pool are most likely gone too. The request is not
-                // sent again here: it may have been acted on, and only the
-                // proxy's retry rules (idempotent methods, attempts,
-                // budget) may decide to send it again.
-                if reused && !received && matches!(e, H1Error::Closed | H1Error::Io(_)) {
-                    self.pool.clear(&base.authority);
-                }
-                Err(e.into())
-            }
-        }
+        let connect = || self.connect(&base.authority);
+        let response = self
+            .client
+            .send(&base.authority, connect, &head, &mut body)
+            .await?;
+        Ok(response.map(ResponseBody::plain))
     }
 
-    async fn connect(&self, authority: &Arc<str>) -> Result<Conn, UpstreamError> {
+    async fn connect(&self, authority: &Arc<str>) -> Result<TcpStream, UpstreamError> {
         let connect_error = |source| UpstreamError::Connect {
             authority: authority.to_string(),
             source,
         };
         // The timeout covers the name lookup too.
-        let stream = tokio::time::timeout(self.connect_timeout, self.resolver.connect(authority))
+        tokio::time::timeout(self.connect_timeout, self.resolver.connect(authority))
             .await
             .map_err(|_| {
                 connect_error(std::io::Error::new(
@@ -231,9 +184,7 @@ impl Upstream {
                     ),
                 ))
             })?
-            .map_err(connect_error)?;
-        let _ = stream.set_nodelay(true);
-        Ok(Conn::new(stream))
+            .map_err(connect_error)
     }
 
     async fn send_tls(

@@ -1,5 +1,5 @@
-//! Idle keep-alive connections to plain-HTTP backends, one pool per worker
-//! runtime (so its lock is never contended), keyed by backend authority.
+//! Idle keep-alive connections, keyed by backend authority. Depends on
+//! [`crate::conn`] and on tokio's timer (for the sweeper).
 //!
 //! An idle connection is only its socket. Before one is reused it is checked
 //! for a close or unasked bytes from the backend; a sweeper drops expired
@@ -10,12 +10,12 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use super::h1::Conn;
+use crate::conn::Conn;
 
 /// FNV-1a over the authority's bytes. The map is looked up twice per
 /// request, and std's SipHash cost about 240 instructions per lookup on a
 /// `host:port` key. Its resistance to chosen keys is not needed here: the
-/// keys are backend addresses from the registry, not client input.
+/// keys are backend addresses the caller chose, not its clients' input.
 #[derive(Debug, Clone, Copy)]
 struct Fnv(u64);
 
@@ -40,7 +40,7 @@ impl Hasher for Fnv {
 }
 
 #[derive(Debug)]
-pub(super) struct Pool {
+pub(crate) struct Pool {
     /// Idle connections per backend authority, most recently used last.
     idle: Mutex<HashMap<Arc<str>, Vec<Idle>, BuildHasherDefault<Fnv>>>,
     /// Cap per authority; connections beyond it are closed when released.
@@ -93,7 +93,7 @@ impl Pool {
         None
     }
 
-    fn put(&self, key: Arc<str>, conn: Conn) {
+    pub(crate) fn put(&self, key: Arc<str>, conn: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.entry(key).or_default();
         if list.len() < self.max_idle_per_host {
@@ -115,8 +115,7 @@ impl Pool {
     }
 
     /// Idle connections held now, over all backends.
-    #[cfg(test)]
-    fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         idle.values().map(Vec::len).sum()
     }
@@ -136,7 +135,7 @@ async fn sweep(pool: Weak<Pool>, idle_timeout: Duration) {
 }
 
 /// Where a connection goes back once its response has been read.
-pub(super) struct GiveBack {
+pub(crate) struct GiveBack {
     pub pool: Weak<Pool>,
     pub key: Arc<str>,
 }
@@ -166,6 +165,14 @@ mod tests {
         (Conn::new(client), server)
     }
 
+    /// Waits until the connection's socket has seen what the backend did
+    /// to it (a close, or bytes), as `is_usable` would see it.
+    async fn settled(conn: &Conn) {
+        while conn.is_usable() {
+            tokio::task::yield_now().await;
+        }
+    }
+
     #[tokio::test]
     async fn connections_closed_or_written_to_while_idle_are_not_reused() {
         let pool = Pool::new(8, Duration::from_secs(60));
@@ -173,15 +180,16 @@ mod tests {
         let (quiet, _quiet_server) = pair().await;
         let (closed, closed_server) = pair().await;
         let (chatty, mut chatty_server) = pair().await;
-        pool.put(key.clone(), quiet);
-        pool.put(key.clone(), closed);
-        pool.put(key.clone(), chatty);
         drop(closed_server);
         chatty_server
             .write_all(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        settled(&closed).await;
+        settled(&chatty).await;
+        pool.put(key.clone(), quiet);
+        pool.put(key.clone(), closed);
+        pool.put(key.clone(), chatty);
 
         // Most recent first: the chatty and the closed one are skipped.
         assert!(pool.take(&key).is_some());
@@ -195,15 +203,28 @@ mod tests {
         let key: Arc<str> = "backend".into();
         let (quiet, _quiet_server) = pair().await;
         let (closed, closed_server) = pair().await;
+        drop(closed_server);
+        settled(&closed).await;
         pool.put(key.clone(), quiet);
         pool.put(key.clone(), closed);
-        drop(closed_server);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let put_at = Instant::now();
         pool.sweep();
         assert_eq!(pool.len(), 1);
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        pool.sweep();
-        assert_eq!(pool.len(), 0);
+        // Expiry is measured on the real clock (`Instant`), which tokio's
+        // paused clock does not move: polled, with a bound for a hang.
+        let expired = async {
+            while pool.len() > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                pool.sweep();
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), expired)
+            .await
+            .unwrap();
+        assert!(
+            put_at.elapsed() > Duration::from_millis(300),
+            "expired early"
+        );
     }
 
     #[tokio::test]
@@ -217,5 +238,9 @@ mod tests {
             pool.put(key.clone(), conn);
         }
         assert_eq!(pool.len(), 2);
+        let other: Arc<str> = "other".into();
+        let (conn, _server) = pair().await;
+        pool.put(other, conn);
+        assert_eq!(pool.len(), 3, "the cap is per authority");
     }
 }
