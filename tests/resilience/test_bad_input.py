@@ -440,10 +440,9 @@ def registry_view(port):
 
 class BadInput(h.ProcessTest):
     def test_4_malformed_admin_requests(self):
-        b1 = h.start_backend(self.log_dir, "b1")
-        b2 = h.start_backend(self.log_dir, "b2")
-        gw = h.start_gateway(
-            self.log_dir,
+        b1 = self.backend("b1")
+        b2 = self.backend("b2")
+        gw = self.gateway(
             settings={
                 "admin.token": TOKEN,
                 "admin.max_body_bytes": MAX_BODY,

@@ -61,7 +61,7 @@ def answers(raw, keep=True):
 
 def answers_slowly(delay):
     def handle(conn, req):
-        time.sleep(delay)
+        time.sleep(delay)  # the backend's behaviour: a slow answer
         conn.send(http_response())
         return True
 
@@ -111,7 +111,7 @@ def refuses_before_the_body(raw):
 def sends_extra_after(raw, extra, delay=0.05):
     def handle(conn, req):
         conn.send(raw)
-        time.sleep(delay)
+        time.sleep(delay)  # the backend's behaviour: the extra bytes come later, unasked
         conn.send(extra)
         return True
 
@@ -329,7 +329,7 @@ def abandons(payload, rid, after=0.3):
         s = socket.create_connection((h.HOST, ctx.gw.port), timeout=3)
         try:
             s.sendall(payload)
-            time.sleep(after)
+            time.sleep(after)  # the client's behaviour: it gives up after a while
         finally:
             s.close()
         line = access_line(ctx.gw, rid, 2.5)
@@ -360,13 +360,14 @@ def slow_uploaders_and_a_normal_client(ctx):
     t = threading.Thread(target=trickle, daemon=True)
     t.start()
     try:
-        time.sleep(0.3)
+        # Every uploader's head read (the /metrics request counts itself).
+        h.poll(lambda: h.metric_sum(ctx.gw.port, "http_server_active_requests") >= len(uploaders) + 1, 3.0)
         for _ in range(8):
             try:
                 statuses.append(h.request(ctx.gw.port, "GET", "/api/data", timeout=3)[0])
             except OSError as e:
                 statuses.append(type(e).__name__)
-            time.sleep(0.2)
+            time.sleep(0.2)  # the normal client's pace, while the uploaders trickle
     finally:
         stop.set()
         t.join(2)
@@ -631,14 +632,14 @@ def access_line(gw, request_id, timeout):
     """The access log line of the request with this id, polled for up to
     `timeout` seconds (lines are batched per worker)."""
     needle = f'request_id="{request_id}"'.encode()
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def find():
         for line in gw.stdout_bytes().splitlines():
             if needle in line and b" request method=" in line:
                 return line.decode("utf-8", "replace")
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(0.05)
+        return None
+
+    return h.poll(find, timeout)
 
 
 def log_problems(new):
@@ -669,8 +670,8 @@ class Gateways:
     """One gateway per distinct settings, started when a row first needs it,
     with `backends` ({name: port}) registered; restarted if it died."""
 
-    def __init__(self, log_dir, backends):
-        self.log_dir, self.backends = log_dir, backends
+    def __init__(self, test, backends):
+        self.test, self.backends = test, backends
         self.running, self.refused = {}, {}
 
     def get(self, settings):
@@ -682,8 +683,8 @@ class Gateways:
             return gw
         name = "gateway-" + ("-".join(f"{k}={v}" for k, v in key) or "defaults").replace("/", "_")
         try:
-            gw = h.start_gateway(self.log_dir, name=f"{name}-{len(self.running)}",
-                                 settings={"log.access_log": "true", **settings})
+            gw = self.test.gateway(name=f"{name}-{len(self.running)}",
+                                   settings={"log.access_log": "true", **settings})
         except AssertionError as e:
             lines = [l for l in str(e).splitlines() if l.strip()]
             self.refused[key] = f"the gateway did not start with {settings}: {lines[-1] if lines else e}"
@@ -748,22 +749,13 @@ def charge(gw, name, before=None):
     return failing and failures > 0 and errors > 0, not failing and failures == 0 and errors == 0, text
 
 
-def poll(check, limit, interval=0.1):
-    deadline = time.monotonic() + limit
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(interval)
-
-
 # ---------------------------------------------------------------- the two runners
 
 
 class FailureContract(h.ProcessTest):
     def test_misbehaving_backends(self):
-        real = h.start_backend(self.log_dir, REAL)
-        gateways = Gateways(self.log_dir, {REAL: real.port})
+        real = self.backend(REAL)
+        gateways = Gateways(self, {REAL: real.port})
         self.run_table("backend", BACKEND_ROWS, lambda i, row: self.backend_row(gateways, i, row))
 
     def run_table(self, peer, rows, run_row):
@@ -861,13 +853,16 @@ class FailureContract(h.ProcessTest):
             problems.append(f"{seen['attempts']} attempts, more than retry.max_attempts (3)")
         if expect.get("charged") is not None:
             want = expect["charged"]
-            time.sleep(0 if want else 0.2)
-            got = poll(lambda: charge(gw, name)[0 if want else 1], 1.5 if want else 0)
+            if not want:
+                # An absence cannot be polled for: a charge would have been
+                # recorded well within this time.
+                time.sleep(0.2)
+            got = h.poll(lambda: charge(gw, name)[0 if want else 1], 1.5 if want else 0, interval=0.1)
             if not got:
                 problems.append(f"charged: saw {charge(gw, name)[2]}, expected "
                                 f"{'charged (each count >= 1)' if want else 'not charged (all 0)'}")
         if expect.get("recorded_as_error"):
-            errors = poll(lambda: total_errors(gw) > seen["errors_before"], 1.0)
+            errors = h.poll(lambda: total_errors(gw) > seen["errors_before"], 1.0, interval=0.1)
             line = access_line(gw, rid, 1.0)
             if not errors:
                 problems.append("recorded_as_error: the gateway's /api/stats/1h errors did not grow")
@@ -877,7 +872,7 @@ class FailureContract(h.ProcessTest):
                 problems.append(f"recorded_as_error: access log line without an error field or 5xx: {short(line)}")
         if "state" in expect:
             out = lambda: h.states(gw.port).get(name) in expect["state"]  # noqa: E731
-            poll(out, 3.0)
+            h.poll(out, 3.0, interval=0.1)
             seen["state"] = h.states(gw.port).get(name)
         if "next_on_new_connection" in expect:
             first = next(r.conn.number for r in peer.requests if r.request_id == rid)
@@ -890,8 +885,8 @@ class FailureContract(h.ProcessTest):
         return problems
 
     def test_misbehaving_clients(self):
-        backends = {"r1": h.start_backend(self.log_dir, "r1"), "r2": h.start_backend(self.log_dir, "r2")}
-        gateways = Gateways(self.log_dir, {n: b.port for n, b in backends.items()})
+        backends = {"r1": self.backend("r1"), "r2": self.backend("r2")}
+        gateways = Gateways(self, {n: b.port for n, b in backends.items()})
         self.run_table("client", CLIENT_ROWS, lambda _, row: self.client_row(gateways, row, backends))
 
     def client_row(self, gateways, row, backends):
@@ -905,7 +900,7 @@ class FailureContract(h.ProcessTest):
         problems = compare(row.expect, seen)
         if row.expect.get("charged", False) is not None:
             for name in backends:
-                time.sleep(0.1)
+                time.sleep(0.1)  # an absence cannot be polled for: time for a charge to show
                 _, clean, text = charge(gw, name, charged0[name])
                 if not clean:
                     problems.append(f"{name} charged: {text}")
