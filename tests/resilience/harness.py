@@ -98,6 +98,37 @@ class ProcessTest(unittest.TestCase):
         return self.procs.gateway(name, port, settings, env, ready="/readyz" if wait else None)
 
 
+# ---------------------------------------------------------------- logs
+
+FORGED = "2030-01-01T00:00:00.000000Z"  # the timestamp the tests' forged log lines start with
+CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def log_problems(new):
+    """Raw control characters (tab included), invalid UTF-8, or forged lines
+    in a stretch of log output."""
+    problems = []
+    text = new.decode("utf-8", "replace")
+    if "\ufffd" in text:
+        problems.append("log: invalid UTF-8 bytes")
+    lines = text.split("\n")  # only what the gateway ends lines with; NEL and CR count as raw controls
+    for line in lines:
+        m = CONTROL.search(line)
+        if m:
+            problems.append(f"log: raw control character {m.group()!r} in {_short(line)}")
+            break
+    for line in lines:
+        if line.startswith(FORGED) or (line and not re.match(r"\d{4}-\d\d-\d\dT", line)):
+            problems.append(f"log: line not written by the gateway: {_short(line)}")
+            break
+    return problems
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
 # ---------------------------------------------------------------- HTTP
 
 
