@@ -475,7 +475,12 @@ async fn deleted_backends_get_no_new_requests_but_in_flight_ones_finish() {
         let c = c.clone();
         async move { c.get(url).send().await.unwrap() }
     });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    eventually(
+        "the slow request at server1",
+        Duration::from_secs(5),
+        || async { (in_flight(&gw).await["server1"] == 1).then_some(()) },
+    )
+    .await;
     let r = c
         .delete(gw.url("/api/servers/server1"))
         .send()

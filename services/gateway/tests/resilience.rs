@@ -26,6 +26,16 @@ async fn state_of(gw: &TestGateway, name: &str) -> String {
     v["state"].as_str().unwrap().to_owned()
 }
 
+/// Waits until the gateway says `name` is in `state`.
+async fn until_state(gw: &TestGateway, name: &str, state: &str) {
+    eventually(
+        &format!("{name} {state}"),
+        Duration::from_secs(3),
+        || async { (state_of(gw, name).await == state).then_some(()) },
+    )
+    .await;
+}
+
 async fn register_url(gw: &TestGateway, name: &str, url: String) -> reqwest::Response {
     client()
         .post(gw.url("/api/servers"))
@@ -86,10 +96,15 @@ async fn ejected_backends_come_back_after_the_ejection_time() {
     let ejected = states.iter().filter(|s| *s == "ejected").count();
     // max_ejection_percent (50%) of 3 lets one go, never all.
     assert_eq!(ejected, 1, "{states:?}");
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    for n in ["server1", "server2", "server3"] {
-        assert_eq!(state_of(&gw, n).await, "up");
-    }
+    eventually("every backend up again", Duration::from_secs(3), || async {
+        for n in ["server1", "server2", "server3"] {
+            if state_of(&gw, n).await != "up" {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -103,8 +118,7 @@ async fn health_checks_take_a_dead_backend_down_and_bring_it_back() {
     let addr = b.addr;
     register(&gw, "flaky", &b).await;
     assert_eq!(b.stop().await, common::server::Drain::Complete);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(state_of(&gw, "flaky").await, "down");
+    until_state(&gw, "flaky", "down").await;
     let r = client().get(gw.url("/api/data")).send().await.unwrap();
     assert_eq!(r.status(), 503);
     assert_eq!(json(r).await["error"]["code"], "no_healthy_backends");
@@ -119,8 +133,7 @@ async fn health_checks_take_a_dead_backend_down_and_bring_it_back() {
             let _ = rx.await;
         },
     ));
-    tokio::time::sleep(Duration::from_millis(350)).await;
-    assert_eq!(state_of(&gw, "flaky").await, "up");
+    until_state(&gw, "flaky", "up").await;
     let r = client().get(gw.url("/api/data")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
@@ -220,7 +233,7 @@ async fn in_flight_limits_answer_503_with_retry_after() {
             tokio::spawn(async move { client().get(url).send().await.unwrap().status() })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_in_flight(&gw, 2).await;
     let r = client().get(gw.url("/api/data")).send().await.unwrap();
     assert_eq!(r.status(), 503);
     assert!(r.headers().contains_key("retry-after"));
@@ -239,7 +252,7 @@ async fn per_backend_limits_skip_a_full_backend() {
     let (gw, _backends) = gateway_with_three(settings).await;
     let url = gw.url("/api/data?delay_ms=600");
     let parked = tokio::spawn(async move { client().get(url).send().await.unwrap() });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    until_in_flight(&gw, 1).await;
     let mut served: HashMap<String, usize> = HashMap::new();
     for _ in 0..6 {
         let r = client().get(gw.url("/api/data")).send().await.unwrap();
@@ -336,8 +349,7 @@ async fn a_name_resolving_into_a_denied_network_is_never_connected_to() {
     settings.health_check.enabled = true;
     let gw = spawn_gateway(settings).await;
     register_url(&gw, "by-name", format!("http://localhost:{port}")).await;
-    let mut reason = String::new();
-    for _ in 0..100 {
+    let reason = eventually("by-name down", Duration::from_secs(5), || async {
         let v = json(
             client()
                 .get(gw.url("/api/servers/by-name"))
@@ -346,15 +358,14 @@ async fn a_name_resolving_into_a_denied_network_is_never_connected_to() {
                 .unwrap(),
         )
         .await;
-        if v["state"] == "down" {
-            reason = v["last_state_change"]["reason"]
+        (v["state"] == "down").then(|| {
+            v["last_state_change"]["reason"]
                 .as_str()
                 .unwrap()
-                .to_owned();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+                .to_owned()
+        })
+    })
+    .await;
     assert!(reason.contains("admin.denied_networks"), "{reason:?}");
     assert_eq!(
         accepted.load(Ordering::SeqCst),
