@@ -91,7 +91,7 @@ base-images: ## Air-gapped base stand-ins (Rust builder, distroless runtime) fro
 	deploy/scripts/base-images.sh
 
 test-images: ## Build both images, run 3 backends + gateway in containers (read-only, uid 65532): API, probe, SIGTERM, sizes
-	$(IMAGE_ENV) tests/images/images_test.sh
+	$(IMAGE_ENV) python3 -m unittest discover -s tests/images -p 'test_*.py' -v
 
 compose-check: release ## Validate deploy/compose.yaml offline: compose config, binaries' --print-config, promtool
 	python3 tests/images/compose_check.py

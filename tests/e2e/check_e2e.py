@@ -24,8 +24,11 @@ import argparse
 import csv
 import json
 import sys
-import time
-import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for support
+
+from support import fetch, poll  # noqa: E402
 
 DATA = ("GET", "/api/data")
 REGISTER = ("POST", "/api/servers [register]")
@@ -33,8 +36,10 @@ SETTLE_SECONDS = 5.0
 
 
 def get_json(url):
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.load(response)
+    status, _, body = fetch(url)
+    if status != 200:
+        raise AssertionError(f"GET {url}: HTTP {status}: {body[:300]!r}")
+    return json.loads(body)
 
 
 def backends_arg(spec):
@@ -121,14 +126,15 @@ def main():
         entries, args.locust_status, args.users, len(args.backends), f"{args.locust_prefix}_failures.csv"
     )
 
-    deadline = time.monotonic() + SETTLE_SECONDS
-    while True:
+    def agree():
+        nonlocal gateway, backends, stats_problems
         gateway = get_json(f"{args.gateway.rstrip('/')}/api/stats/1m")
         backends = {name: get_json(f"{url}/api/stats/1m") for name, url in args.backends.items()}
         stats_problems = check_stats(gateway, backends, sent)
-        if not stats_problems or time.monotonic() >= deadline:
-            break
-        time.sleep(0.25)
+        return not stats_problems
+
+    gateway, backends, stats_problems = None, None, None
+    poll(agree, SETTLE_SECONDS, interval=0.25)
     problems += stats_problems
 
     latency = gateway["latency_ms"]

@@ -17,38 +17,30 @@ whose /etc/hosts gives the headless Service's name three loopback addresses,
 so the rendered dns_name is resolved as it is, like the cluster's DNS would.
 
 Tracing points the rendered OTLP endpoint (an in-cluster collector's name) at
-tests/tracing's OTLP/HTTP receiver on loopback, which decodes the exported
+tests/support's OTLP/HTTP receiver on loopback, which decodes the exported
 spans, or at a closed port.
 """
 
-import atexit
 import csv
-import http.client
-import io
 import json
-import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import yaml
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 import chartlib as c
 
-sys.path.insert(0, str(c.ROOT / "tests" / "tracing"))
-from test_traces import CLIENT, SERVER, Receiver  # noqa: E402  (the project's OTLP/HTTP test receiver)
+sys.path.insert(0, str(c.ROOT / "tests"))  # for support
+import support  # noqa: E402
+from support import BIN, StartupFailed, fetch, free_port  # noqa: E402
+from support.otlp import CLIENT, SERVER, Receiver  # noqa: E402
 
-BIN = c.ROOT / "target" / "release"
 VENV_BIN = c.ROOT / ".venv" / "bin"
 ENTRYPOINTS = {  # image repository -> what its ENTRYPOINT runs
     "gatewaylab/gateway": str(BIN / "gateway"),
@@ -58,132 +50,9 @@ ENTRYPOINTS = {  # image repository -> what its ENTRYPOINT runs
 LOCUST_RUN_TIME = "12s"
 
 
-class StartupFailed(AssertionError):
-    pass
-
-
-class Processes:
-    """Processes this test started; all stopped by stop_all, whatever happens
-    (test cleanup, SIGTERM, or at exit after Ctrl-C: they run in their own
-    sessions, so a terminal's signals do not reach them)."""
-
-    def __init__(self, logdir):
-        self.logdir = Path(logdir)
-        self.procs = []
-        atexit.register(self.stop_all)
-
-    def start(self, name, argv, env, cwd=None):
-        with open(self.logdir / f"{name}.log", "wb") as log:
-            proc = subprocess.Popen(argv, env=env, cwd=cwd or self.logdir, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        proc.name, proc.logfile = name, self.logdir / f"{name}.log"
-        self.procs.append(proc)
-        return proc
-
-    def log(self, proc, tail=4000):
-        return proc.logfile.read_text(errors="replace")[-tail:]
-
-    def stop_all(self):
-        for proc in self.procs:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + 10
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait()
-
-
-def free_port(host="127.0.0.1"):
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def port_free_on(port, hosts):
-    for host in hosts:
-        with socket.socket() as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                return False
-    return True
-
-
-def http_get(url, headers=None, timeout=5):
-    """(status, headers, body) without raising on HTTP errors."""
-    req = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
-
-
-def http_post(url, body, headers=None):
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-
-
-def wait_ready(procs, proc, url, timeout=20):
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise StartupFailed(f"{proc.name} exited with {proc.returncode}:\n{procs.log(proc)}")
-        try:
-            status, _, _ = http_get(url, timeout=1)
-            if 200 <= status < 300:
-                return
-            last = f"HTTP {status}"
-        except (OSError, http.client.HTTPException) as e:
-            last = str(e)
-        time.sleep(0.1)
-    raise StartupFailed(f"{proc.name}: {url} not ready after {timeout}s ({last}):\n{procs.log(proc)}")
-
-
-class ResourceReceiver(Receiver):
-    """tests/tracing's receiver, also keeping every export's path and content
-    type, and each span with its whole resource (`resources`: [(attributes,
-    span)]). Predicates given to wait_for run under the receiver's lock and
-    may read `resources`."""
-
-    def __init__(self):
-        super().__init__()
-        self.exports, self.resources = [], []
-        receiver = self
-
-        class Handler(self.server.RequestHandlerClass):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                request = trace_service_pb2.ExportTraceServiceRequest()
-                request.ParseFromString(body)
-                with receiver.lock:
-                    receiver.exports.append((self.path, self.headers.get("content-type")))
-                    receiver.resources += [({a.key: a.value.string_value for a in rs.resource.attributes}, span)
-                                           for rs in request.resource_spans
-                                           for scope in rs.scope_spans for span in scope.spans]
-                self.rfile = io.BytesIO(body)  # the base handler reads the body again
-                super().do_POST()
-
-        self.server.RequestHandlerClass = Handler
-
-    def close(self):
-        super().close()
-        self.server.server_close()  # the listening socket, too
+def log(proc, tail=4000):
+    """The end of what a process printed."""
+    return proc.output()[-tail:]
 
 
 def base_env():
@@ -229,6 +98,11 @@ class Deployment:
         self.token = None
 
     # -- helpers ---------------------------------------------------------
+    def start_pod(self, name, argv, env, cwd=None):
+        """A container's process: exactly `env`, output merged as `kubectl
+        logs` shows it, in a session of its own (what it spawns stops with it)."""
+        return self.procs.start(name, argv, env, cwd=cwd, inherit_env=False, merge_output=True, new_session=True)
+
     def container(self, workload, name=None):
         _, spec = c.pod_template(workload)
         ctrs = [x for x in spec["containers"] if name is None or x["name"] == name]
@@ -255,7 +129,7 @@ class Deployment:
     def check_probes(self, proc, ctr, port):
         for probe in ("readinessProbe", "livenessProbe"):
             path = ctr[probe]["httpGet"]["path"]
-            wait_ready(self.procs, proc, f"http://127.0.0.1:{port}{path}")
+            proc.wait_ready(path, 20, port=port)
 
     def otlp_endpoint(self):
         """(host, port) of the rendered OTLP endpoint, the same for the gateway and the backends."""
@@ -290,9 +164,9 @@ class Deployment:
             env["BACKEND__LISTEN__HOST"] = host
             argv = self.argv(ctr, mounts)
             self.assert_no_cluster_names(pod, argv + list(env.values()))
-            proc = self.procs.start(pod, argv, {**base_env(), "HOSTNAME": pod, **env})
+            proc = self.start_pod(pod, argv, {**base_env(), "HOSTNAME": pod, **env})
             for probe in ("readinessProbe", "livenessProbe"):
-                wait_ready(self.procs, proc, f"http://{host}:{port}{ctr[probe]['httpGet']['path']}")
+                proc.wait_ready(ctr[probe]["httpGet"]["path"], 20, host, port)
             self.backend_names.append(env.get("BACKEND__NAME", pod))
             self.backend_addrs.append((host, port))
         self.t.assertEqual(self.backend_names, [f"{sts['metadata']['name']}-{i}" for i in range(len(self.backend_names))])
@@ -342,25 +216,26 @@ class Deployment:
             hosts.write_text(Path("/etc/hosts").read_text() + "".join(f"{ip} {dns_name}\n" for ip in discovery_hosts))
             script = 'mount --bind "$1" /etc/hosts && shift && exec "$@"'
             argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(hosts), *argv]
-        self.gateway = self.procs.start("gateway", argv, env)
+        self.gateway = self.start_pod("gateway", argv, env)
         self.check_probes(self.gateway, self.gateway_ctr, self.gateway_port)
 
     def servers(self):
-        status, _, body = http_get(f"{self.gateway_url}/api/servers")
+        status, _, body = fetch(f"{self.gateway_url}/api/servers")
         self.t.assertEqual(status, 200)
         return {s["name"]: s for s in json.loads(body)["servers"]}
 
     def assert_data_from_all_backends(self, requests=30):
         served = set()
         for i in range(requests):
-            status, headers, body = http_get(f"{self.gateway_url}/api/data", {"X-Request-Id": f"helm-{i}"})
+            status, headers, body = fetch(f"{self.gateway_url}/api/data", headers={"X-Request-Id": f"helm-{i}"})
             self.t.assertEqual(status, 200, body[:300])
             self.t.assertEqual(headers.get("x-request-id"), f"helm-{i}")
             served.add(json.loads(body)["instance"]["name"])
         self.t.assertEqual(served, set(self.backend_names), "not every backend pod answered through the gateway")
 
     def assert_admin_token_required(self):
-        status, _ = http_post(f"{self.gateway_url}/api/servers", {"name": "intruder", "url": "http://127.0.0.1:9"})
+        intruder = {"name": "intruder", "url": "http://127.0.0.1:9"}
+        status, _, _ = fetch(f"{self.gateway_url}/api/servers", "POST", intruder)
         self.t.assertEqual(status, 401, "the admin token from the Secret is not enforced")
 
     # -- helm test pod ---------------------------------------------------
@@ -386,8 +261,7 @@ class Deployment:
             argv[argv.index("--keep-alive") + 1] = "0"
         env = self.env(ctr, pod, mounts)
         self.assert_no_cluster_names(name, argv + list(env.values()))
-        return self.procs.start(name, argv, {**base_env(), "HOSTNAME": pod, **env},
-                                cwd=mounts.get("/tmp")), mounts
+        return self.start_pod(name, argv, {**base_env(), "HOSTNAME": pod, **env}, cwd=mounts.get("/tmp")), mounts
 
     def run_locust(self):
         """Runs the Locust Job (and its workers in distributed mode); returns
@@ -414,15 +288,15 @@ class Deployment:
         try:
             rc = proc.wait(timeout=180)
         except subprocess.TimeoutExpired:
-            self.t.fail(f"Locust did not finish:\n{self.procs.log(proc)}")
-        log = proc.logfile.read_text(errors="replace")
-        self.t.assertEqual(rc, 0, f"the rendered Locust command failed ({rc}):\n{log[-6000:]}")
+            self.t.fail(f"Locust did not finish:\n{log(proc)}")
+        output = proc.output()
+        self.t.assertEqual(rc, 0, f"the rendered Locust command failed ({rc}):\n{output[-6000:]}")
         for w in worker_procs:
             try:
-                self.t.assertEqual(w.wait(timeout=30), 0, self.procs.log(w))
+                self.t.assertEqual(w.wait(timeout=30), 0, log(w))
             except subprocess.TimeoutExpired:
-                self.t.fail(f"{w.name} did not stop after the master:\n{self.procs.log(w)}")
-        return log, Path(mounts["/reports"])
+                self.t.fail(f"{w.name} did not stop after the master:\n{log(w)}")
+        return output, Path(mounts["/reports"])
 
     def assert_locust_report(self, log, reports):
         with open(reports / "locust_stats.csv") as f:
@@ -457,12 +331,9 @@ class RenderAndRun(unittest.TestCase):
 
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory(prefix="helm-run-")
-        self.procs = Processes(self.tmp.name)
+        self.procs = support.Processes(self.tmp.name)
         self.addCleanup(self.tmp.cleanup)
         self.addCleanup(self.procs.stop_all)
-        # A SIGTERM to the test run still stops what it started.
-        previous = signal.signal(signal.SIGTERM, lambda *_: (self.procs.stop_all(), os._exit(143)))
-        self.addCleanup(signal.signal, signal.SIGTERM, previous)
 
     def deploy(self, values=None, sets=()):
         docs = c.render(values, sets=sets)
@@ -481,7 +352,7 @@ class RenderAndRun(unittest.TestCase):
         log, reports = d.run_locust()
         d.assert_locust_report(log, reports)
         self.assertEqual(sorted(d.servers()), ["server1", "server2", "server3"], "Locust re-registered differently")
-        _, _, body = http_get(f"{d.gateway_url}/api/stats/1m")
+        _, _, body = fetch(f"{d.gateway_url}/api/stats/1m")
         per_server = json.loads(body)["servers"]
         for name in ("server1", "server2", "server3"):
             self.assertGreater(per_server[name]["requests"], 0, name)
@@ -510,15 +381,10 @@ class RenderAndRun(unittest.TestCase):
     def test_dns_discovery_resolves_the_headless_service(self):
         d = self.deploy(c.CI_DIR / "dns-discovery-values.yaml")
         hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
-        for _ in range(20):
-            port = free_port(hosts[0])
-            if port_free_on(port, hosts[1:] + ["0.0.0.0"]):
-                break
+        port = free_port(hosts=(*hosts, "0.0.0.0"))
         d.start_backends(hosts=hosts, shared_port=port)
         d.start_gateway(discovery_hosts=hosts, discovery_port=port)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and len(d.servers()) < 3:
-            time.sleep(0.2)
+        support.poll(lambda: len(d.servers()) >= 3, 10, interval=0.2)
         servers = d.servers()
         self.assertEqual(sorted(s["url"] for s in servers.values()), sorted(f"http://{h}:{port}" for h in hosts))
         for name in servers:
@@ -539,7 +405,7 @@ class RenderAndRun(unittest.TestCase):
 
     def test_tracing_exports_one_trace_per_request_from_every_pod(self):
         d = self.deploy(c.CI_DIR / "tracing-values.yaml")
-        receiver = ResourceReceiver()
+        receiver = Receiver()
         self.addCleanup(receiver.close)
         host, port = d.otlp_endpoint()
         d.remap.add(host, port, receiver.port)
@@ -578,8 +444,8 @@ class RenderAndRun(unittest.TestCase):
         self.assertEqual(set(exports), {("/v1/traces", "application/x-protobuf")})
         # The access log leads from a request to its trace.
         trace_ids = {server.trace_id.hex() for server, _, _ in traces.values()}
-        log = d.procs.log(d.gateway, tail=10**6)
-        self.assertTrue(any(f'"trace_id":"{tid}"' in log for tid in trace_ids), log[-2000:])
+        output = d.gateway.output()
+        self.assertTrue(any(f'"trace_id":"{tid}"' in output for tid in trace_ids), output[-2000:])
 
     def test_tracing_with_the_collector_down_still_serves(self):
         d = self.deploy(c.CI_DIR / "tracing-values.yaml")
@@ -592,8 +458,8 @@ class RenderAndRun(unittest.TestCase):
         self.assertLess(time.monotonic() - started, 5, "requests waited for the collector")
         d.run_helm_test_pod()
         for proc in d.procs.procs:
-            self.assertIsNone(proc.poll(), f"{proc.name} stopped:\n{d.procs.log(proc)}")
-            self.assertIn("exporting traces over OTLP/HTTP", d.procs.log(proc, tail=10**6), proc.name)
+            self.assertTrue(proc.alive(), f"{proc.name} stopped:\n{log(proc)}")
+            self.assertIn("exporting traces over OTLP/HTTP", proc.output(), proc.name)
 
     def test_a_setting_the_gateway_does_not_know_fails_the_run(self):
         d = self.deploy(sets=["gateway.extraConfig.upstream.connect_timout=1s"])

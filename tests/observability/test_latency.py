@@ -16,22 +16,17 @@ their own size.
 Shares the process handling of test_live; its own processes are stopped
 when the module ends, pass or fail."""
 
-import atexit
 import http.client
 import json
 import math
 import shutil
-import signal
 import threading
 import time
 import unittest
 import urllib.request
 
-import yaml
-
 import grafana
-from test_live import (BIN, DASHBOARDS, HOST, Prometheus, Stack, _on_sigterm, free_ports, http_get, parse_ts,
-                       wait_until)
+from test_live import DASHBOARDS, HOST, Stack, http_get, parse_ts, support, wait_until
 
 CLIENTS = 8
 REQUESTS_PER_CLIENT = 300
@@ -43,36 +38,23 @@ STACK = None
 
 def setUpModule():
     global STACK
-    for exe in ("backend", "gateway"):
-        if not (BIN / exe).exists():
-            raise AssertionError(f"{BIN / exe} missing: run `make release`")
+    support.require_binaries()
     if not shutil.which("prometheus"):
         raise AssertionError("prometheus not found: run `make deps` (Debian package prometheus)")
 
     stack = STACK = Stack()
     unittest.addModuleCleanup(stack.stop)
-    atexit.register(stack.stop)
-    signal.signal(signal.SIGTERM, _on_sigterm)
 
-    backend_port, gateway_port, prom_port = free_ports(3)
+    backend_port, gateway_port, prom_port = support.free_ports(3)
     quiet = {"BACKEND__LOG__LEVEL": "warn", "GATEWAY__LOG__LEVEL": "warn", "GATEWAY__LOG__ACCESS_LOG": "false"}
-    proc, log = stack.start("backend", [str(BIN / "backend")],
-                            {"PORT": str(backend_port), "BACKEND__LISTEN__HOST": HOST, **quiet})
-    wait_until("backend", lambda: http_get(f"http://{HOST}:{backend_port}/healthz")[0] == 200, 15, proc, log)
-    stack.gateway = f"{HOST}:{gateway_port}"
-    proc, log = stack.start("gateway", [str(BIN / "gateway")],
-                            {"PORT": str(gateway_port), "GATEWAY__LISTEN__HOST": HOST,
-                             "GATEWAY__SERVERS": f"server1=http://{HOST}:{backend_port}", **quiet})
-    wait_until("gateway", lambda: http_get(f"http://{stack.gateway}/healthz")[0] == 200, 15, proc, log)
+    stack.backend("backend", backend_port, quiet, ready="/healthz", timeout=15, merge_output=True)
+    stack.target = f"{HOST}:{gateway_port}"  # the gateway, as Prometheus and the clients address it
+    stack.gateway("gateway", gateway_port, env={"GATEWAY__SERVERS": f"server1=http://{HOST}:{backend_port}", **quiet},
+                  ready="/healthz", timeout=15, merge_output=True)
 
     config = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-              "scrape_configs": [{"job_name": "gateway", "static_configs": [{"targets": [stack.gateway]}]}]}
-    (stack.tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-    proc, log = stack.start("prometheus", [
-        "prometheus", f"--config.file={stack.tmp / 'prometheus.yml'}", f"--storage.tsdb.path={stack.tmp / 'tsdb'}",
-        f"--web.listen-address={HOST}:{prom_port}", "--log.level=warn"], {})
-    stack.prom = Prometheus(f"http://{HOST}:{prom_port}")
-    wait_until("prometheus", lambda: http_get(f"{stack.prom.base}/-/ready")[0] == 200, 30, proc, log)
+              "scrape_configs": [{"job_name": "gateway", "static_configs": [{"targets": [stack.target]}]}]}
+    stack.prometheus(config, prom_port)
 
     def scraped_after(t):
         def check():
@@ -83,7 +65,7 @@ def setUpModule():
     # One request creates the series, and a scrape records them before the
     # traffic, so rate() over the window sees all of it.
     send(1, time.monotonic() + 10)
-    wait_until("a scrape before the traffic", scraped_after(time.time()), 15)
+    wait_until(scraped_after(time.time()), 15, "a scrape before the traffic", interval=0.1)
     deadline = time.monotonic() + TRAFFIC_SECONDS
     sent, failures = [], []
 
@@ -100,13 +82,13 @@ def setUpModule():
         t.join(timeout=TRAFFIC_SECONDS + 15)
     if failures or sum(sent) < CLIENTS * REQUESTS_PER_CLIENT / 4:
         raise AssertionError(f"{sum(sent)} requests in {TRAFFIC_SECONDS}s; failures: {failures[:3]}")
-    wait_until("a scrape after the traffic", scraped_after(time.time()), 15)
+    wait_until(scraped_after(time.time()), 15, "a scrape after the traffic", interval=0.1)
 
 
 def send(n, deadline):
     """Up to n GET /api/data through the gateway on one connection, until
     `deadline`; returns how many were sent."""
-    conn = http.client.HTTPConnection(STACK.gateway, timeout=10)
+    conn = http.client.HTTPConnection(STACK.target, timeout=10)
     try:
         for i in range(n):
             if time.monotonic() >= deadline:
@@ -124,7 +106,7 @@ def send(n, deadline):
 def bucket_bounds():
     """The finite bucket bounds of the gateway's request-duration histogram,
     in ms, as /metrics exposes them."""
-    _, body = http_get(f"http://{STACK.gateway}/metrics")
+    _, body = http_get(f"http://{STACK.target}/metrics")
     bounds = set()
     for line in body.decode().splitlines():
         if line.startswith("http_server_request_duration_seconds_bucket{"):
@@ -167,7 +149,7 @@ class DashboardLatencyMatchesStats(unittest.TestCase):
         self.assertLessEqual(abs(shown - stats), width, context)
 
     def test_end_to_end_and_upstream_percentiles(self):
-        with urllib.request.urlopen(f"http://{STACK.gateway}/api/stats/1m", timeout=5) as r:
+        with urllib.request.urlopen(f"http://{STACK.target}/api/stats/1m", timeout=5) as r:
             stats = json.load(r)
         bounds = bucket_bounds()
         # What the test is about: latencies the old first bucket (5 ms) swallowed.

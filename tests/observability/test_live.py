@@ -33,9 +33,8 @@ Then:
   backends' /metrics.
 
 Every process started here is stopped when the module ends, pass or fail
-(module cleanup, atexit and a SIGTERM handler)."""
+(module cleanup; at exit and on SIGTERM, tests/support)."""
 
-import atexit
 import http.client
 import json
 import math
@@ -44,8 +43,8 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -61,11 +60,13 @@ import yaml
 import grafana
 import promql
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = ROOT / "target" / "release"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for support
+
+import support  # noqa: E402
+from support import HOST, ROOT, wait_until  # noqa: E402
+
 DASHBOARDS = ROOT / "deploy" / "grafana"
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
-HOST = "127.0.0.1"
 
 LOAD_SECONDS = float(os.environ.get("OBS_LOAD_SECONDS", "8"))
 LOAD_WORKERS = 6
@@ -117,105 +118,44 @@ class Prometheus:
         return self._get("/api/v1/rules", {})["groups"]
 
 
-def free_ports(n):
-    """n distinct free loopback ports from 20000-29999 (below the ephemeral
-    range, so this test's own outgoing connections cannot take them)."""
-    ports = []
-    for _ in range(500):
-        p = random.randint(20000, 29999)
-        if p in ports:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind((HOST, p))
-            except OSError:
-                continue
-        ports.append(p)
-        if len(ports) == n:
-            return ports
-    raise AssertionError(f"could not find {n} free ports in 20000-29999")
+class Stack(support.Processes):
+    """The module's processes, in a scratch directory removed when they stop."""
+
+    def __init__(self):
+        super().__init__(tempfile.mkdtemp(prefix="gatewaylab-obs."))
+        self.tmp = self.log_dir
+
+    def stop(self):
+        self.stop_all()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def prometheus(self, config, port):
+        """Prometheus with `config` (a dict) on HOST:port, waited for until ready."""
+        (self.tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
+        proc = self.start("prometheus", [
+            "prometheus", f"--config.file={self.tmp / 'prometheus.yml'}", f"--storage.tsdb.path={self.tmp / 'tsdb'}",
+            f"--web.listen-address={HOST}:{port}", "--log.level=warn"], merge_output=True)
+        self.prom = Prometheus(f"http://{HOST}:{port}")
+        wait_until(lambda: support.fetch(f"{self.prom.base}/-/ready")[0] == 200, 30, "prometheus", procs=[proc])
 
 
 def http_get(url, timeout=2):
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:  # e.g. 503 from /-/ready while starting
-        with e:
-            return e.code, e.read()
-
-
-def wait_until(what, check, timeout, proc=None, log=None):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            break
-        try:
-            if check():
-                return
-        except Exception as e:  # not up yet
-            last = e
-        time.sleep(0.1)
-    tail = ""
-    if log is not None and Path(log).exists():
-        tail = "\n--- " + str(log) + " (tail) ---\n" + "\n".join(Path(log).read_text(errors="replace").splitlines()[-30:])
-    exited = f" (exited with {proc.returncode})" if proc is not None and proc.poll() is not None else ""
-    raise AssertionError(f"{what} not ready after {timeout}s{exited}: {last}{tail}")
-
-
-class Stack:
-    def __init__(self):
-        self.tmp = Path(tempfile.mkdtemp(prefix="gatewaylab-obs."))
-        self.procs = []
-        self.stopped = False
-
-    def start(self, name, argv, env):
-        log = self.tmp / f"{name}.log"
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKEND__", "GATEWAY__", "OTEL_"))}
-        full_env.update(env)
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(argv, env=full_env, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, cwd=self.tmp)
-        self.procs.append((name, proc))
-        return proc, log
-
-    def stop(self):
-        if self.stopped:
-            return
-        self.stopped = True
-        for _, p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-        deadline = time.monotonic() + 10
-        for _, p in self.procs:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def _on_sigterm(signum, frame):
-    raise SystemExit(128 + signum)
+    """(status, body) of a GET."""
+    status, _, body = support.fetch(url, timeout=timeout)
+    return status, body
 
 
 def setUpModule():
     global STACK
-    for exe in ("backend", "gateway"):
-        if not (BIN / exe).exists():
-            raise AssertionError(f"{BIN / exe} missing: run `make release`")
+    support.require_binaries()
     for tool in ("prometheus", "promtool"):
         if not shutil.which(tool):
             raise AssertionError(f"{tool} not found: run `make deps` (Debian package prometheus)")
 
     stack = STACK = Stack()
     unittest.addModuleCleanup(stack.stop)
-    atexit.register(stack.stop)
-    signal.signal(signal.SIGTERM, _on_sigterm)
 
-    ports = free_ports(10)
+    ports = support.free_ports(10)
     b_ports, gw_ports, (victim_port, prom_port, dead_port) = ports[:3], ports[3:7], ports[7:]
     stack.backends = [f"{HOST}:{p}" for p in b_ports]  # scraped by Prometheus
     stack.gateways = dict(zip(GATEWAYS, (f"{HOST}:{p}" for p in gw_ports)))
@@ -224,11 +164,10 @@ def setUpModule():
 
     quiet = {"BACKEND__LOG__LEVEL": "warn", "GATEWAY__LOG__LEVEL": "warn", "GATEWAY__LOG__ACCESS_LOG": "false"}
     for i, port in enumerate(b_ports + [victim_port]):
-        env = {"PORT": str(port), "BACKEND__LISTEN__HOST": HOST, "BACKEND__NAME": f"backend{i + 1}", **quiet}
+        env = dict(quiet)
         if i == 2:
             env["BACKEND__FAULTS__ERROR_RATE"] = "0.3"
-        proc, log = stack.start(f"backend{i + 1}", [str(BIN / "backend")], env)
-        wait_until(f"backend{i + 1}", lambda p=port: http_get(f"http://{HOST}:{p}/healthz")[0] == 200, 15, proc, log)
+        proc = stack.backend(f"backend{i + 1}", port, env, ready="/healthz", timeout=15, merge_output=True)
     stack.victim_proc = proc
     b1, b2, b3 = (f"http://{b}" for b in stack.backends)
     gateway_env = {
@@ -246,11 +185,9 @@ def setUpModule():
                             "GATEWAY__LIMITS__MAX_IN_FLIGHT_PER_BACKEND": "1"},
     }
     for name, env in gateway_env.items():
-        addr = stack.gateways[name]
-        proc, log = stack.start(f"gateway-{name}", [str(BIN / "gateway")],
-                                {"PORT": addr.rsplit(":", 1)[1], "GATEWAY__LISTEN__HOST": HOST,
-                                 "GATEWAY__UPSTREAM__CONNECT_TIMEOUT": "500ms", **env, **quiet})
-        wait_until(f"gateway {name}", lambda a=addr: http_get(f"http://{a}/healthz")[0] == 200, 15, proc, log)
+        port = int(stack.gateways[name].rsplit(":", 1)[1])
+        stack.gateway(f"gateway-{name}", port, env={"GATEWAY__UPSTREAM__CONNECT_TIMEOUT": "500ms", **env, **quiet},
+                      ready="/healthz", timeout=15, merge_output=True)
 
     # The example config, pointed at this stack, scraping every second.
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
@@ -260,15 +197,13 @@ def setUpModule():
     assert set(jobs) == {"gateway", "backend"}, f"example prometheus.yml jobs changed: {sorted(jobs)}"
     jobs["gateway"]["static_configs"] = [{"targets": list(stack.gateways.values())}]
     jobs["backend"]["static_configs"] = [{"targets": stack.backends}]
-    (stack.tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-    proc, log = stack.start("prometheus", [
-        "prometheus", f"--config.file={stack.tmp / 'prometheus.yml'}", f"--storage.tsdb.path={stack.tmp / 'tsdb'}",
-        f"--web.listen-address={HOST}:{prom_port}", "--log.level=warn"], {})
-    stack.prom = Prometheus(f"http://{HOST}:{prom_port}")
-    wait_until("prometheus", lambda: http_get(f"{stack.prom.base}/-/ready")[0] == 200, 30, proc, log)
+    stack.prometheus(config, prom_port)
     n_targets = len(stack.backends) + len(stack.gateways)
-    wait_until("first scrapes", lambda: all(t["health"] == "up" for t in stack.prom.targets())
-               and len(stack.prom.targets()) == n_targets, 15)
+    def all_up():
+        targets = stack.prom.targets()
+        return len(targets) == n_targets and all(t["health"] == "up" for t in targets)
+
+    wait_until(all_up, 15, "first scrapes", interval=0.1)
 
     stack.load_start = time.time()
     stack.load = drive_load(stack)
@@ -283,8 +218,8 @@ def setUpModule():
         groups = stack.prom.rules()
         return groups and all(parse_ts(g["lastEvaluation"]) > load_end + 0.2 for g in groups)
 
-    wait_until("scrapes after the load", scraped_after_load, 15)
-    wait_until("rule evaluation after the load", evaluated_after_load, 15)
+    wait_until(scraped_after_load, 15, "scrapes after the load", interval=0.1)
+    wait_until(evaluated_after_load, 15, "rule evaluation after the load", interval=0.1)
 
 
 def parse_ts(text):
@@ -344,7 +279,8 @@ def limit_round(gateways):
                 key, send_once(target, f"/api/data?delay_ms={SLOW_MS}", "limit", n)), daemon=True)
             t.start()
             slow.append(t)
-            wait_until(f"{key} at a backend", lambda t=target, b=busy: busy_backends(t) == b, SLOW_MS / 2000)
+            wait_until(lambda t=target, b=busy: busy_backends(t) == b, SLOW_MS / 2000, f"{key} at a backend",
+                       interval=0.1)
         out["over_gateway_limit"] = send_once(gateways["gateway_limited"], "/api/data", "limit", 3)
         out["over_backend_limit"] = send_once(gateways["backend_limited"], "/api/data", "limit", 4)
     finally:
@@ -388,7 +324,7 @@ def drive_load(stack):
                 path = "/api/data"
             status, conn = send(conn, stack.gateways["main"], path, seed, i)
             count("main", status)
-            time.sleep(0.005)
+            time.sleep(0.005)  # the load's pace
         if conn is not None:
             conn.close()
 
@@ -399,7 +335,7 @@ def drive_load(stack):
                 break
             status, conn = send(conn, stack.gateways["no_budget"], "/api/data", "nb", i)
             count("no_budget", status)
-            time.sleep(0.02)
+            time.sleep(0.02)  # the load's pace
         if conn is not None:
             conn.close()
 
@@ -421,9 +357,9 @@ def drive_load(stack):
                 threading.Thread(target=limited_worker, daemon=True)]
     for t in threads:
         t.start()
-    time.sleep(LOAD_SECONDS * 0.25)
-    stack.victim_proc.kill()
-    stack.victim_proc.wait()
+    time.sleep(LOAD_SECONDS * 0.25)  # the scenario: server4 dies a quarter into the load
+    stack.victim_proc.signal(signal.SIGKILL)
+    stack.victim_proc.wait(10)
     for t in threads:
         t.join(timeout=LOAD_SECONDS + 30)
     counts["limit_rounds"] = rounds
@@ -546,7 +482,8 @@ class DashboardQueries(unittest.TestCase):
 
         # server4's first ejection lasts outlier.base_ejection_time (5s) and
         # may outlast the load; down follows it.
-        wait_until("server4 down at the main gateway", lambda: timeline()[(main, "server4")][-1] == "4", 15)
+        wait_until(lambda: timeline()[(main, "server4")][-1] == "4", 15, "server4 down at the main gateway",
+                   interval=0.1)
         lines = timeline()
         expected = {(main, f"server{i}") for i in range(1, 5)} | {
             (STACK.gateways["no_budget"], "server1"), (STACK.gateways["no_budget"], "dead"),

@@ -1,28 +1,18 @@
-"""Process and HTTP helpers for the resilience tests (`make test-resilience`).
+"""What the resilience tests (`make test-resilience`) share beyond
+tests/support: the scenario summary, a ProcessTest base with this suite's
+defaults, raw-socket HTTP (answers as they are framed on the wire), a paced
+keep-alive load, and a poller of backend states. Standard library only.
 
 Real processes only: the release `gateway` and `backend` binaries from
-target/release, each on its own free loopback port in 20000-29999 (below
-Linux's ephemeral range, so the tests' own outgoing connections can never
-take a port a backend is restarted on). Standard library only.
-
-Every process started here is stopped when its test ends, and again at
-interpreter exit and on SIGTERM/SIGINT, pass or fail: stopped (SIGSTOP)
-processes get SIGCONT first, then SIGTERM, then SIGKILL after a grace time.
-Children also get PR_SET_PDEATHSIG=SIGKILL, so even a SIGKILLed test run
-leaves nothing behind.
+target/release, each on its own free loopback port (support.net), stopped
+when their test ends, pass or fail (support.procs).
 """
 
-import atexit
-import ctypes
 import http.client
 import json
-import os
-import random
 import re
 import resource
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,9 +20,24 @@ import time
 import unittest
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = ROOT / "target" / "release"
-HOST = "127.0.0.1"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for support
+
+from support import (  # noqa: E402,F401  (re-exported for the tests)
+    BIN,
+    HOST,
+    ROOT,
+    Processes,
+    free_port,
+    get_json,
+    poll,
+    register,
+    request,
+    require_binaries,
+    servers,
+    stop_everything,
+    unregister,
+    wait_until,
+)
 
 SUMMARIES = []
 
@@ -60,213 +65,6 @@ def raise_fd_limit(want=8192):
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-# ---------------------------------------------------------------- ports
-
-_taken = set()
-
-
-def port_free(port):
-    with socket.socket() as s:
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    with socket.socket() as s:
-        s.settimeout(0.2)
-        return s.connect_ex((HOST, port)) != 0
-
-
-def free_port():
-    for _ in range(500):
-        p = random.randint(20000, 29999)
-        if p not in _taken and port_free(p):
-            _taken.add(p)
-            return p
-    raise AssertionError("no free port in 20000-29999")
-
-
-# ---------------------------------------------------------------- processes
-
-_PR_SET_PDEATHSIG = 1
-try:
-    _libc = ctypes.CDLL(None, use_errno=True)
-except OSError:  # pragma: no cover
-    _libc = None
-
-
-def _die_with_parent():
-    if _libc is not None:
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-_procs = []
-_procs_lock = threading.Lock()
-
-
-class Proc:
-    """A started binary with its log file."""
-
-    def __init__(self, name, argv, env, log_dir, port):
-        self.name = name
-        self.port = port
-        self.log_path = Path(log_dir) / f"{name}.log"
-        self.err_path = Path(log_dir) / f"{name}.stderr"
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY", "BACKEND"))}
-        full_env.pop("PORT", None)
-        full_env.update(env)
-        self.env = full_env
-        self.argv = argv
-        self.stopped = False
-        self._start()
-
-    def _start(self):
-        self.log = open(self.log_path, "ab")
-        self.err = open(self.err_path, "ab")
-        self.popen = subprocess.Popen(
-            self.argv,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=self.err,
-            preexec_fn=_die_with_parent,
-        )
-        self.started_at = time.monotonic()
-        with _procs_lock:
-            _procs.append(self)
-
-    @property
-    def pid(self):
-        return self.popen.pid
-
-    def alive(self):
-        return self.popen.poll() is None
-
-    def signal(self, sig):
-        if self.alive():
-            self.popen.send_signal(sig)
-            if sig == signal.SIGSTOP:
-                self.stopped = True
-            elif sig == signal.SIGCONT:
-                self.stopped = False
-
-    def wait(self, timeout):
-        return self.popen.wait(timeout=timeout)
-
-    def stop(self, grace=5.0):
-        """SIGCONT (if stopped), SIGTERM, SIGKILL after `grace`; reaps."""
-        if self.alive():
-            if self.stopped:
-                self.popen.send_signal(signal.SIGCONT)
-                self.stopped = False
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=5)
-        for f in (self.log, self.err):
-            if not f.closed:
-                f.close()
-
-    def output(self):
-        """Everything the process printed (stdout and stderr)."""
-        text = ""
-        for p in (self.log_path, self.err_path):
-            if p.exists():
-                text += p.read_text(errors="replace")
-        return text
-
-    def stdout_bytes(self):
-        """Everything the process wrote to stdout (its log), as raw bytes."""
-        return self.log_path.read_bytes() if self.log_path.exists() else b""
-
-    def stderr_text(self):
-        return self.err_path.read_text(errors="replace") if self.err_path.exists() else ""
-
-    def tail(self, n=30):
-        return "\n".join(self.output().splitlines()[-n:])
-
-
-def stop_all():
-    with _procs_lock:
-        procs = list(_procs)
-        _procs.clear()
-    # SIGCONT every stopped one first, so none can survive a SIGTERM.
-    for p in procs:
-        if p.alive() and p.stopped:
-            p.signal(signal.SIGCONT)
-    for p in procs:
-        try:
-            p.stop()
-        except Exception as e:  # keep cleaning up the others
-            print(f"cleanup of {p.name} (pid {p.pid}): {e}", file=sys.stderr)
-
-
-def _on_signal(signum, _frame):
-    stop_all()
-    sys.exit(128 + signum)
-
-
-atexit.register(stop_all)
-signal.signal(signal.SIGTERM, _on_signal)
-signal.signal(signal.SIGINT, _on_signal)
-
-
-def require_binaries():
-    for name in ("gateway", "backend"):
-        path = BIN / name
-        if not os.access(path, os.X_OK):
-            raise AssertionError(f"{path} is missing: run `cargo build --release --locked` (make release)")
-
-
-def start_backend(log_dir, name, port=None, extra_env=None):
-    port = port or free_port()
-    env = {
-        "PORT": str(port),
-        "BACKEND__LISTEN__HOST": HOST,
-        "BACKEND__NAME": name,
-        "BACKEND__LOG__LEVEL": "warn",
-    }
-    env.update(extra_env or {})
-    p = Proc(name, [str(BIN / "backend")], env, log_dir, port)
-    wait_ready(p, "/healthz")
-    return p
-
-
-def start_gateway(log_dir, name="gateway", port=None, settings=None, wait=True):
-    """`settings` maps dotted keys to values, given as GATEWAY__ variables."""
-    port = port or free_port()
-    env = {
-        "GATEWAY__LISTEN__HOST": HOST,
-        "GATEWAY__LISTEN__PORT": str(port),
-        "GATEWAY__LOG__ACCESS_LOG": "false",
-    }
-    for key, value in (settings or {}).items():
-        env["GATEWAY__" + key.upper().replace(".", "__")] = str(value)
-    p = Proc(name, [str(BIN / "gateway")], env, log_dir, port)
-    if wait:
-        wait_ready(p, "/readyz")
-    return p
-
-
-def wait_ready(proc, path, limit=10.0):
-    deadline = time.monotonic() + limit
-    while True:
-        if not proc.alive():
-            raise AssertionError(
-                f"{proc.name} (port {proc.port}) exited during start-up with {proc.popen.returncode}:\n{proc.tail()}"
-            )
-        try:
-            status, _, _ = request(proc.port, "GET", path, timeout=1)
-            if status == 200:
-                return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{proc.name} (port {proc.port}) not ready after {limit}s:\n{proc.tail()}")
-        time.sleep(0.05)
-
-
 LOG_DIRS = []
 
 
@@ -286,58 +84,56 @@ class ProcessTest(unittest.TestCase):
     def setUp(self):
         require_binaries()
         self.log_dir = make_log_dir(self.id().rsplit(".", 1)[-1])
-        self.addCleanup(stop_all)
+        self.procs = Processes(self.log_dir, grace=5.0)
+        self.addCleanup(self.procs.stop_all)
+
+    def backend(self, name, port=None, env=None):
+        """A release backend logging warnings only, ready once /healthz answers."""
+        return self.procs.backend(name, port, {"BACKEND__LOG__LEVEL": "warn", **(env or {})}, ready="/healthz")
+
+    def gateway(self, name="gateway", port=None, settings=None, env=None, wait=True):
+        """A release gateway without access log unless `settings` turn it on,
+        ready once /readyz answers (unless `wait` is False)."""
+        settings = {"log.access_log": "false", **(settings or {})}
+        return self.procs.gateway(name, port, settings, env, ready="/readyz" if wait else None)
+
+
+# ---------------------------------------------------------------- logs
+
+FORGED = "2030-01-01T00:00:00.000000Z"  # the timestamp the tests' forged log lines start with
+CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def log_problems(new):
+    """Raw control characters (tab included), invalid UTF-8, or forged lines
+    in a stretch of log output."""
+    problems = []
+    text = new.decode("utf-8", "replace")
+    if "\ufffd" in text:
+        problems.append("log: invalid UTF-8 bytes")
+    lines = text.split("\n")  # only what the gateway ends lines with; NEL and CR count as raw controls
+    for line in lines:
+        m = CONTROL.search(line)
+        if m:
+            problems.append(f"log: raw control character {m.group()!r} in {_short(line)}")
+            break
+    for line in lines:
+        if line.startswith(FORGED) or (line and not re.match(r"\d{4}-\d\d-\d\dT", line)):
+            problems.append(f"log: line not written by the gateway: {_short(line)}")
+            break
+    return problems
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 # ---------------------------------------------------------------- HTTP
 
 
-def request(port, method, path, body=None, headers=None, timeout=5.0):
-    """One request on a fresh connection: (status, headers dict lower-case, body bytes)."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
-        hdrs = dict(headers or {})
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body).encode()
-            hdrs.setdefault("Content-Type", "application/json")
-        conn.request(method, path, body=body, headers=hdrs)
-        r = conn.getresponse()
-        data = r.read()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, data
-    finally:
-        conn.close()
-
-
-def get_json(port, path, timeout=5.0):
-    status, _, body = request(port, "GET", path, timeout=timeout)
-    if status != 200:
-        raise AssertionError(f"GET {path}: HTTP {status}: {body[:300]!r}")
-    return json.loads(body)
-
-
-def servers(port):
-    return get_json(port, "/api/servers")["servers"]
-
-
 def states(port):
     return {s["name"]: s["state"] for s in servers(port)}
-
-
-def register(port, name, url, token=None, weight=None):
-    body = {"name": name, "url": url}
-    if weight is not None:
-        body["weight"] = weight
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    status, _, data = request(port, "POST", "/api/servers", body=body, headers=headers)
-    if status != 201:
-        raise AssertionError(f"register {name} -> {url}: HTTP {status}: {data!r}")
-
-
-def unregister(port, name, token=None):
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    status, _, data = request(port, "DELETE", f"/api/servers/{name}", headers=headers)
-    if status != 204:
-        raise AssertionError(f"delete {name}: HTTP {status}: {data!r}")
 
 
 def metric_samples(port):

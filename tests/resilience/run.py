@@ -36,7 +36,7 @@ def main():
     started = time.monotonic()
     result = unittest.TextTestRunner(verbosity=2, stream=sys.stderr).run(suite)
     elapsed = time.monotonic() - started
-    harness.stop_all()
+    harness.stop_everything()
 
     print("\nResilience summary:", file=sys.stderr)
     for line in sorted(harness.SUMMARIES):

@@ -65,24 +65,17 @@ def load(port):
 
 class AccessLog(h.ProcessTest):
     def run_gateway(self, name, env):
-        backend = h.start_backend(self.log_dir, f"{name}-backend")
-        gateway = h.Proc(
+        backend = self.backend(f"{name}-backend")
+        gateway = self.procs.gateway(
             name,
-            [str(h.BIN / "gateway")],
-            {
-                "GATEWAY__LISTEN__HOST": h.HOST,
-                "GATEWAY__LISTEN__PORT": str(h.free_port()),
+            env={
                 "GATEWAY__WORKERS": "2",
                 "GATEWAY__SERVERS": f"b1=http://{h.HOST}:{backend.port}",
                 "GATEWAY__LOG__ACCESS_LOG": "true",
                 "RUST_LOG": "",
                 **env,
             },
-            self.log_dir,
-            None,
         )
-        gateway.port = int(gateway.env["GATEWAY__LISTEN__PORT"])
-        h.wait_ready(gateway, "/readyz")
         answered = load(gateway.port)
         self.assertEqual(len(answered), CLIENTS * PER_CLIENT)
         gateway.signal(signal.SIGTERM)

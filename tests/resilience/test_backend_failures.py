@@ -32,8 +32,8 @@ def failures(results):
 
 class BackendFailures(h.ProcessTest):
     def stack(self, settings):
-        backends = [h.start_backend(self.log_dir, f"b{i}") for i in (1, 2, 3)]
-        gw = h.start_gateway(self.log_dir, settings=settings)
+        backends = [self.backend(f"b{i}") for i in (1, 2, 3)]
+        gw = self.gateway(settings=settings)
         for i, b in enumerate(backends, 1):
             h.register(gw.port, f"server{i}", f"http://{h.HOST}:{b.port}")
         return gw, backends
@@ -48,30 +48,25 @@ class BackendFailures(h.ProcessTest):
         victim = backends[1]
         poller = h.StatePoller(gw.port).start()
         load = h.Load(gw.port, rate=RATE, threads=THREADS, max_seconds=20).start()
-        time.sleep(3)
+        time.sleep(3)  # the scenario: 3 s of steady load before the kill
 
         t_kill = time.monotonic()
         victim.signal(signal.SIGKILL)
         victim.wait(5)
-        deadline = t_kill + 3
-        while time.monotonic() < deadline and poller.first("server2", lambda s: s != "up", t_kill) is None:
-            time.sleep(0.02)
-        t_not_up = poller.first("server2", lambda s: s != "up", t_kill)
+        t_not_up = h.poll(lambda: poller.first("server2", lambda s: s != "up", t_kill), t_kill + 3 - time.monotonic())
         self.assertIsNotNone(t_not_up, f"server2 still up 3 s after SIGKILL: {poller.samples[-1:]}")
         detect = t_not_up - t_kill
         state_after_kill = next(s["server2"] for t, s in poller.samples if t == t_not_up)
         detail = next(s for s in h.servers(gw.port) if s["name"] == "server2")["last_state_change"]
 
-        # Restart it on the same port once it has been dead for 3 s.
+        # Restart it on the same port once it has been dead for 3 s (the scenario).
         time.sleep(max(0.0, t_kill + 3 - time.monotonic()))
         t_spawn = time.monotonic()
-        restarted = h.start_backend(self.log_dir, "b2", port=victim.port)
+        restarted = self.backend("b2", port=victim.port)
         t_ready = time.monotonic()  # its own /healthz answers from here on
-        deadline = t_ready + 4 * interval
-        while time.monotonic() < deadline and poller.first("server2", lambda s: s == "up", t_ready) is None:
-            time.sleep(0.02)
-        t_up = poller.first("server2", lambda s: s == "up", t_ready)
-        # Keep the load going a little longer so the restarted backend gets traffic.
+        t_up = h.poll(lambda: poller.first("server2", lambda s: s == "up", t_ready), 4 * interval)
+        # Keep the load going a little longer so the restarted backend gets
+        # traffic: the scenario is about 11 s of load.
         time.sleep(max(0.0, load.t0 + 11 - time.monotonic()))
         results = load.stop()
         poller.stop()
@@ -115,24 +110,19 @@ class BackendFailures(h.ProcessTest):
         victim = backends[1]
         poller = h.StatePoller(gw.port).start()
         load = h.Load(gw.port, rate=RATE, threads=THREADS, max_seconds=20, timeout=5).start()
-        time.sleep(2)
+        time.sleep(2)  # the scenario: 2 s of steady load before the hang
 
         t_stop = time.monotonic()
         victim.signal(signal.SIGSTOP)
         out = lambda s: s in ("ejected", "down")  # noqa: E731
-        deadline = t_stop + 4
-        while time.monotonic() < deadline and poller.first("server2", out, t_stop) is None:
-            time.sleep(0.02)
-        t_out = poller.first("server2", out, t_stop)
+        t_out = h.poll(lambda: poller.first("server2", out, t_stop), t_stop + 4 - time.monotonic())
+        # The scenario: the backend stays hung for 3 s under the load.
         time.sleep(max(0.0, t_stop + 3 - time.monotonic()))
         view = next(s for s in h.servers(gw.port) if s["name"] == "server2")
 
         t_cont = time.monotonic()
         victim.signal(signal.SIGCONT)
-        deadline = t_cont + 4
-        while time.monotonic() < deadline and poller.first("server2", lambda s: s == "up", t_cont) is None:
-            time.sleep(0.02)
-        t_up = poller.first("server2", lambda s: s == "up", t_cont)
+        t_up = h.poll(lambda: poller.first("server2", lambda s: s == "up", t_cont), 4)
         results = load.stop()
         poller.stop()
 

@@ -42,7 +42,7 @@ class Slow(threading.Thread):
         self.result = None
 
     def run(self):
-        time.sleep(max(0.0, self.at - time.monotonic()))
+        time.sleep(max(0.0, self.at - time.monotonic()))  # sent at its time in the scenario
         start = time.monotonic()
         status = error = None
         conn = http.client.HTTPConnection(h.HOST, self.port, timeout=15)
@@ -79,21 +79,21 @@ class ReadyPoller(threading.Thread):
 
 class GatewayShutdown(h.ProcessTest):
     def test_3_sigterm_gateway_under_load(self):
-        backends = [h.start_backend(self.log_dir, f"b{i}") for i in (1, 2, 3)]
-        gw = h.start_gateway(
-            self.log_dir,
+        backends = [self.backend(f"b{i}") for i in (1, 2, 3)]
+        gw = self.gateway(
             settings={"shutdown.delay": f"{DELAY}s", "shutdown.drain_timeout": f"{DRAIN}s"},
         )
         for i, b in enumerate(backends, 1):
             h.register(gw.port, f"server{i}", f"http://{h.HOST}:{b.port}")
 
         load = h.Load(gw.port, rate=300, threads=6, max_seconds=20).start()
-        time.sleep(2.0)
+        time.sleep(2.0)  # the scenario: 2 s of steady load before the signal
         t_signal = time.monotonic() + 0.3
         slow = [Slow(gw.port, t_signal - 0.3) for _ in range(SLOW_COUNT)]
         for s in slow:
             s.start()
         ready = ReadyPoller(gw.port)
+        # The scenario's timeline: /readyz watched from 0.2 s before the signal.
         time.sleep(max(0.0, t_signal - 0.2 - time.monotonic()))
         ready.start()
         time.sleep(max(0.0, t_signal - time.monotonic()))
@@ -101,8 +101,7 @@ class GatewayShutdown(h.ProcessTest):
         gw.signal(signal.SIGTERM)
 
         limit = DELAY + DRAIN + 1.0
-        while gw.alive() and time.monotonic() - t_signal < limit + 5:
-            time.sleep(0.01)
+        h.poll(lambda: not gw.alive(), t_signal + limit + 5 - time.monotonic(), interval=0.01)
         t_exit = time.monotonic()
         self.assertFalse(gw.alive(), f"the gateway did not exit {limit + 5:.0f} s after SIGTERM")
         exit_code = gw.popen.returncode
@@ -124,13 +123,13 @@ class GatewayShutdown(h.ProcessTest):
         first_refused = min((t for t, s in ready.samples if s == "refused"), default=None)
         ok_total = sum(r.ok for r in results) + sum(r.ok for r in slow_results if r)
 
-        # What the backends served must match what the clients received.
-        served = None
-        for _ in range(20):
-            served = sum(h.get_json(b.port, "/api/stats/1m")["requests"] for b in backends)
-            if served == ok_total:
-                break
-            time.sleep(0.1)
+        # What the backends served must match what the clients received (a
+        # backend records a request a moment after answering it).
+        def backends_served():
+            return sum(h.get_json(b.port, "/api/stats/1m")["requests"] for b in backends)
+
+        h.poll(lambda: backends_served() == ok_total, 2.0, interval=0.1)
+        served = backends_served()
 
         h.summary(
             "3 SIGTERM",

@@ -128,7 +128,7 @@ def run_normal(port, seconds):
     threads = [threading.Thread(target=normal_client, args=(port, ka, stop, out), daemon=True) for ka in (True, False)]
     for t in threads:
         t.start()
-    time.sleep(seconds)
+    time.sleep(seconds)  # how long the normal clients run
     stop.set()
     for t in threads:
         t.join(10)
@@ -139,6 +139,20 @@ def fd_count(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def open_client_connections(port):
+    """Connections accepted on `port` whose socket the server still holds
+    (ESTABLISHED or CLOSE_WAIT in /proc/net/tcp); once it has closed one,
+    what is left (FIN_WAIT, TIME_WAIT, LAST_ACK) holds no descriptor."""
+    count = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] in ("01", "08"):
+                count += 1
+    return count
+
+
 class SlowClients(h.ProcessTest):
     def setUp(self):
         self.fd_limit = h.raise_fd_limit()
@@ -146,21 +160,22 @@ class SlowClients(h.ProcessTest):
 
     def test_6_slow_header_clients_do_not_block_normal_requests(self):
         self.assertGreaterEqual(self.fd_limit, SLOW * 2 + 100, "open-files limit too low for this test")
-        backends = [h.start_backend(self.log_dir, f"b{i}") for i in (1, 2)]
-        gw = h.start_gateway(self.log_dir, settings={"http.header_read_timeout": f"{HEADER_TIMEOUT}s"})
+        backends = [self.backend(f"b{i}") for i in (1, 2)]
+        gw = self.gateway(settings={"http.header_read_timeout": f"{HEADER_TIMEOUT}s"})
         for i, b in enumerate(backends, 1):
             h.register(gw.port, f"server{i}", f"http://{h.HOST}:{b.port}")
 
         baseline = run_normal(gw.port, 1.0)
-        time.sleep(0.2)
+        # Counted once the gateway has closed the baseline's connections.
+        h.poll(lambda: open_client_connections(gw.port) == 0, 2.0)
         fds_before = fd_count(gw.pid)
 
         attack = Slowloris(gw.port, SLOW, ATTACK)
         attack.start()
-        time.sleep(0.5)  # all 300 open and trickling
+        h.poll(lambda: attack.peak >= SLOW, 5.0)  # all 300 open and trickling
         during = run_normal(gw.port, ATTACK - 1.0)
         attack.join(ATTACK + 5)
-        time.sleep(0.5)
+        h.poll(lambda: open_client_connections(gw.port) == 0, 3.0)
         fds_after = fd_count(gw.pid)
         after = run_normal(gw.port, 0.5)
 

@@ -28,23 +28,22 @@ def spec_view(port):
 
 
 class StateFile(h.ProcessTest):
-    def gateway(self, name, state_file, wait=True):
-        return h.start_gateway(
-            self.log_dir,
+    def gateway_with_state(self, name, state_file, wait=True):
+        return self.gateway(
             name=name,
             settings={"state_file": state_file, "admin.token": TOKEN},
             wait=wait,
         )
 
     def test_5_registrations_survive_restart_and_corruption_stops_startup(self):
-        b1 = h.start_backend(self.log_dir, "b1")
-        b2 = h.start_backend(self.log_dir, "b2")
+        b1 = self.backend("b1")
+        b2 = self.backend("b2")
         state_dir = Path(self.log_dir) / "state"
         state_dir.mkdir()
         path = state_dir / "registry.json"
         auth = {"Authorization": f"Bearer {TOKEN}"}
 
-        gw = self.gateway("gateway-1", str(path))
+        gw = self.gateway_with_state("gateway-1", str(path))
         self.assertFalse(path.exists(), "the file must not be written before any change")
         h.register(gw.port, "server1", f"http://{h.HOST}:{b1.port}", token=TOKEN, weight=3)
         h.register(gw.port, "server2", f"http://{h.HOST}:{b2.port}", token=TOKEN)
@@ -73,7 +72,7 @@ class StateFile(h.ProcessTest):
         saved_bytes = path.read_bytes()
 
         t = time.monotonic()
-        gw2 = self.gateway("gateway-2", str(path))
+        gw2 = self.gateway_with_state("gateway-2", str(path))
         restart_s = time.monotonic() - t
         restored = spec_view(gw2.port)
         served = {h.request(gw2.port, "GET", "/api/data")[1].get("x-served-by") for _ in range(6)}
@@ -98,7 +97,7 @@ class StateFile(h.ProcessTest):
             path.write_bytes(content)
             os.utime(path, (1_000_000_000, 1_000_000_000))
             t = time.monotonic()
-            gw3 = self.gateway(f"gateway-corrupt-{label.replace(' ', '-')}", str(path), wait=False)
+            gw3 = self.gateway_with_state(f"gateway-corrupt-{label.replace(' ', '-')}", str(path), wait=False)
             try:
                 code = gw3.wait(10)
             except Exception:

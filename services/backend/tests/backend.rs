@@ -35,6 +35,36 @@ fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
+/// Polls `check` every 20 ms until it holds; panics naming `what` after 5 s.
+/// (The gateway's tests have the same in their support module.)
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not within 5 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `http_server_active_requests` from the backend's /metrics.
+async fn active_requests(base: &str) -> f64 {
+    let text = client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("http_server_active_requests "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
 #[tokio::test]
 async fn data_names_the_instance_and_echoes_the_request_id() {
     let b = spawn(settings()).await;
@@ -238,18 +268,18 @@ async fn health_and_graceful_shutdown() {
         200
     );
     let slow_url = format!("{}/api/data?delay_ms=700", b.base);
+    let idle = active_requests(&b.base).await;
     let slow = tokio::spawn(async move { client().get(slow_url).send().await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually("the slow request in flight", || async {
+        active_requests(&b.base).await > idle
+    })
+    .await;
     b.stop.send(()).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        c.get(format!("{}/readyz", b.base))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        503
-    );
+    eventually("/readyz 503", || async {
+        let r = c.get(format!("{}/readyz", b.base)).send().await.unwrap();
+        r.status() == 503
+    })
+    .await;
     assert_eq!(slow.await.unwrap().unwrap().status(), 200);
     let drain = b.handle.await.unwrap().unwrap();
     assert_eq!(drain, serving::server::Drain::Complete);

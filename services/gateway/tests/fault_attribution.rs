@@ -64,6 +64,7 @@ async fn serve(mut socket: TcpStream, seen: Seen) {
         match path.as_str() {
             "/close" => return,
             "/hang" => {
+                // The behaviour under test: a backend that never answers.
                 tokio::time::sleep(Duration::from_secs(60)).await;
                 return;
             }
@@ -75,6 +76,7 @@ async fn serve(mut socket: TcpStream, seen: Seen) {
             "/stall" | "/cut" => {
                 let _ = socket.write_all(format!("{head}0123").as_bytes()).await;
                 if path == "/stall" {
+                    // The behaviour under test: a body that stops coming.
                     tokio::time::sleep(Duration::from_secs(60)).await;
                 }
                 return;

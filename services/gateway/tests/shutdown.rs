@@ -15,13 +15,24 @@ async fn in_flight_requests_finish_and_new_connections_are_refused() {
     let c = client();
     let url = gw.url("/api/data?delay_ms=600");
     let in_flight = tokio::spawn(async move { c.get(url).send().await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    until_in_flight(&gw, 1).await;
 
     gw.signal_stop();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // The listener is closed: a new connection is refused.
+    // The listener closes: a new connection is refused.
     let fresh = reqwest::Client::builder().no_proxy().build().unwrap();
-    assert!(fresh.get(gw.url("/healthz")).send().await.is_err());
+    eventually(
+        "new connections refused",
+        Duration::from_secs(5),
+        || async {
+            fresh
+                .get(gw.url("/healthz"))
+                .send()
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
 
     let response = in_flight.await.unwrap().expect("in-flight request failed");
     assert_eq!(response.status(), 200);
@@ -36,10 +47,12 @@ async fn readiness_turns_false_during_the_shutdown_delay() {
     let c = client();
     assert_eq!(c.get(gw.url("/readyz")).send().await.unwrap().status(), 200);
     gw.signal_stop();
-    tokio::time::sleep(Duration::from_millis(200)).await;
     // Still serving, but no longer ready.
-    let r = c.get(gw.url("/readyz")).send().await.unwrap();
-    assert_eq!(r.status(), 503);
+    eventually("/readyz 503", Duration::from_secs(5), || async {
+        let r = c.get(gw.url("/readyz")).send().await.unwrap();
+        (r.status() == 503).then_some(())
+    })
+    .await;
     assert_eq!(
         c.get(gw.url("/healthz")).send().await.unwrap().status(),
         200
@@ -54,7 +67,7 @@ async fn the_drain_is_bounded() {
     let (mut gw, _backends) = gateway_with_three(settings).await;
     let url = gw.url("/api/data?delay_ms=10000");
     let stuck = tokio::spawn(async move { client().get(url).send().await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    until_in_flight(&gw, 1).await;
     let started = Instant::now();
     gw.signal_stop();
     assert_eq!(gw.stop().await, Drain::TimedOut);

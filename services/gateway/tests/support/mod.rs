@@ -1,6 +1,9 @@
-//! Test harness: real gateways and backends on port 0, in this process.
+//! Test harness: real gateways and backends on port 0, in this process,
+//! and `eventually`, how a test waits for something to happen (a request in
+//! flight, a state change) instead of sleeping for a guessed time.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -152,4 +155,51 @@ pub async fn metrics_text(gw: &TestGateway) -> String {
 
 pub async fn json(response: reqwest::Response) -> serde_json::Value {
     response.json().await.unwrap()
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, and returns that;
+/// panics naming `what` once `within` has passed without it.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Requests the gateway has in flight at each backend (`GET /api/servers`),
+/// by name.
+pub async fn in_flight(gw: &TestGateway) -> std::collections::HashMap<String, u64> {
+    let list = json(client().get(gw.url("/api/servers")).send().await.unwrap()).await;
+    list["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["active_requests"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until the gateway has `n` requests in flight at its backends.
+pub async fn until_in_flight(gw: &TestGateway, n: u64) {
+    eventually(
+        &format!("{n} requests in flight at the backends"),
+        Duration::from_secs(5),
+        || async { (in_flight(gw).await.values().sum::<u64>() >= n).then_some(()) },
+    )
+    .await;
 }
