@@ -157,16 +157,6 @@ async fn gateway_for(backend: &ScriptedBackend) -> TestGateway {
     gw
 }
 
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[tokio::test]
 async fn answers_the_client_refuses_are_502_and_the_gateway_carries_on() {
     let backend = scripted_backend(vec![
@@ -323,9 +313,13 @@ async fn a_client_abandoning_an_answer_closes_its_upstream_connection() {
     assert!(r.chunk().await.unwrap().is_some());
     drop(r);
     // Half a body cannot carry another request: that connection closes.
-    wait_for("the abandoned connection to be closed", || {
-        backend.seen.closed_by_peer.load(Ordering::SeqCst) == 1
-    })
+    let closed =
+        || async { (backend.seen.closed_by_peer.load(Ordering::SeqCst) == 1).then_some(()) };
+    eventually(
+        "the abandoned connection to be closed",
+        Duration::from_secs(10),
+        closed,
+    )
     .await;
     let r = c.get(gw.url("/plain")).send().await.unwrap();
     assert_eq!(r.text().await.unwrap(), "plain");
