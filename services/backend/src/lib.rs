@@ -8,7 +8,7 @@
 //!
 //! - [`config`]: typed settings and their validation.
 //! - [`faults`]: injected latency and errors, configured or per request.
-//! - [`routes`]: the warp filters and handlers.
+//! - [`routes`]: the route table and its handlers.
 //! - [`startup`]: [`run`], which serves the routes on a given listener until
 //!   shutdown; `main.rs` only parses flags and calls it.
 

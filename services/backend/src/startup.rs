@@ -54,8 +54,7 @@ pub async fn run(
     };
     let drain = common::server::serve(
         listener,
-        routes::routes(state),
-        common::server::AllToWarp,
+        routes::Routes::new(state),
         observer,
         &settings.http,
         stopping,

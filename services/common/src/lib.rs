@@ -19,13 +19,13 @@
 //!   for a log line.
 //! - [`settings`]: layered configuration loading (defaults, file,
 //!   environment) with errors that name the offending key.
-//! - [`server`]: serving a warp filter on a listener we bound ourselves, with
-//!   header-read limits and a bounded graceful drain; [`coalesce`]: small
+//! - [`server`]: serving a service's request handler on a listener we bound
+//!   ourselves, with header-read limits and a bounded graceful drain; [`coalesce`]: small
 //!   answers written with one `send` instead of a `writev`.
 //! - [`shutdown`]: turning SIGTERM/SIGINT into a future, and the readiness
 //!   flag that `/readyz` reports.
-//! - [`errors`]: the JSON error body both services use; [`methods`]: HEAD
-//!   wherever GET is, and `Allow` on every 405.
+//! - [`errors`]: the JSON error body both services use; [`methods`]: route
+//!   templates, HEAD wherever GET is, and `Allow` on every 405.
 //! - [`probe`]: a tiny HTTP GET client for health checks inside images that
 //!   have no shell or curl.
 

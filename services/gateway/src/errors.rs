@@ -6,8 +6,8 @@
 //! wrong with the request). Both render as
 //! `{"error": {"code": "...", "message": "..."}}`.
 
+use common::server::Response;
 use http::StatusCode;
-use warp::reply::Response;
 
 use crate::registry::{FieldError, RegistryError};
 use crate::request_body::ClientFault;
@@ -152,8 +152,8 @@ impl ProxyError {
     }
 }
 
-/// Failures of the registration API. Raised as warp rejections so that
-/// `routes::recover` renders them.
+/// Failures of the registration API; each handler in `admin` answers with
+/// [`AdminError::into_response`].
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     /// The body is not valid JSON of the expected shape.
@@ -190,8 +190,6 @@ pub enum AdminError {
     #[error("{0}")]
     NotSaved(String),
 }
-
-impl warp::reject::Reject for AdminError {}
 
 impl From<RegistryError> for AdminError {
     fn from(e: RegistryError) -> Self {
