@@ -1,4 +1,5 @@
-//! The backend's HTTP routes, listed once in [`ROUTES`], and their handlers.
+//! The backend's HTTP routes, listed once in [`ROUTES`]; their handlers are
+//! in [`crate::handlers`].
 //!
 //! | route | what |
 //! |---|---|
@@ -12,14 +13,14 @@
 //! Routing, the `Allow` header of a 405 and the metric route label all come
 //! from the table; every GET route answers HEAD too.
 //!
-//! Depends on the backend's `config` and `faults`, and on `common`.
+//! Depends on the backend's `config` and `handlers`, and on `common`.
 
 use std::future::{ready, Future, Ready};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use common::errors::{json_error, json_response};
+use common::errors::json_response;
 use common::methods::{self, Param, Template};
 use common::metrics::RouteInfo;
 use common::server::Response;
@@ -32,7 +33,7 @@ use prometheus::Registry;
 use serde::Serialize;
 
 use crate::config::FaultSettings;
-use crate::faults::{self, Overrides};
+use crate::handlers::{data, echo, metrics_reply, readiness_reply, unknown_window};
 
 /// Everything the handlers share.
 pub struct AppState {
@@ -102,11 +103,13 @@ impl Call {
     }
 }
 
-fn now(response: Response) -> Answer {
+/// An answer ready now.
+pub(crate) fn now(response: Response) -> Answer {
     Either::Left(ready(response))
 }
 
-fn later(answer: impl Future<Output = Response> + Send + 'static) -> Answer {
+/// An answer that takes awaiting.
+pub(crate) fn later(answer: impl Future<Output = Response> + Send + 'static) -> Answer {
     Either::Right(Box::pin(answer))
 }
 
@@ -243,205 +246,26 @@ impl common::server::Handler for Routes {
     }
 }
 
-/// Largest body `/api/echo` reflects.
-const ECHO_MAX_BODY: usize = 1024 * 1024;
-
-async fn echo(state: Arc<AppState>, request: Request<Incoming>) -> Response {
-    let (parts, body) = request.into_parts();
-    let body = match common::server::read_body(&parts.headers, body, ECHO_MAX_BODY).await {
-        Ok(body) => body,
-        Err(e @ common::body::BodyError::TooLarge(_)) => {
-            return json_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_body",
-                &e.to_string(),
-            )
-        }
-        Err(e @ common::body::BodyError::Read(_)) => {
-            let mut refusal = json_error(StatusCode::BAD_REQUEST, "invalid_body", &e.to_string());
-            common::errors::close_connection(&mut refusal);
-            return refusal;
-        }
-    };
-    let headers = &parts.headers;
-    let headers: std::collections::BTreeMap<String, Vec<String>> = headers
-        .keys()
-        .map(|name| {
-            let values = headers
-                .get_all(name)
-                .iter()
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                .collect();
-            (name.as_str().to_owned(), values)
-        })
-        .collect();
-    json_response(
-        StatusCode::OK,
-        &serde_json::json!({
-            "instance": state.instance,
-            "method": parts.method.as_str(),
-            "path": parts.uri.path(),
-            "query": parts.uri.query().unwrap_or(""),
-            "headers": headers,
-            "body": String::from_utf8_lossy(&body),
-            "body_bytes": body.len(),
-        }),
-    )
-}
-
-/// `/readyz`: 200 while serving, 503 once draining. Shared with the gateway.
-pub fn readiness_reply(readiness: &Readiness) -> Response {
-    if readiness.is_ready() {
-        json_response(StatusCode::OK, &serde_json::json!({"status": "ready"}))
-    } else {
-        json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &serde_json::json!({"status": "draining"}),
-        )
-    }
-}
-
-/// `/metrics` in the Prometheus text format.
-pub fn metrics_reply(registry: &Registry) -> Response {
-    let mut response = Response::new(common::metrics::render(registry).into());
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static(common::metrics::TEXT_CONTENT_TYPE),
-    );
-    response
-}
-
-/// The 404 for `/api/stats/{window}` with an unknown window.
-pub fn unknown_window(window: &str) -> Response {
-    json_error(
-        StatusCode::NOT_FOUND,
-        "unknown_window",
-        &format!("unknown stats window {window:?}: use 1m, 5m or 1h"),
-    )
-}
-
-#[derive(Serialize)]
-struct DataReply<'a> {
-    instance: &'a Instance,
-    timestamp: String,
-    request_id: Option<&'a str>,
-    message: String,
-    data: Payload,
-}
-
-#[derive(Serialize)]
-struct Payload {
-    items: [u32; 5],
-    value: f64,
-}
-
-/// `GET /api/data`: answered at once unless a delay is injected.
-fn data(c: Call) -> Answer {
-    let request_id = match c.request.headers().get("x-request-id").map(|v| v.to_str()) {
-        None => None,
-        Some(Ok(id)) => Some(id.to_owned()),
-        Some(Err(_)) => {
-            return now(json_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_header",
-                "Invalid request header \"x-request-id\"",
-            ))
-        }
-    };
-    let overrides = match parse_overrides(c.request.uri().query().unwrap_or("")) {
-        Ok(o) => o,
-        Err(message) => {
-            return now(json_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
-                &message,
-            ))
-        }
-    };
-    let plan = match faults::plan(&c.state.faults, &overrides) {
-        Ok(plan) => plan,
-        Err(e) => return now(json_error(StatusCode::BAD_REQUEST, "invalid_query", &e.0)),
-    };
-    let status = plan
-        .status
-        .and_then(|s| StatusCode::from_u16(s).ok())
-        .unwrap_or(StatusCode::OK);
-    if plan.delay.is_zero() {
-        return now(data_reply(&c.state, status, request_id));
-    }
-    later(async move {
-        tokio::time::sleep(plan.delay).await;
-        data_reply(&c.state, status, request_id)
-    })
-}
-
-fn data_reply(state: &AppState, status: StatusCode, request_id: Option<String>) -> Response {
-    let mut response = if status.is_client_error() || status.is_server_error() {
-        json_error(
-            status,
-            "injected_fault",
-            &format!("fault injected by {}", state.instance.name),
-        )
-    } else {
-        let reply = DataReply {
-            instance: &state.instance,
-            timestamp: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-            request_id: request_id.as_deref(),
-            message: format!("Hello from {}", state.instance.name),
-            data: Payload {
-                items: [1, 2, 3, 4, 5],
-                value: rand::random::<f64>(),
-            },
-        };
-        json_response(status, &reply)
-    };
-    let headers = response.headers_mut();
-    if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
-        headers.insert("x-request-id", id);
-    }
-    response
-}
-
-/// Reads `delay_ms` and `status` from the query; other parameters (cache
-/// busters and the like) are ignored.
-fn parse_overrides(query: &str) -> Result<Overrides, String> {
-    let mut overrides = Overrides::default();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match key {
-            "delay_ms" => {
-                overrides.delay_ms = Some(value.parse().map_err(|_| {
-                    format!("delay_ms: {value:?} is not a whole number of milliseconds")
-                })?)
-            }
-            "status" => {
-                overrides.status = Some(
-                    value
-                        .parse()
-                        .map_err(|_| format!("status: {value:?} is not an HTTP status code"))?,
-                )
-            }
-            _ => {}
-        }
-    }
-    Ok(overrides)
-}
-
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
-    fn overrides_parse_and_errors_name_the_parameter() {
-        let o = parse_overrides("delay_ms=15&status=503&x=1").unwrap();
-        assert_eq!((o.delay_ms, o.status), (Some(15), Some(503)));
-        assert!(parse_overrides("delay_ms=abc")
-            .unwrap_err()
-            .starts_with("delay_ms"));
-        assert!(parse_overrides("status=-1")
-            .unwrap_err()
-            .starts_with("status"));
-        assert!(parse_overrides("").unwrap().delay_ms.is_none());
+    fn paths_are_labelled_by_route_and_only_traffic_routes_count() {
+        for (path, template, counted) in [
+            ("/api/data", "/api/data", true),
+            ("/api/data/", "/api/data", true),
+            ("/api/echo", "/api/echo", true),
+            ("/api/echo/a/b", "/api/echo", true),
+            ("/api/stats/1m", "/api/stats/{window}", false),
+            ("/api/stats", "/api/stats/{window}", false),
+            ("/healthz", "/healthz", false),
+            ("/metrics", "/metrics", false),
+            ("/api/echox", "/*", true),
+            ("/nowhere", "/*", true),
+        ] {
+            let info = classify(path);
+            assert_eq!((info.template, info.counted), (template, counted), "{path}");
+        }
     }
 }

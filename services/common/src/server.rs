@@ -15,8 +15,9 @@
 //! with the peer's address: each service routes from its own route table
 //! ([`crate::methods`]) with no framework in between.
 //!
-//! Depends on hyper, hyper-util and this crate's `body`, `coalesce`,
-//! `errors`, `escape`, `settings` and `telemetry`.
+//! Depends on hyper, hyper-util, warp (for its body type only) and this
+//! crate's `body`, `coalesce`, `errors`, `escape`, `settings` and
+//! `telemetry`.
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -3,9 +3,10 @@
 //!
 //! A request's journey, module by module:
 //!
-//! - [`routes`]: the routing table. Own routes first (`/api/servers*` in
-//!   [`admin`], `/api/stats/*`, `/metrics`, `/healthz`, `/readyz`), then
-//!   everything else to [`proxy`]; one `recover` renders every error.
+//! - [`routes`]: the route table of the gateway's own routes
+//!   (`/api/servers*` in [`admin`], `/api/stats/*`, `/metrics`, `/healthz`,
+//!   `/readyz`, answered by [`reports`]), dispatched on hyper; everything
+//!   else goes to [`proxy`].
 //! - [`proxy`]: reads the client's body ([`request_body`]: limits, and the
 //!   client's faults), picks a backend with the [`balancer`] from the
 //!   [`registry`]'s current snapshot, forwards the request with the
@@ -44,6 +45,7 @@ pub mod policy;
 pub mod proxy;
 pub mod registry;
 pub mod relay;
+pub mod reports;
 pub mod request_body;
 pub mod retry;
 pub mod routes;
