@@ -20,6 +20,10 @@
 //! registry need `Authorization: Bearer <token>`; with `admin.listen` set,
 //! they are only accepted on that listener. Nothing changes on a refused
 //! request.
+//!
+//! Each handler takes the request as hyper parsed it and answers with a
+//! `Response`; [`crate::routes`] names them in its table. Depends on the
+//! registry, `policy` and `errors`, and on `common::server` for bodies.
 
 use std::future::Future;
 use std::sync::Arc;
