@@ -7,12 +7,14 @@
 //!
 //! - [`config`]: typed settings and their validation.
 //! - [`faults`]: injected latency and errors, configured or per request.
-//! - [`routes`]: the warp filters and handlers.
+//! - [`routes`]: the route table and the dispatch of every request;
+//!   [`handlers`]: what each route answers.
 //! - [`startup`]: [`run`], which serves the routes on a given listener until
 //!   shutdown; `main.rs` only parses flags and calls it.
 
 pub mod config;
 pub mod faults;
+pub mod handlers;
 pub mod routes;
 pub mod startup;
 

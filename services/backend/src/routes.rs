@@ -1,4 +1,5 @@
-//! The backend's HTTP routes, each a small filter, and their handlers.
+//! The backend's HTTP routes, listed once in [`ROUTES`]; their handlers are
+//! in [`crate::handlers`].
 //!
 //! | route | what |
 //! |---|---|
@@ -9,25 +10,30 @@
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /api/stats/{1m,5m,1h}` | windowed stats of this instance's own traffic |
 //!
-//! Every GET route answers HEAD too; a 405 names the methods in `Allow`
-//! ([`allowed`]).
+//! Routing, the `Allow` header of a 405 and the metric route label all come
+//! from the table; every GET route answers HEAD too.
+//!
+//! Depends on the backend's `config` and `handlers`, and on `common`.
 
-use std::convert::Infallible;
+use std::future::{ready, Future, Ready};
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use http::{HeaderValue, StatusCode};
+use futures_util::future::Either;
+use http::{HeaderValue, Method, Request, StatusCode};
+use hyper::body::Incoming;
 use observability::stats::{Recorder, Window};
 use prometheus::Registry;
 use serde::Serialize;
-use serving::errors::{json_error, json_response};
-use serving::methods::get_or_head;
+use serving::errors::json_response;
+use serving::methods::{self, Param, Template};
 use serving::metrics::RouteInfo;
+use serving::server::Response;
 use serving::shutdown::Readiness;
-use warp::reply::Response;
-use warp::Filter;
 
 use crate::config::FaultSettings;
-use crate::faults::{self, Overrides};
+use crate::handlers::{data, echo, metrics_reply, readiness_reply, unknown_window};
 
 /// Everything the handlers share.
 pub struct AppState {
@@ -54,315 +60,212 @@ pub struct Instance {
     pub hostname: String,
 }
 
-/// How the observer sees each path: every route but the operational ones
-/// counts in the stats windows.
-pub fn classify(path: &str) -> RouteInfo {
-    let (template, counted) = match path {
-        "/api/data" => ("/api/data", true),
-        p if p == "/api/echo" || p.starts_with("/api/echo/") => ("/api/echo", true),
-        "/healthz" => ("/healthz", false),
-        "/readyz" => ("/readyz", false),
-        "/metrics" => ("/metrics", false),
-        p if p.starts_with("/api/stats/") => ("/api/stats/{window}", false),
-        _ => ("/*", true),
-    };
-    RouteInfo { template, counted }
+/// One route.
+#[derive(Debug)]
+pub struct Route {
+    /// Its path, and its `http_route` label.
+    pub template: Template,
+    /// Whether its requests count in the stats windows (the operational
+    /// routes do not).
+    pub counted: bool,
+    /// What answers it.
+    pub methods: Methods,
 }
 
-/// The methods each route answers, for the `Allow` header of a 405.
-pub fn allowed(path: &str) -> Option<&'static str> {
-    match classify(path).template {
-        "/api/data" | "/healthz" | "/readyz" | "/metrics" | "/api/stats/{window}" => {
-            Some("GET, HEAD")
-        }
-        _ => None,
+/// The methods a route answers.
+#[derive(Debug)]
+pub enum Methods {
+    /// These, each with its handler; GET answers HEAD.
+    Only(&'static [(Method, Handler)]),
+    /// Any method, on the template's path and every path below it.
+    AnyBelow(Handler),
+}
+
+/// What answers a request: at once, or (a delay, a body to read) later.
+pub type Handler = fn(Call) -> Answer;
+
+/// A handler's answer.
+pub type Answer = Either<Ready<Response>, Pin<Box<dyn Future<Output = Response> + Send>>>;
+
+/// What a handler gets.
+pub struct Call {
+    /// The shared state.
+    pub state: Arc<AppState>,
+    /// The request as hyper parsed it.
+    pub request: Request<Incoming>,
+    param: Param,
+}
+
+impl Call {
+    /// The template's `{…}` segment, as sent.
+    pub fn param(&self) -> &str {
+        self.param.of(self.request.uri().path())
     }
 }
 
-/// All routes, with every rejection turned into a JSON error, and every
-/// answer (errors included) marked `X-Served-By: <instance name>` so a client
-/// behind a load balancer can tell who answered.
-pub fn routes(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
-    let served_by = HeaderValue::from_str(&state.instance.name).ok();
-    let routes = data(state.clone())
-        .or(echo(state.clone()))
-        .unify()
-        .or(healthz())
-        .unify()
-        .or(readyz(state.clone()))
-        .unify()
-        .or(metrics(state.clone()))
-        .unify()
-        .or(stats(state))
-        .unify()
-        .recover(recover)
-        .unify();
-    serving::methods::with_allow(routes, allowed).map(move |mut response: Response| {
-        if let Some(name) = &served_by {
-            response.headers_mut().insert("x-served-by", name.clone());
+/// An answer ready now.
+pub(crate) fn now(response: Response) -> Answer {
+    Either::Left(ready(response))
+}
+
+/// An answer that takes awaiting.
+pub(crate) fn later(answer: impl Future<Output = Response> + Send + 'static) -> Answer {
+    Either::Right(Box::pin(answer))
+}
+
+/// The backend's routes.
+pub const ROUTES: &[Route] = &[
+    Route {
+        template: Template::new("/api/data"),
+        counted: true,
+        methods: Methods::Only(&[(Method::GET, data)]),
+    },
+    Route {
+        template: Template::new("/api/echo"),
+        counted: true,
+        methods: Methods::AnyBelow(|c| later(echo(c.state, c.request))),
+    },
+    Route {
+        template: Template::new("/healthz"),
+        counted: false,
+        methods: Methods::Only(&[(Method::GET, |_| {
+            now(json_response(
+                StatusCode::OK,
+                &serde_json::json!({"status": "ok"}),
+            ))
+        })]),
+    },
+    Route {
+        template: Template::new("/readyz"),
+        counted: false,
+        methods: Methods::Only(&[(Method::GET, |c| now(readiness_reply(&c.state.readiness)))]),
+    },
+    Route {
+        template: Template::new("/metrics"),
+        counted: false,
+        methods: Methods::Only(&[(Method::GET, |c| now(metrics_reply(&c.state.registry)))]),
+    },
+    Route {
+        template: Template::new("/api/stats/{window}"),
+        counted: false,
+        methods: Methods::Only(&[(Method::GET, |c| {
+            now(match Window::parse(c.param()) {
+                Some(w) => json_response(StatusCode::OK, &c.state.stats.summary(w)),
+                None => unknown_window(c.param()),
+            })
+        })]),
+    },
+];
+
+/// Where a path lands in the table: the route matching it, or the one it
+/// is below (a 404 all the same: the label names the route).
+fn find(path: &str) -> Option<(&'static Route, Option<Param>)> {
+    ROUTES.iter().find_map(|r| {
+        if let Some(param) = r.template.matches(path) {
+            return Some((r, Some(param)));
         }
-        response
+        let below = matches!(r.methods, Methods::AnyBelow(_))
+            && path
+                .strip_prefix(r.template.as_str())
+                .is_some_and(|rest| rest.starts_with('/'));
+        if below {
+            return Some((r, Some(Param::default())));
+        }
+        r.template.claims(path).then_some((r, None))
     })
 }
 
-fn with_state(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone {
-    warp::any().map(move || state.clone())
-}
-
-fn raw_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
-    warp::query::raw().or(warp::any().map(String::new)).unify()
-}
-
-fn data(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    warp::path!("api" / "data")
-        .and(get_or_head())
-        .and(raw_query())
-        .and(warp::header::optional::<String>("x-request-id"))
-        .and(with_state(state))
-        .then(get_data)
-}
-
-fn echo(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    warp::path("api")
-        .and(warp::path("echo"))
-        .and(warp::method())
-        .and(warp::path::full())
-        .and(raw_query())
-        .and(warp::header::headers_cloned())
-        .and(serving::body::limited(ECHO_MAX_BODY))
-        .and(with_state(state))
-        .map(echo_reply)
-}
-
-/// Largest body `/api/echo` reflects.
-const ECHO_MAX_BODY: usize = 1024 * 1024;
-
-fn echo_reply(
-    method: http::Method,
-    path: warp::path::FullPath,
-    query: String,
-    headers: http::HeaderMap,
-    body: Result<bytes::Bytes, serving::body::BodyError>,
-    state: Arc<AppState>,
-) -> Response {
-    let body = match body {
-        Ok(body) => body,
-        Err(e @ serving::body::BodyError::TooLarge(_)) => {
-            return json_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_body",
-                &e.to_string(),
-            )
-        }
-        Err(e @ serving::body::BodyError::Read(_)) => {
-            let mut refusal = json_error(StatusCode::BAD_REQUEST, "invalid_body", &e.to_string());
-            serving::errors::close_connection(&mut refusal);
-            return refusal;
-        }
-    };
-    let headers: std::collections::BTreeMap<String, Vec<String>> = headers
-        .keys()
-        .map(|name| {
-            let values = headers
-                .get_all(name)
-                .iter()
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                .collect();
-            (name.as_str().to_owned(), values)
-        })
-        .collect();
-    json_response(
-        StatusCode::OK,
-        &serde_json::json!({
-            "instance": state.instance,
-            "method": method.as_str(),
-            "path": path.as_str(),
-            "query": query,
-            "headers": headers,
-            "body": String::from_utf8_lossy(&body),
-            "body_bytes": body.len(),
-        }),
-    )
-}
-
-fn healthz() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    warp::path!("healthz")
-        .and(get_or_head())
-        .map(|| json_response(StatusCode::OK, &serde_json::json!({"status": "ok"})))
-}
-
-fn readyz(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    warp::path!("readyz")
-        .and(get_or_head())
-        .and(with_state(state))
-        .map(|state: Arc<AppState>| readiness_reply(&state.readiness))
-}
-
-fn metrics(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    warp::path!("metrics")
-        .and(get_or_head())
-        .and(with_state(state))
-        .map(|state: Arc<AppState>| metrics_reply(&state.registry))
-}
-
-fn stats(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    warp::path!("api" / "stats" / String)
-        .and(get_or_head())
-        .and(with_state(state))
-        .map(
-            |window: String, state: Arc<AppState>| match Window::parse(&window) {
-                Some(w) => json_response(StatusCode::OK, &state.stats.summary(w)),
-                None => unknown_window(&window),
-            },
-        )
-}
-
-/// `/readyz`: 200 while serving, 503 once draining. Shared with the gateway.
-pub fn readiness_reply(readiness: &Readiness) -> Response {
-    if readiness.is_ready() {
-        json_response(StatusCode::OK, &serde_json::json!({"status": "ready"}))
-    } else {
-        json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &serde_json::json!({"status": "draining"}),
-        )
+/// How the observer sees each path: every route but the operational ones
+/// counts in the stats windows, and so do unknown paths (`/*`).
+pub fn classify(path: &str) -> RouteInfo {
+    match find(path) {
+        Some((route, _)) => RouteInfo {
+            template: route.template.as_str(),
+            counted: route.counted,
+        },
+        None => RouteInfo {
+            template: "/*",
+            counted: true,
+        },
     }
 }
 
-/// `/metrics` in the Prometheus text format.
-pub fn metrics_reply(registry: &Registry) -> Response {
-    let mut response = Response::new(serving::metrics::render(registry).into());
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static(serving::metrics::TEXT_CONTENT_TYPE),
-    );
-    response
+/// Every request: routed from [`ROUTES`], and every answer (errors
+/// included) marked `X-Served-By: <instance name>` so a client behind a
+/// load balancer can tell who answered.
+#[derive(Clone)]
+pub struct Routes {
+    state: Arc<AppState>,
+    served_by: Option<HeaderValue>,
 }
 
-/// The 404 for `/api/stats/{window}` with an unknown window.
-pub fn unknown_window(window: &str) -> Response {
-    json_error(
-        StatusCode::NOT_FOUND,
-        "unknown_window",
-        &format!("unknown stats window {window:?}: use 1m, 5m or 1h"),
-    )
-}
-
-#[derive(Serialize)]
-struct DataReply<'a> {
-    instance: &'a Instance,
-    timestamp: String,
-    request_id: Option<&'a str>,
-    message: String,
-    data: Payload,
-}
-
-#[derive(Serialize)]
-struct Payload {
-    items: [u32; 5],
-    value: f64,
-}
-
-async fn get_data(query: String, request_id: Option<String>, state: Arc<AppState>) -> Response {
-    let overrides = match parse_overrides(&query) {
-        Ok(o) => o,
-        Err(message) => return json_error(StatusCode::BAD_REQUEST, "invalid_query", &message),
-    };
-    let plan = match faults::plan(&state.faults, &overrides) {
-        Ok(plan) => plan,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, "invalid_query", &e.0),
-    };
-    if !plan.delay.is_zero() {
-        tokio::time::sleep(plan.delay).await;
+impl Routes {
+    /// Routes for `state`.
+    pub fn new(state: Arc<AppState>) -> Self {
+        let served_by = HeaderValue::from_str(&state.instance.name).ok();
+        Routes { state, served_by }
     }
-    let status = plan
-        .status
-        .and_then(|s| StatusCode::from_u16(s).ok())
-        .unwrap_or(StatusCode::OK);
-    let mut response = if status.is_client_error() || status.is_server_error() {
-        json_error(
-            status,
-            "injected_fault",
-            &format!("fault injected by {}", state.instance.name),
-        )
-    } else {
-        let reply = DataReply {
-            instance: &state.instance,
-            timestamp: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-            request_id: request_id.as_deref(),
-            message: format!("Hello from {}", state.instance.name),
-            data: Payload {
-                items: [1, 2, 3, 4, 5],
-                value: rand::random::<f64>(),
-            },
+
+    fn dispatch(&self, request: Request<Incoming>) -> Answer {
+        let Some((route, Some(param))) = find(request.uri().path()) else {
+            return now(methods::not_found());
         };
-        json_response(status, &reply)
-    };
-    let headers = response.headers_mut();
-    if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
-        headers.insert("x-request-id", id);
+        let handler = match &route.methods {
+            Methods::AnyBelow(handler) => *handler,
+            Methods::Only(listed) => {
+                let method = request.method();
+                match listed.iter().find(|(m, _)| methods::answers(m, method)) {
+                    Some((_, handler)) => *handler,
+                    None => return now(methods::method_not_allowed(listed.iter().map(|(m, _)| m))),
+                }
+            }
+        };
+        handler(Call {
+            state: self.state.clone(),
+            request,
+            param,
+        })
     }
-    response
 }
 
-/// Reads `delay_ms` and `status` from the query; other parameters (cache
-/// busters and the like) are ignored.
-fn parse_overrides(query: &str) -> Result<Overrides, String> {
-    let mut overrides = Overrides::default();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match key {
-            "delay_ms" => {
-                overrides.delay_ms = Some(value.parse().map_err(|_| {
-                    format!("delay_ms: {value:?} is not a whole number of milliseconds")
-                })?)
+impl serving::server::Handler for Routes {
+    fn call(
+        &self,
+        request: Request<Incoming>,
+        _peer: SocketAddr,
+    ) -> impl Future<Output = Response> + Send + use<> {
+        let answer = self.dispatch(request);
+        let served_by = self.served_by.clone();
+        async move {
+            let mut response = answer.await;
+            if let Some(name) = served_by {
+                response.headers_mut().insert("x-served-by", name);
             }
-            "status" => {
-                overrides.status = Some(
-                    value
-                        .parse()
-                        .map_err(|_| format!("status: {value:?} is not an HTTP status code"))?,
-                )
-            }
-            _ => {}
+            response
         }
     }
-    Ok(overrides)
-}
-
-async fn recover(rejection: warp::Rejection) -> Result<Response, Infallible> {
-    Ok(serving::errors::builtin_rejection(&rejection))
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
-    fn overrides_parse_and_errors_name_the_parameter() {
-        let o = parse_overrides("delay_ms=15&status=503&x=1").unwrap();
-        assert_eq!((o.delay_ms, o.status), (Some(15), Some(503)));
-        assert!(parse_overrides("delay_ms=abc")
-            .unwrap_err()
-            .starts_with("delay_ms"));
-        assert!(parse_overrides("status=-1")
-            .unwrap_err()
-            .starts_with("status"));
-        assert!(parse_overrides("").unwrap().delay_ms.is_none());
+    fn paths_are_labelled_by_route_and_only_traffic_routes_count() {
+        for (path, template, counted) in [
+            ("/api/data", "/api/data", true),
+            ("/api/data/", "/api/data", true),
+            ("/api/echo", "/api/echo", true),
+            ("/api/echo/a/b", "/api/echo", true),
+            ("/api/stats/1m", "/api/stats/{window}", false),
+            ("/api/stats", "/api/stats/{window}", false),
+            ("/healthz", "/healthz", false),
+            ("/metrics", "/metrics", false),
+            ("/api/echox", "/*", true),
+            ("/nowhere", "/*", true),
+        ] {
+            let info = classify(path);
+            assert_eq!((info.template, info.counted), (template, counted), "{path}");
+        }
     }
 }

@@ -54,8 +54,7 @@ pub async fn run(
     };
     let drain = serving::server::serve(
         listener,
-        routes::routes(state),
-        serving::server::AllToWarp,
+        routes::Routes::new(state),
         observer,
         &settings.http,
         stopping,

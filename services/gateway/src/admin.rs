@@ -20,16 +20,20 @@
 //! registry need `Authorization: Bearer <token>`; with `admin.listen` set,
 //! they are only accepted on that listener. Nothing changes on a refused
 //! request.
+//!
+//! Each handler takes the request as hyper parsed it and answers with a
+//! `Response`; [`crate::routes`] names them in its table. Depends on the
+//! registry, `policy` and `errors`, and on `serving::server` for bodies.
 
-use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::StatusCode;
+use http::{Request, StatusCode};
+use hyper::body::Incoming;
 use serde::Deserialize;
 use serving::body::BodyError;
-use warp::reply::Response;
-use warp::{Filter, Rejection};
+use serving::server::Response;
 
 use crate::backends::{Registered, Registry, Source};
 use crate::errors::AdminError;
@@ -58,82 +62,28 @@ pub enum Changes {
     Refused,
 }
 
-/// Every `/api/servers` route.
-pub fn routes(
-    state: Arc<AdminState>,
-    changes: Changes,
-) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let list = warp::path!("api" / "servers")
-        .and(serving::methods::get_or_head())
-        .and(with_state(state.clone()))
-        .map(list);
-    let create = warp::path!("api" / "servers")
-        .and(warp::post())
-        .and(authorized(state.clone(), changes))
-        .and(limited_body(state.max_body_bytes))
-        .and_then(create);
-    let show = warp::path!("api" / "servers" / String)
-        .and(serving::methods::get_or_head())
-        .and(with_state(state.clone()))
-        .and_then(show);
-    let put = warp::path!("api" / "servers" / String)
-        .and(warp::put())
-        .and(authorized(state.clone(), changes))
-        .and(limited_body(state.max_body_bytes))
-        .and_then(put);
-    let patch = warp::path!("api" / "servers" / String)
-        .and(warp::patch())
-        .and(authorized(state.clone(), changes))
-        .and(limited_body(state.max_body_bytes))
-        .and_then(patch);
-    let delete = warp::path!("api" / "servers" / String)
-        .and(warp::delete())
-        .and(authorized(state, changes))
-        .and_then(delete);
-    list.or(create)
-        .unify()
-        .or(show)
-        .unify()
-        .or(put)
-        .unify()
-        .or(patch)
-        .unify()
-        .or(delete)
-        .unify()
+/// The answer, or the error's JSON answer.
+async fn answer(handler: impl Future<Output = Result<Response, AdminError>>) -> Response {
+    handler.await.unwrap_or_else(|e| e.into_response())
 }
 
-fn with_state(
-    state: Arc<AdminState>,
-) -> impl Filter<Extract = (Arc<AdminState>,), Error = Infallible> + Clone {
-    warp::any().map(move || state.clone())
-}
-
-/// Passes the state on when the request may change the registry.
-fn authorized(
-    state: Arc<AdminState>,
+/// Whether `request` may change the registry here: refused outright on a
+/// port that takes no changes, else by [`check_token`]. Checked before the
+/// body is read.
+fn authorize<B>(
+    state: &AdminState,
     changes: Changes,
-) -> impl Filter<Extract = (Arc<AdminState>,), Error = Rejection> + Clone {
-    // Read raw: a header that is not valid text counts as missing (401),
-    // rather than failing the route with a misleading rejection.
-    warp::header::headers_cloned()
-        .map(|headers: http::HeaderMap| {
-            headers
-                .get(http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        })
-        .and(with_state(state))
-        .and_then(
-            move |header: Option<String>, state: Arc<AdminState>| async move {
-                if changes == Changes::Refused {
-                    return Err(warp::reject::custom(AdminError::AdminElsewhere));
-                }
-                match check_token(state.token.as_deref(), header.as_deref()) {
-                    Ok(()) => Ok(state),
-                    Err(e) => Err(warp::reject::custom(e)),
-                }
-            },
-        )
+    request: &Request<B>,
+) -> Result<(), AdminError> {
+    if changes == Changes::Refused {
+        return Err(AdminError::AdminElsewhere);
+    }
+    // Read raw: a header that is not valid text counts as missing (401).
+    let header = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    check_token(state.token.as_deref(), header)
 }
 
 /// 401 without a bearer token, 403 with a wrong one. Compared in constant
@@ -164,17 +114,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// The body, refused past `limit` whether or not the client sent a
-/// `Content-Length` (chunked bodies are counted as they arrive).
-fn limited_body(limit: usize) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
-    serving::body::limited(limit).and_then(|body: Result<Bytes, BodyError>| async move {
-        body.map_err(|e| {
-            warp::reject::custom(match e {
-                BodyError::TooLarge(limit) => AdminError::BodyTooLarge(limit),
-                BodyError::Read(message) => AdminError::InvalidBody(message),
-            })
+/// The body, refused past `max_body_bytes`.
+async fn limited_body(state: &AdminState, request: Request<Incoming>) -> Result<Bytes, AdminError> {
+    let (parts, body) = request.into_parts();
+    serving::server::read_body(&parts.headers, body, state.max_body_bytes)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge(limit) => AdminError::BodyTooLarge(limit),
+            BodyError::Read(message) => AdminError::InvalidBody(message),
         })
-    })
 }
 
 /// The body of `PUT /api/servers/{name}`: the name comes from the path.
@@ -215,7 +163,8 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminErr
     Ok(value)
 }
 
-fn list(state: Arc<AdminState>) -> Response {
+/// `GET /api/servers`.
+pub fn list(state: &AdminState) -> Response {
     let servers: Vec<_> = state
         .registry
         .snapshot()
@@ -226,73 +175,81 @@ fn list(state: Arc<AdminState>) -> Response {
     serving::errors::json_response(StatusCode::OK, &serde_json::json!({ "servers": servers }))
 }
 
-async fn show(name: String, state: Arc<AdminState>) -> Result<Response, Rejection> {
-    let backend = state
-        .registry
-        .get(&name)
-        .ok_or_else(|| warp::reject::custom(AdminError::NotFound(name)))?;
-    Ok(serving::errors::json_response(
-        StatusCode::OK,
-        &backend.view(),
-    ))
+/// `GET /api/servers/{name}`.
+pub fn show(state: &AdminState, name: &str) -> Response {
+    match state.registry.get(name) {
+        Some(backend) => serving::errors::json_response(StatusCode::OK, &backend.view()),
+        None => AdminError::NotFound(name.to_owned()).into_response(),
+    }
 }
 
 /// Validates a spec and applies the registration policy to its URL as
 /// parsed (what will be connected to).
-fn check_spec(state: &AdminState, spec: &ServerSpec) -> Result<(), Rejection> {
-    let base = spec
-        .validate()
-        .map_err(|e| warp::reject::custom(AdminError::InvalidField(e)))?;
+fn check_spec(state: &AdminState, spec: &ServerSpec) -> Result<(), AdminError> {
+    let base = spec.validate().map_err(AdminError::InvalidField)?;
     state
         .policy
         .check(&base.url)
-        .map_err(|e| warp::reject::custom(AdminError::DestinationNotAllowed(e)))
+        .map_err(AdminError::DestinationNotAllowed)
 }
 
-async fn create(state: Arc<AdminState>, body: Bytes) -> Result<Response, Rejection> {
-    let spec: ServerSpec = parse_json(&body).map_err(warp::reject::custom)?;
-    check_spec(&state, &spec)?;
-    let (outcome, backend) = state
-        .registry
-        .register(&spec, Source::Api)
-        .await
-        .map_err(|e| warp::reject::custom(AdminError::from(e)))?;
-    if outcome == Registered::Created {
-        tracing::info!(name = %backend.name, url = %backend.url, weight = backend.weight, "server registered");
-    }
-    Ok(serving::errors::json_response(
-        status_for(outcome),
-        &backend.view(),
-    ))
+/// `POST /api/servers`.
+pub async fn create(
+    state: Arc<AdminState>,
+    changes: Changes,
+    request: Request<Incoming>,
+) -> Response {
+    answer(async {
+        authorize(&state, changes, &request)?;
+        let body = limited_body(&state, request).await?;
+        let spec: ServerSpec = parse_json(&body)?;
+        check_spec(&state, &spec)?;
+        let (outcome, backend) = state.registry.register(&spec, Source::Api).await?;
+        if outcome == Registered::Created {
+            tracing::info!(name = %backend.name, url = %backend.url, weight = backend.weight, "server registered");
+        }
+        Ok(serving::errors::json_response(
+            status_for(outcome),
+            &backend.view(),
+        ))
+    })
+    .await
 }
 
-async fn put(name: String, state: Arc<AdminState>, body: Bytes) -> Result<Response, Rejection> {
-    validate_name(&name).map_err(|e| warp::reject::custom(AdminError::InvalidField(e)))?;
-    let body: PutBody = parse_json(&body).map_err(warp::reject::custom)?;
-    if body.name.as_ref().is_some_and(|n| *n != name) {
-        return Err(warp::reject::custom(AdminError::InvalidBody(format!(
-            "name: {:?} in the body does not match {name:?} in the path",
-            body.name.unwrap_or_default()
-        ))));
-    }
-    let spec = ServerSpec {
-        name,
-        url: body.url,
-        weight: body.weight,
-    };
-    check_spec(&state, &spec)?;
-    let (outcome, backend) = state
-        .registry
-        .upsert(&spec, Source::Api)
-        .await
-        .map_err(|e| warp::reject::custom(AdminError::from(e)))?;
-    if outcome != Registered::Unchanged {
-        tracing::info!(name = %backend.name, url = %backend.url, weight = backend.weight, ?outcome, "server registered");
-    }
-    Ok(serving::errors::json_response(
-        status_for(outcome),
-        &backend.view(),
-    ))
+/// `PUT /api/servers/{name}`.
+pub async fn put(
+    state: Arc<AdminState>,
+    changes: Changes,
+    name: String,
+    request: Request<Incoming>,
+) -> Response {
+    answer(async {
+        authorize(&state, changes, &request)?;
+        let body = limited_body(&state, request).await?;
+        validate_name(&name).map_err(AdminError::InvalidField)?;
+        let body: PutBody = parse_json(&body)?;
+        if body.name.as_ref().is_some_and(|n| *n != name) {
+            return Err(AdminError::InvalidBody(format!(
+                "name: {:?} in the body does not match {name:?} in the path",
+                body.name.unwrap_or_default()
+            )));
+        }
+        let spec = ServerSpec {
+            name,
+            url: body.url,
+            weight: body.weight,
+        };
+        check_spec(&state, &spec)?;
+        let (outcome, backend) = state.registry.upsert(&spec, Source::Api).await?;
+        if outcome != Registered::Unchanged {
+            tracing::info!(name = %backend.name, url = %backend.url, weight = backend.weight, ?outcome, "server registered");
+        }
+        Ok(serving::errors::json_response(
+            status_for(outcome),
+            &backend.view(),
+        ))
+    })
+    .await
 }
 
 /// The body of `PATCH /api/servers/{name}`.
@@ -309,33 +266,51 @@ enum PatchState {
     Up,
 }
 
-async fn patch(name: String, state: Arc<AdminState>, body: Bytes) -> Result<Response, Rejection> {
-    let body: PatchBody = parse_json(&body).map_err(warp::reject::custom)?;
-    let draining = matches!(body.state, PatchState::Draining);
-    let backend = state
-        .registry
-        .set_draining(&name, draining)
-        .ok_or_else(|| warp::reject::custom(AdminError::NotFound(name)))?;
-    tracing::info!(name = %backend.name, state = backend.health.state().as_str(), "server state set by operator");
-    Ok(serving::errors::json_response(
-        StatusCode::OK,
-        &backend.view(),
-    ))
+/// `PATCH /api/servers/{name}`.
+pub async fn patch(
+    state: Arc<AdminState>,
+    changes: Changes,
+    name: String,
+    request: Request<Incoming>,
+) -> Response {
+    answer(async {
+        authorize(&state, changes, &request)?;
+        let body = limited_body(&state, request).await?;
+        let body: PatchBody = parse_json(&body)?;
+        let draining = matches!(body.state, PatchState::Draining);
+        let backend = state
+            .registry
+            .set_draining(&name, draining)
+            .ok_or(AdminError::NotFound(name))?;
+        tracing::info!(name = %backend.name, state = backend.health.state().as_str(), "server state set by operator");
+        Ok(serving::errors::json_response(
+            StatusCode::OK,
+            &backend.view(),
+        ))
+    })
+    .await
 }
 
-async fn delete(name: String, state: Arc<AdminState>) -> Result<Response, Rejection> {
-    let removed = state
-        .registry
-        .remove(&name)
-        .await
-        .map_err(|e| warp::reject::custom(AdminError::from(e)))?;
-    match removed {
-        Some(b) => {
-            tracing::info!(name = %b.name, in_flight = b.active.load(std::sync::atomic::Ordering::Relaxed), "server removed");
-            Ok(warp::Reply::into_response(StatusCode::NO_CONTENT))
+/// `DELETE /api/servers/{name}`.
+pub async fn delete(
+    state: Arc<AdminState>,
+    changes: Changes,
+    name: String,
+    request: Request<Incoming>,
+) -> Response {
+    answer(async {
+        authorize(&state, changes, &request)?;
+        match state.registry.remove(&name).await? {
+            Some(b) => {
+                tracing::info!(name = %b.name, in_flight = b.active.load(std::sync::atomic::Ordering::Relaxed), "server removed");
+                let mut response = Response::default();
+                *response.status_mut() = StatusCode::NO_CONTENT;
+                Ok(response)
+            }
+            None => Err(AdminError::NotFound(name)),
         }
-        None => Err(warp::reject::custom(AdminError::NotFound(name))),
-    }
+    })
+    .await
 }
 
 fn status_for(outcome: Registered) -> StatusCode {

@@ -9,7 +9,7 @@
 //! Depends on `backends`, `spec` and `outcome` (the errors it renders).
 
 use http::StatusCode;
-use warp::reply::Response;
+use serving::server::Response;
 
 use crate::backends::RegistryError;
 use crate::outcome::{ClientFault, Fault};
@@ -168,8 +168,8 @@ impl ProxyError {
     }
 }
 
-/// Failures of the registration API. Raised as warp rejections so that
-/// `routes::recover` renders them.
+/// Failures of the registration API; each handler in `admin` answers with
+/// [`AdminError::into_response`].
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     /// The body is not valid JSON of the expected shape.
@@ -206,8 +206,6 @@ pub enum AdminError {
     #[error("{0}")]
     NotSaved(String),
 }
-
-impl warp::reject::Reject for AdminError {}
 
 impl From<RegistryError> for AdminError {
     fn from(e: RegistryError) -> Self {

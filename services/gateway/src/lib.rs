@@ -55,6 +55,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod policy;
 pub mod proxy;
+pub mod reports;
 pub mod routes;
 pub mod spec;
 pub mod startup;

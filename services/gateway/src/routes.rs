@@ -1,34 +1,35 @@
-//! All of the gateway's routes in one filter, and the one `recover` that
-//! turns every rejection into its JSON error.
+//! The gateway's own routes, listed once in [`ROUTES`], and the dispatch of
+//! every request on hyper: a request for one of them goes to its handler,
+//! any other path on the public port to `proxy::handle`.
 //!
-//! The gateway's own routes (`/api/servers*`, `/api/stats/*`, `/metrics`,
-//! `/healthz`, `/readyz`) go through warp; everything else is claimed by
-//! [`Proxied`] before warp sees it and goes straight to `proxy::handle`. A
-//! request for one of our own paths with the wrong method gets a 405 rather
-//! than being proxied, with the route's methods in `Allow` ([`allowed`]);
-//! every GET route answers HEAD too.
+//! The table gives routing, the `Allow` header of a 405 (a route's methods
+//! in table order, HEAD after GET) and the `http_route` metric label
+//! ([`classify`]; proxied requests are `/*`). A path below a route's
+//! literal part that no route matches (`/api/stats`, `/api/servers/a/b`) is
+//! still the gateway's own: a 404, never proxied. Adding a route is a row
+//! here plus its handler.
+//!
+//! Depends on [`admin`], [`proxy`] and [`reports`] (the handlers);
+//! `serving::methods` for templates and 405s, `serving::server` for the
+//! handler trait.
 
-use std::convert::Infallible;
-use std::future::Future;
+use std::future::{ready, Future, Ready};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use http::StatusCode;
+use futures_util::future::Either;
+use http::{Method, Request};
 use hyper::body::Incoming;
-use observability::stats::Window;
 use prometheus::Registry as MetricsRegistry;
-use serde::Serialize;
-use serving::methods::{get_or_head, with_allow};
+use serving::methods::{self, Param, Template};
 use serving::metrics::RouteInfo;
-use serving::server::Direct;
+use serving::server::Response;
 use serving::shutdown::Readiness;
-use warp::reply::Response;
-use warp::{Filter, Rejection};
 
 use crate::admin::{self, AdminState, Changes};
-use crate::errors::AdminError;
 use crate::proxy::{self, ProxyState};
+use crate::reports::{healthz, metrics, readyz, stats};
 use crate::upstream::Upstream;
 
 /// Everything the routes share.
@@ -44,229 +45,324 @@ pub struct AppState {
     pub readiness: Readiness,
 }
 
-/// Route templates for the `http_route` label; proxied requests are `/*`.
-pub fn classify(path: &str) -> RouteInfo {
-    let template = match path {
-        "/api/servers" => "/api/servers",
-        p if p.starts_with("/api/servers/") => "/api/servers/{name}",
-        p if p.starts_with("/api/stats/") || p == "/api/stats" => "/api/stats/{window}",
-        "/metrics" => "/metrics",
-        "/healthz" => "/healthz",
-        "/readyz" => "/readyz",
-        _ => "/*",
+/// One of the gateway's own routes.
+#[derive(Debug)]
+pub struct Route {
+    /// Its path, and its `http_route` label.
+    pub template: Template,
+    /// Which listeners answer it.
+    pub on: On,
+    /// The methods it answers, each with its handler; GET answers HEAD.
+    pub methods: &'static [(Method, Handler)],
+}
+
+/// Which listeners answer a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum On {
+    /// The public port and the separate admin listener.
+    Both,
+    /// The public port only.
+    Public,
+}
+
+/// What answers a request for a route.
+pub type Handler = fn(Call) -> Answer;
+
+/// A handler's answer: ready at once, or a boxed future for those with
+/// something to wait for (a body, the registry's lock or state file), as
+/// for the proxied path: unboxed, the largest would size every request's
+/// future, and be copied with it.
+pub type Answer = Either<Ready<Response>, Pin<Box<dyn Future<Output = Response> + Send>>>;
+
+/// What a handler gets.
+#[derive(Debug)]
+pub struct Call {
+    /// The shared state.
+    pub state: Arc<AppState>,
+    /// Whether this listener may change the registry.
+    pub changes: Changes,
+    /// The request as hyper parsed it.
+    pub request: Request<Incoming>,
+    param: Param,
+}
+
+impl Call {
+    /// The template's `{…}` segment, as sent.
+    pub fn param(&self) -> &str {
+        self.param.of(self.request.uri().path())
+    }
+}
+
+fn now(response: Response) -> Answer {
+    Either::Left(ready(response))
+}
+
+fn later(answer: impl Future<Output = Response> + Send + 'static) -> Answer {
+    Either::Right(Box::pin(answer))
+}
+
+/// A call to an admin handler of one server, by the name in the path.
+fn named<F>(
+    c: Call,
+    handler: fn(Arc<AdminState>, Changes, String, Request<Incoming>) -> F,
+) -> Answer
+where
+    F: Future<Output = Response> + Send + 'static,
+{
+    let name = c.param().to_owned();
+    later(handler(c.state.admin.clone(), c.changes, name, c.request))
+}
+
+/// The gateway's own routes.
+pub const ROUTES: &[Route] = &[
+    Route {
+        template: Template::new("/api/servers"),
+        on: On::Both,
+        methods: &[
+            (Method::GET, |c| now(admin::list(&c.state.admin))),
+            (Method::POST, |c| {
+                later(admin::create(c.state.admin.clone(), c.changes, c.request))
+            }),
+        ],
+    },
+    Route {
+        template: Template::new("/api/servers/{name}"),
+        on: On::Both,
+        methods: &[
+            (Method::GET, |c| now(admin::show(&c.state.admin, c.param()))),
+            (Method::PUT, |c| named(c, admin::put)),
+            (Method::PATCH, |c| named(c, admin::patch)),
+            (Method::DELETE, |c| named(c, admin::delete)),
+        ],
+    },
+    Route {
+        template: Template::new("/api/stats/{window}"),
+        on: On::Public,
+        methods: &[(Method::GET, |c| now(stats(&c.state, c.param())))],
+    },
+    Route {
+        template: Template::new("/metrics"),
+        on: On::Both,
+        methods: &[(Method::GET, |c| now(metrics(&c.state)))],
+    },
+    Route {
+        template: Template::new("/healthz"),
+        on: On::Both,
+        methods: &[(Method::GET, |_| now(healthz()))],
+    },
+    Route {
+        template: Template::new("/readyz"),
+        on: On::Both,
+        methods: &[(Method::GET, |c| now(readyz(&c.state.readiness)))],
+    },
+];
+
+/// Where a path lands in the table.
+#[derive(Debug, Clone, Copy)]
+pub enum Found {
+    /// A route matches it.
+    Route(&'static Route, Param),
+    /// It is below a route's literal part, but no route matches it: a 404.
+    Unmatched(&'static Route),
+    /// Not one of the gateway's paths: proxied on the public port.
+    Elsewhere,
+}
+
+/// Finds `path` in [`ROUTES`], as the public port sees it: a path no route
+/// claims is proxied, even one a template would match with its trailing
+/// `/` (`/healthz/` goes to the backends).
+pub fn find(path: &str) -> Found {
+    // Most requests are proxied: one pass of cheap prefix checks says so.
+    let Some(claimed) = ROUTES.iter().find(|r| r.template.claims(path)) else {
+        return Found::Elsewhere;
     };
-    // The gateway's stats windows are recorded by the proxy itself, which
-    // knows the backend; the observer only does server metrics.
+    match matching(path) {
+        Some((route, param)) => Found::Route(route, param),
+        None => Found::Unmatched(claimed),
+    }
+}
+
+/// The route whose template matches `path`.
+fn matching(path: &str) -> Option<(&'static Route, Param)> {
+    ROUTES
+        .iter()
+        .find_map(|r| r.template.matches(path).map(|p| (r, p)))
+}
+
+/// The `http_route` label of `path`: its route's template, `/*` when
+/// proxied. The gateway's stats windows are recorded by the proxy itself,
+/// which knows the backend; the observer only does server metrics.
+pub fn classify(path: &str) -> RouteInfo {
+    let template = match find(path) {
+        Found::Route(route, _) | Found::Unmatched(route) => route.template.as_str(),
+        Found::Elsewhere => "/*",
+    };
     RouteInfo {
         template,
         counted: false,
     }
 }
 
-/// The methods each of the gateway's own routes answers, for the `Allow`
-/// header of a 405. The same on the admin listener, which refuses changes
-/// with its own error rather than a 405.
-pub fn allowed(path: &str) -> Option<&'static str> {
-    match classify(path).template {
-        "/api/servers" => Some("GET, HEAD, POST"),
-        "/api/servers/{name}" => Some("GET, HEAD, PUT, PATCH, DELETE"),
-        "/api/stats/{window}" | "/metrics" | "/healthz" | "/readyz" => Some("GET, HEAD"),
-        _ => None,
-    }
-}
-
-fn is_own_path(path: &str) -> bool {
-    classify(path).template != "/*"
-}
-
-/// The proxied path of the public port: every request outside the
-/// gateway's own paths, handed to `proxy::handle` as hyper parsed it.
+/// One listener's requests: the routes it answers, and on the public port
+/// everything else proxied.
 #[derive(Debug, Clone)]
-pub struct Proxied {
-    /// Registry, balancer, stats: shared by every worker.
-    pub state: Arc<ProxyState>,
-    /// This worker's upstream connections.
-    pub upstream: Arc<Upstream>,
+pub struct Routes {
+    state: Arc<AppState>,
+    listener: Listener,
 }
 
-impl Direct for Proxied {
-    type Future = Pin<Box<dyn Future<Output = Response> + Send>>;
+/// Which listener a [`Routes`] serves.
+#[derive(Debug, Clone)]
+enum Listener {
+    /// With this worker's upstream connections for the proxied path.
+    Public {
+        upstream: Arc<Upstream>,
+        changes: Changes,
+    },
+    /// The separate admin listener: its routes only, nothing proxied.
+    Admin,
+}
 
-    fn claim(
-        &self,
-        request: http::Request<Incoming>,
-        peer: SocketAddr,
-    ) -> Result<Self::Future, http::Request<Incoming>> {
-        if is_own_path(request.uri().path()) {
-            return Err(request);
+impl Routes {
+    /// The public port. `changes` says whether the registry may be changed
+    /// here (not when a separate admin listener exists).
+    pub fn public(state: Arc<AppState>, upstream: Arc<Upstream>, changes: Changes) -> Self {
+        Routes {
+            state,
+            listener: Listener::Public { upstream, changes },
         }
-        Ok(Box::pin(proxy::handle(
+    }
+
+    /// The separate admin listener: the registration API, plus health and
+    /// metrics so it can be probed and scraped on its own.
+    pub fn admin(state: Arc<AppState>) -> Self {
+        Routes {
+            state,
+            listener: Listener::Admin,
+        }
+    }
+
+    fn own(&self, request: Request<Incoming>, found: Found) -> Answer {
+        let (changes, public) = match &self.listener {
+            Listener::Public { changes, .. } => (*changes, true),
+            Listener::Admin => (Changes::Allowed, false),
+        };
+        let Found::Route(route, param) = found else {
+            return now(methods::not_found());
+        };
+        if route.on == On::Public && !public {
+            return now(methods::not_found());
+        }
+        let method = request.method();
+        let Some((_, handler)) = route
+            .methods
+            .iter()
+            .find(|(m, _)| methods::answers(m, method))
+        else {
+            return now(methods::method_not_allowed(
+                route.methods.iter().map(|(m, _)| m),
+            ));
+        };
+        handler(Call {
+            state: self.state.clone(),
+            changes,
             request,
-            peer,
-            self.state.clone(),
-            self.upstream.clone(),
-        )))
+            param,
+        })
     }
 }
 
-/// The gateway's own routes on the public port (the proxied path is
-/// [`Proxied`]). `changes` says whether the registry may be changed here
-/// (not when a separate admin listener exists).
-pub fn routes(
-    state: Arc<AppState>,
-    changes: Changes,
-) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
-    let routes = admin::routes(state.admin.clone(), changes)
-        .or(stats(state.clone()))
-        .unify()
-        .or(metrics(state.clone()))
-        .unify()
-        .or(health(state.clone()))
-        .unify()
-        .recover(recover)
-        .unify();
-    with_allow(routes, allowed)
-}
-
-/// The separate admin listener's routes: the registration API, plus health
-/// and metrics so it can be probed and scraped on its own.
-pub fn admin_routes(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
-    let routes = admin::routes(state.admin.clone(), Changes::Allowed)
-        .or(health(state.clone()))
-        .unify()
-        .or(metrics(state))
-        .unify()
-        .recover(recover)
-        .unify();
-    with_allow(routes, allowed)
-}
-
-fn with<T: Clone + Send + Sync + 'static>(
-    value: T,
-) -> impl Filter<Extract = (T,), Error = Infallible> + Clone {
-    warp::any().map(move || value.clone())
-}
-
-fn stats(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    warp::path!("api" / "stats" / String)
-        .and(get_or_head())
-        .and(with(state))
-        .map(|window: String, state: Arc<AppState>| {
-            if !state.proxy.record_stats {
-                return switched_off("stats");
-            }
-            match Window::parse(&window) {
-                Some(w) => serving::errors::json_response(StatusCode::OK, &stats_report(&state, w)),
-                None => serving::errors::json_error(
-                    StatusCode::NOT_FOUND,
-                    "unknown_window",
-                    &format!("unknown stats window {window:?}: use 1m, 5m or 1h"),
-                ),
-            }
-        })
-}
-
-/// The answer of an endpoint whose feature (`stats`, `metrics`) is off.
-fn switched_off(feature: &str) -> Response {
-    serving::errors::json_error(
-        StatusCode::NOT_FOUND,
-        &format!("{feature}_disabled"),
-        &format!("{feature} are switched off in this gateway ({feature}.enabled = false)"),
-    )
-}
-
-/// `/api/stats/{window}`: gateway totals plus the same figures per backend.
-#[derive(Serialize)]
-struct StatsReport {
-    #[serde(flatten)]
-    total: observability::stats::Summary,
-    servers: std::collections::BTreeMap<String, ServerStats>,
-}
-
-#[derive(Serialize)]
-struct ServerStats {
-    #[serde(flatten)]
-    summary: observability::stats::Summary,
-    state: &'static str,
-    url: String,
-}
-
-fn stats_report(state: &AppState, window: Window) -> StatsReport {
-    let servers = state
-        .proxy
-        .registry
-        .snapshot()
-        .backends
-        .iter()
-        .map(|b| {
-            let view = b.view();
-            (
-                b.name.clone(),
-                ServerStats {
-                    summary: b.stats.summary(window),
-                    state: view.state.as_str(),
-                    url: view.url,
-                },
-            )
-        })
-        .collect();
-    StatsReport {
-        total: state.proxy.stats.summary(window),
-        servers,
+impl serving::server::Handler for Routes {
+    fn call(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Response> + Send + use<> {
+        let path = request.uri().path();
+        let found = match &self.listener {
+            Listener::Public { upstream, .. } => match find(path) {
+                // Boxed: unboxed, the proxy's future made every request's
+                // future larger, and hyper moves it as it goes (callgrind:
+                // +0.9k instructions of memcpy per proxied request, more
+                // than the allocation saves).
+                Found::Elsewhere => {
+                    return later(proxy::handle(
+                        request,
+                        peer,
+                        self.state.proxy.clone(),
+                        upstream.clone(),
+                    ))
+                }
+                found => found,
+            },
+            // Nothing is proxied here, so nothing needs claiming first.
+            Listener::Admin => match matching(path) {
+                Some((route, param)) => Found::Route(route, param),
+                None => Found::Elsewhere,
+            },
+        };
+        self.own(request, found)
     }
 }
 
-fn metrics(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    warp::path!("metrics")
-        .and(get_or_head())
-        .and(with(state))
-        .map(|state: Arc<AppState>| {
-            if !state.proxy.record_metrics {
-                return switched_off("metrics");
-            }
-            state
-                .proxy
-                .metrics
-                .refresh(&state.proxy.registry.snapshot());
-            let mut response =
-                Response::new(serving::metrics::render(&state.metrics_registry).into());
-            response.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static(serving::metrics::TEXT_CONTENT_TYPE),
-            );
-            response
-        })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn health(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let healthz = warp::path!("healthz").and(get_or_head()).map(|| {
-        serving::errors::json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
-    });
-    let readyz = warp::path!("readyz")
-        .and(get_or_head())
-        .and(with(state))
-        .map(|state: Arc<AppState>| {
-            if state.readiness.is_ready() {
-                serving::errors::json_response(
-                    StatusCode::OK,
-                    &serde_json::json!({"status": "ready"}),
-                )
-            } else {
-                serving::errors::json_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &serde_json::json!({"status": "draining"}),
-                )
-            }
-        });
-    healthz.or(readyz).unify()
-}
-
-/// Maps every rejection to its status and JSON body.
-async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
-    if let Some(e) = rejection.find::<AdminError>() {
-        return Ok(e.into_response());
+    fn label(path: &str) -> &'static str {
+        classify(path).template
     }
-    Ok(serving::errors::builtin_rejection(&rejection))
+
+    #[test]
+    fn own_paths_are_labelled_by_template_and_the_rest_is_proxied() {
+        for (path, template) in [
+            ("/api/servers", "/api/servers"),
+            ("/api/servers/", "/api/servers"),
+            ("/api/servers/a", "/api/servers/{name}"),
+            ("/api/servers/a/b", "/api/servers/{name}"),
+            ("/api/stats", "/api/stats/{window}"),
+            ("/api/stats/1m", "/api/stats/{window}"),
+            ("/api/stats/nope/x", "/api/stats/{window}"),
+            ("/metrics", "/metrics"),
+            ("/healthz", "/healthz"),
+            ("/readyz", "/readyz"),
+        ] {
+            assert_eq!(label(path), template, "{path}");
+        }
+        for path in [
+            "/",
+            "",
+            "*",
+            "/api/data",
+            "/api/serversx",
+            "/api/statsx",
+            "/metrics/",
+            "/healthz/x",
+            "//api/servers",
+            "/api//stats/1m",
+        ] {
+            assert_eq!(label(path), "/*", "{path}");
+            assert!(matches!(find(path), Found::Elsewhere), "{path}");
+        }
+    }
+
+    #[test]
+    fn unmatched_own_paths_are_not_proxied() {
+        for path in [
+            "/api/stats",
+            "/api/stats/",
+            "/api/servers/a/b",
+            "/api/servers//",
+        ] {
+            assert!(matches!(find(path), Found::Unmatched(_)), "{path}");
+        }
+    }
+
+    #[test]
+    fn every_template_is_listed_once() {
+        let mut templates: Vec<_> = ROUTES.iter().map(|r| r.template.as_str()).collect();
+        templates.sort_unstable();
+        templates.dedup();
+        assert_eq!(templates.len(), ROUTES.len());
+    }
 }

@@ -213,14 +213,9 @@ impl Gateway {
         let resolver = self.resolver();
         let tls = build_client(|| tls_client(&self.settings.upstream, resolver.clone()))?;
         let upstream = Upstream::new(&self.settings.upstream, tls, self.resolver());
-        let proxied = routes::Proxied {
-            state: self.state.proxy.clone(),
-            upstream,
-        };
         Ok(serving::server::serve(
             listener,
-            routes::routes(self.state.clone(), changes),
-            proxied,
+            routes::Routes::public(self.state.clone(), upstream, changes),
             self.observer.clone(),
             &self.settings.http,
             stopped.wait(),
@@ -238,8 +233,7 @@ impl Gateway {
     pub async fn serve_admin(&self, listener: TcpListener, stopped: Stopped) -> Drain {
         serving::server::serve(
             listener,
-            routes::admin_routes(self.state.clone()),
-            serving::server::AllToWarp,
+            routes::Routes::admin(self.state.clone()),
             self.observer.clone(),
             &self.settings.http,
             stopped.wait(),

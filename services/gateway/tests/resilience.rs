@@ -416,11 +416,29 @@ async fn a_separate_admin_listener_keeps_the_public_port_read_only() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let r = c
-        .get(format!("http://{admin_addr}/readyz"))
+        .delete(format!("http://{public_addr}/api/servers/a"))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status(), 403);
+    for path in ["/readyz", "/healthz", "/metrics", "/api/servers/a"] {
+        let r = c
+            .get(format!("http://{admin_addr}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    // The admin listener has no stats and proxies nothing.
+    for path in ["/api/stats/1m", "/api/data"] {
+        let r = c
+            .get(format!("http://{admin_addr}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        assert_eq!(json(r).await["error"]["code"], "not_found", "{path}");
+    }
     tx.send(()).unwrap();
     handle.await.unwrap().unwrap();
 }

@@ -4,16 +4,15 @@
 //!
 //! # Layout
 //!
-//! - [`server`]: serving a warp filter on a listener we bound ourselves, with
-//!   header-read limits and a bounded graceful drain, and the [`Direct`]
-//!   bypass for requests a service answers before warp routes them;
+//! - [`server`]: serving a service's request handler on a listener we
+//!   bound ourselves, with header-read limits and a bounded graceful drain;
 //!   [`coalesce`]: small answers written with one `send` instead of a
 //!   `writev`.
 //! - [`metrics`]: the Prometheus registry and text encoder, the HTTP server
 //!   metrics both services export on `/metrics`, the label rules, and the
 //!   per-request observer the server calls.
-//! - [`errors`]: the JSON error body both services use; [`methods`]: HEAD
-//!   wherever GET is, and `Allow` on every 405.
+//! - [`errors`]: the JSON error body both services use; [`methods`]: route
+//!   templates, HEAD wherever GET is, and `Allow` on every 405.
 //! - [`body`]: reading request bodies with a hard size limit.
 //! - [`shutdown`]: turning SIGTERM/SIGINT into a future, and the readiness
 //!   flag that `/readyz` reports.
@@ -25,8 +24,6 @@
 //! [`server::HttpSettings`] validation returns), and `http1-client` for the
 //! one `Transfer-Encoding` rule the server keeps for requests as the client
 //! does for answers; none of them depends on this crate.
-//!
-//! [`Direct`]: server::Direct
 
 pub mod body;
 pub mod coalesce;

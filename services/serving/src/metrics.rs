@@ -223,8 +223,8 @@ impl crate::server::Observe for ServerObserver {
         }
     }
 
-    fn route(&self, path: &str) -> &'static str {
-        (self.classify)(path).template
+    fn route(&self, token: &ObserverToken) -> &'static str {
+        token.route.template
     }
 
     fn finish(&self, token: ObserverToken, status: http::StatusCode) {

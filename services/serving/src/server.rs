@@ -1,38 +1,86 @@
-//! Serving a warp filter on a listener the caller bound.
+//! Serving a service's requests on a listener the caller bound.
 //!
-//! warp's own server offers neither a header-read timeout nor a bound on the
-//! graceful drain, and binding the listener ourselves is what lets tests use
-//! port 0. So both services run their routes through this small accept loop
-//! on hyper's HTTP/1 connection builder: slow clients that never finish their
-//! headers are cut off, oversized header blocks are refused, HTTP/1.1
-//! requests without exactly one `Host` (a 400) and bodies coded other than
-//! a single `chunked` (a 501, or a 400 for chunked twice) are refused before
-//! any route sees them (hyper lets both through), on a connection that then
-//! closes (what follows may be body, not a request), and on shutdown the
-//! listener closes at once while open connections get `drain` to finish.
+//! A small accept loop on hyper's HTTP/1 connection builder, so that both
+//! services get what a bare server would not give them: slow clients that
+//! never finish their headers are cut off, oversized header blocks are
+//! refused, HTTP/1.1 requests without exactly one `Host` (a 400) and bodies
+//! coded other than a single `chunked` (a 501, or a 400 for chunked twice)
+//! are refused before any route sees them (hyper lets both through), on a
+//! connection that then closes (what follows may be body, not a request),
+//! and on shutdown the listener closes at once while open connections get
+//! `drain` to finish. Binding the listener ourselves is what lets tests use
+//! port 0.
 //!
-//! A service may also claim requests before they reach warp (see [`Direct`]):
-//! the gateway's proxied path is served that way, because warp's filter
-//! chain (every own route tried and rejected in turn, the header map cloned)
-//! is measurable work on a path that runs for every request.
+//! Every other request goes to the service's [`Handler`] as hyper parsed it,
+//! with the peer's address: each service routes from its own route table
+//! ([`crate::methods`]) with no framework in between.
+//!
+//! Depends on hyper, hyper-util, warp (for its body type only) and this
+//! crate's `body`, `coalesce`, `errors`, `escape`, `settings` and
+//! `telemetry`.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tracing::Instrument;
-use warp::reply::Response;
-use warp::{Filter, Reply};
 
-/// The peer address of a request's connection, stored in the request's
-/// extensions; routes read it with `warp::ext::optional::<ClientAddr>()`.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub SocketAddr);
+use crate::body::BodyError;
+
+/// Every answer's type. The body is warp's boxed body, which
+/// [`crate::errors`] and the gateway's relay build; nothing routes through
+/// warp.
+pub type Response = warp::reply::Response;
+
+/// Answers the requests of one listener.
+pub trait Handler: Clone + Send + Sync + 'static {
+    /// The answer to `request`, from the client at `peer`.
+    fn call(
+        &self,
+        request: http::Request<Incoming>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Response> + Send + use<Self>;
+}
+
+/// A request's body, refused past `limit` bytes whether or not the client
+/// sent a `Content-Length` (chunked bodies are counted as they arrive); a
+/// `Content-Length` over the limit is refused before anything is read.
+/// Trailers are dropped.
+pub async fn read_body(
+    headers: &http::HeaderMap,
+    mut body: Incoming,
+    limit: usize,
+) -> Result<Bytes, BodyError> {
+    let announced = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > limit as u64) {
+        return Err(BodyError::TooLarge(limit));
+    }
+    let data = futures_util::stream::poll_fn(move |cx| loop {
+        let frame = std::task::ready!(hyper::body::Body::poll_frame(
+            std::pin::Pin::new(&mut body),
+            cx
+        ));
+        match frame {
+            None => return std::task::Poll::Ready(None),
+            Some(Err(e)) => return std::task::Poll::Ready(Some(Err(e))),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    return std::task::Poll::Ready(Some(Ok(data)));
+                }
+            }
+        }
+    });
+    crate::body::read_limited(data, limit).await
+}
 
 /// Limits on incoming HTTP connections (the `http` settings section).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -116,47 +164,11 @@ pub trait Observe: Clone + Send + Sync + 'static {
     type Token: Send + 'static;
     /// Called when a request arrives.
     fn start(&self, method: &http::Method, path: &str) -> Self::Token;
-    /// The route template of `path`, for span names.
-    fn route(&self, path: &str) -> &'static str;
+    /// The route template `start` found, for span names.
+    fn route(&self, token: &Self::Token) -> &'static str;
     /// Called when the response head is ready.
     fn finish(&self, token: Self::Token, status: http::StatusCode);
 }
-
-/// Claims requests before the warp filter chain sees them: gets each
-/// request with its peer address and either returns the future answering it
-/// or hands the request back for warp to route.
-pub trait Direct: Clone + Send + Sync + 'static {
-    /// The answer to a claimed request.
-    type Future: Future<Output = Response> + Send + 'static;
-    /// The future answering `request`, or the request itself when warp
-    /// should route it.
-    // The request goes back by value, once; boxing it would allocate on
-    // every request to save a move.
-    #[allow(clippy::result_large_err)]
-    fn claim(
-        &self,
-        request: http::Request<Incoming>,
-        peer: SocketAddr,
-    ) -> Result<Self::Future, http::Request<Incoming>>;
-}
-
-/// Claims nothing: every request goes through warp.
-#[derive(Debug, Clone, Copy)]
-pub struct AllToWarp;
-
-impl Direct for AllToWarp {
-    type Future = std::future::Ready<Response>;
-    fn claim(
-        &self,
-        request: http::Request<Incoming>,
-        _peer: SocketAddr,
-    ) -> Result<Self::Future, http::Request<Incoming>> {
-        Err(request)
-    }
-}
-
-/// An answer that is not a [`Direct`] claim: warp's, or a refusal made here.
-type BoxedAnswer = std::pin::Pin<Box<dyn Future<Output = Response> + Send>>;
 
 /// A 400 for a request whose Host header breaks HTTP/1.1's rule (RFC 9112
 /// §3.2): there must be exactly one, unless the request target carries its
@@ -208,21 +220,17 @@ fn transfer_coding_problem<B>(request: &http::Request<B>) -> Option<Response> {
     Some(crate::errors::json_error(status, code, &error.to_string()))
 }
 
-/// Serves `filter` (and `direct`'s claims) on `listener` until `shutdown`
-/// resolves, then drains.
-pub async fn serve<F, D, O>(
+/// Serves `handler` on `listener` until `shutdown` resolves, then drains.
+pub async fn serve<H, O>(
     listener: TcpListener,
-    filter: F,
-    direct: D,
+    handler: H,
     observer: O,
     http: &HttpSettings,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) -> Drain
 where
-    F: Filter + Clone + Send + Sync + 'static,
-    F::Extract: Reply,
-    D: Direct,
+    H: Handler,
     O: Observe,
 {
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -232,7 +240,6 @@ where
         .max_buf_size(http.max_header_bytes)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
-    let service = warp::service(filter);
     let mut shutdown = std::pin::pin!(shutdown);
 
     loop {
@@ -250,15 +257,14 @@ where
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = service.clone();
-        let direct = direct.clone();
+        let handler = handler.clone();
         let observer = observer.clone();
         let hyper_service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             let path = req.uri().path();
             let token = observer.start(req.method(), path);
             let span = observability::telemetry::server_span(
                 req.method(),
-                observer.route(path),
+                observer.route(&token),
                 path,
                 req.headers(),
             );
@@ -270,25 +276,9 @@ where
                     // The body was never read, and after a framing this
                     // server will not decode, what follows may be body.
                     crate::errors::close_connection(&mut refusal);
-                    let refused: BoxedAnswer = Box::pin(std::future::ready(refusal));
-                    futures_util::future::Either::Right(refused)
+                    futures_util::future::Either::Right(std::future::ready(refusal))
                 } else {
-                    match direct.claim(req, peer) {
-                        Ok(claimed) => futures_util::future::Either::Left(claimed),
-                        Err(mut req) => {
-                            req.extensions_mut().insert(ClientAddr(peer));
-                            let mut service = service.clone();
-                            let routed = tower_service::Service::call(&mut service, req);
-                            // Boxed: warp's future is several hundred bytes,
-                            // and unboxed it would size (and be copied with)
-                            // every request's future, claimed ones included.
-                            let routed: BoxedAnswer =
-                                Box::pin(futures_util::FutureExt::map(routed, |routed| {
-                                    routed.unwrap_or_else(|never| match never {})
-                                }));
-                            futures_util::future::Either::Right(routed)
-                        }
-                    }
+                    futures_util::future::Either::Left(handler.call(req, peer))
                 }
             };
             async move {

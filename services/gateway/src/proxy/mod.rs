@@ -92,9 +92,8 @@ pub struct ProxyState {
     pub body_idle_timeout: Duration,
 }
 
-/// One proxied request, from arrival to response head. The server hands
-/// these over before warp's routing (see `serving::server::Direct`), so the
-/// request arrives as hyper parsed it.
+/// One proxied request, from arrival to response head, as hyper parsed it
+/// (`routes::Routes` hands over every path that is not the gateway's own).
 pub async fn handle(
     request: Request<Incoming>,
     client: SocketAddr,

@@ -1,0 +1,222 @@
+//! The backend's handlers: what each route in [`crate::routes::ROUTES`]
+//! answers.
+//!
+//! Depends on the backend's `faults` and `routes` (the shared state and the
+//! handler types), and on `common`.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Request, StatusCode};
+use hyper::body::Incoming;
+use prometheus::Registry;
+use serde::Serialize;
+use serving::errors::{json_error, json_response};
+use serving::server::Response;
+use serving::shutdown::Readiness;
+
+use crate::faults::{self, Overrides};
+use crate::routes::{later, now, Answer, AppState, Call, Instance};
+
+/// Largest body `/api/echo` reflects.
+pub const ECHO_MAX_BODY: usize = 1024 * 1024;
+
+/// `ANY /api/echo[/...]`: the request as received.
+pub async fn echo(state: Arc<AppState>, request: Request<Incoming>) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = match serving::server::read_body(&parts.headers, body, ECHO_MAX_BODY).await {
+        Ok(body) => body,
+        Err(e @ serving::body::BodyError::TooLarge(_)) => {
+            return json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_body",
+                &e.to_string(),
+            )
+        }
+        Err(e @ serving::body::BodyError::Read(_)) => {
+            let mut refusal = json_error(StatusCode::BAD_REQUEST, "invalid_body", &e.to_string());
+            serving::errors::close_connection(&mut refusal);
+            return refusal;
+        }
+    };
+    let headers = &parts.headers;
+    let headers: std::collections::BTreeMap<String, Vec<String>> = headers
+        .keys()
+        .map(|name| {
+            let values = headers
+                .get_all(name)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect();
+            (name.as_str().to_owned(), values)
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "instance": state.instance,
+            "method": parts.method.as_str(),
+            "path": parts.uri.path(),
+            "query": parts.uri.query().unwrap_or(""),
+            "headers": headers,
+            "body": String::from_utf8_lossy(&body),
+            "body_bytes": body.len(),
+        }),
+    )
+}
+
+/// `/readyz`: 200 while serving, 503 once draining.
+pub fn readiness_reply(readiness: &Readiness) -> Response {
+    if readiness.is_ready() {
+        json_response(StatusCode::OK, &serde_json::json!({"status": "ready"}))
+    } else {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"status": "draining"}),
+        )
+    }
+}
+
+/// `/metrics` in the Prometheus text format.
+pub fn metrics_reply(registry: &Registry) -> Response {
+    let mut response = Response::new(serving::metrics::render(registry).into());
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(serving::metrics::TEXT_CONTENT_TYPE),
+    );
+    response
+}
+
+/// The 404 for `/api/stats/{window}` with an unknown window.
+pub fn unknown_window(window: &str) -> Response {
+    json_error(
+        StatusCode::NOT_FOUND,
+        "unknown_window",
+        &format!("unknown stats window {window:?}: use 1m, 5m or 1h"),
+    )
+}
+
+#[derive(Serialize)]
+struct DataReply<'a> {
+    instance: &'a Instance,
+    timestamp: String,
+    request_id: Option<&'a str>,
+    message: String,
+    data: Payload,
+}
+
+#[derive(Serialize)]
+struct Payload {
+    items: [u32; 5],
+    value: f64,
+}
+
+/// `GET /api/data`: answered at once unless a delay is injected.
+pub fn data(c: Call) -> Answer {
+    let request_id = match c.request.headers().get("x-request-id").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(id)) => Some(id.to_owned()),
+        Some(Err(_)) => {
+            return now(json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_header",
+                "Invalid request header \"x-request-id\"",
+            ))
+        }
+    };
+    let overrides = match parse_overrides(c.request.uri().query().unwrap_or("")) {
+        Ok(o) => o,
+        Err(message) => {
+            return now(json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                &message,
+            ))
+        }
+    };
+    let plan = match faults::plan(&c.state.faults, &overrides) {
+        Ok(plan) => plan,
+        Err(e) => return now(json_error(StatusCode::BAD_REQUEST, "invalid_query", &e.0)),
+    };
+    let status = plan
+        .status
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
+    if plan.delay.is_zero() {
+        return now(data_reply(&c.state, status, request_id));
+    }
+    later(async move {
+        tokio::time::sleep(plan.delay).await;
+        data_reply(&c.state, status, request_id)
+    })
+}
+
+fn data_reply(state: &AppState, status: StatusCode, request_id: Option<String>) -> Response {
+    let mut response = if status.is_client_error() || status.is_server_error() {
+        json_error(
+            status,
+            "injected_fault",
+            &format!("fault injected by {}", state.instance.name),
+        )
+    } else {
+        let reply = DataReply {
+            instance: &state.instance,
+            timestamp: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            request_id: request_id.as_deref(),
+            message: format!("Hello from {}", state.instance.name),
+            data: Payload {
+                items: [1, 2, 3, 4, 5],
+                value: rand::random::<f64>(),
+            },
+        };
+        json_response(status, &reply)
+    };
+    let headers = response.headers_mut();
+    if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        headers.insert("x-request-id", id);
+    }
+    response
+}
+
+/// Reads `delay_ms` and `status` from the query; other parameters (cache
+/// busters and the like) are ignored.
+fn parse_overrides(query: &str) -> Result<Overrides, String> {
+    let mut overrides = Overrides::default();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "delay_ms" => {
+                overrides.delay_ms = Some(value.parse().map_err(|_| {
+                    format!("delay_ms: {value:?} is not a whole number of milliseconds")
+                })?)
+            }
+            "status" => {
+                overrides.status = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("status: {value:?} is not an HTTP status code"))?,
+                )
+            }
+            _ => {}
+        }
+    }
+    Ok(overrides)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_parse_and_errors_name_the_parameter() {
+        let o = parse_overrides("delay_ms=15&status=503&x=1").unwrap();
+        assert_eq!((o.delay_ms, o.status), (Some(15), Some(503)));
+        assert!(parse_overrides("delay_ms=abc")
+            .unwrap_err()
+            .starts_with("delay_ms"));
+        assert!(parse_overrides("status=-1")
+            .unwrap_err()
+            .starts_with("status"));
+        assert!(parse_overrides("").unwrap().delay_ms.is_none());
+    }
+}

@@ -1,0 +1,111 @@
+//! What the gateway reports about itself on its own routes: the stats
+//! windows, Prometheus metrics, liveness and readiness.
+//!
+//! Depends on the shared state in [`crate::routes`] and on `serving` and `observability`.
+
+use http::StatusCode;
+use observability::stats::Window;
+use serde::Serialize;
+use serving::server::Response;
+use serving::shutdown::Readiness;
+
+use crate::routes::AppState;
+
+/// `/api/stats/{window}`.
+pub fn stats(state: &AppState, window: &str) -> Response {
+    if !state.proxy.record_stats {
+        return switched_off("stats");
+    }
+    match Window::parse(window) {
+        Some(w) => serving::errors::json_response(StatusCode::OK, &stats_report(state, w)),
+        None => serving::errors::json_error(
+            StatusCode::NOT_FOUND,
+            "unknown_window",
+            &format!("unknown stats window {window:?}: use 1m, 5m or 1h"),
+        ),
+    }
+}
+
+/// The answer of an endpoint whose feature (`stats`, `metrics`) is off.
+fn switched_off(feature: &str) -> Response {
+    serving::errors::json_error(
+        StatusCode::NOT_FOUND,
+        &format!("{feature}_disabled"),
+        &format!("{feature} are switched off in this gateway ({feature}.enabled = false)"),
+    )
+}
+
+/// `/api/stats/{window}`: gateway totals plus the same figures per backend.
+#[derive(Serialize)]
+struct StatsReport {
+    #[serde(flatten)]
+    total: observability::stats::Summary,
+    servers: std::collections::BTreeMap<String, ServerStats>,
+}
+
+#[derive(Serialize)]
+struct ServerStats {
+    #[serde(flatten)]
+    summary: observability::stats::Summary,
+    state: &'static str,
+    url: String,
+}
+
+fn stats_report(state: &AppState, window: Window) -> StatsReport {
+    let servers = state
+        .proxy
+        .registry
+        .snapshot()
+        .backends
+        .iter()
+        .map(|b| {
+            let view = b.view();
+            (
+                b.name.clone(),
+                ServerStats {
+                    summary: b.stats.summary(window),
+                    state: view.state.as_str(),
+                    url: view.url,
+                },
+            )
+        })
+        .collect();
+    StatsReport {
+        total: state.proxy.stats.summary(window),
+        servers,
+    }
+}
+
+/// `/metrics`, in the Prometheus text format.
+pub fn metrics(state: &AppState) -> Response {
+    if !state.proxy.record_metrics {
+        return switched_off("metrics");
+    }
+    state
+        .proxy
+        .metrics
+        .refresh(&state.proxy.registry.snapshot());
+    let mut response = Response::new(serving::metrics::render(&state.metrics_registry).into());
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(serving::metrics::TEXT_CONTENT_TYPE),
+    );
+    response
+}
+
+/// `/healthz`: alive.
+pub fn healthz() -> Response {
+    serving::errors::json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+}
+
+/// `/readyz`: 200 while serving, 503 once draining.
+pub fn readyz(readiness: &Readiness) -> Response {
+    if readiness.is_ready() {
+        serving::errors::json_response(StatusCode::OK, &serde_json::json!({"status": "ready"}))
+    } else {
+        serving::errors::json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"status": "draining"}),
+        )
+    }
+}
