@@ -1,8 +1,7 @@
 //! Reading request bodies into memory with a hard size limit.
 //!
-//! warp's `content_length_limit` needs a `Content-Length` header and refuses
-//! chunked uploads with 411; this counts bytes as they arrive instead, so
-//! both framings work and neither can exceed the limit.
+//! Bytes are counted as they arrive, so both framings (a `Content-Length`
+//! and chunked) work and neither can exceed the limit.
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
@@ -40,20 +39,4 @@ where
         }
     }
     Ok(collected.freeze())
-}
-
-/// A warp filter extracting the body, limited to `limit` bytes. A
-/// `Content-Length` above the limit is refused before anything is read.
-pub fn limited(
-    limit: usize,
-) -> impl warp::Filter<Extract = (Result<Bytes, BodyError>,), Error = warp::Rejection> + Clone {
-    use warp::Filter;
-    warp::header::optional::<u64>("content-length")
-        .and(warp::body::stream())
-        .then(move |length: Option<u64>, body| async move {
-            if length.is_some_and(|l| l > limit as u64) {
-                return Err(BodyError::TooLarge(limit));
-            }
-            read_limited(body, limit).await
-        })
 }

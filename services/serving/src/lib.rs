@@ -13,7 +13,8 @@
 //!   per-request observer the server calls.
 //! - [`errors`]: the JSON error body both services use; [`methods`]: route
 //!   templates, HEAD wherever GET is, and `Allow` on every 405.
-//! - [`body`]: reading request bodies with a hard size limit.
+//! - [`body`]: reading request bodies with a hard size limit;
+//!   [`response`]: every answer's type, bytes or a stream.
 //! - [`shutdown`]: turning SIGTERM/SIGINT into a future, and the readiness
 //!   flag that `/readyz` reports.
 //!
@@ -30,5 +31,6 @@ pub mod coalesce;
 pub mod errors;
 pub mod methods;
 pub mod metrics;
+pub mod response;
 pub mod server;
 pub mod shutdown;

@@ -74,8 +74,8 @@ impl Template {
     }
 
     /// Where the parameter is in `path` when the template matches it. One
-    /// trailing `/` is allowed, as warp's path filters allowed it, so that
-    /// `/api/servers/` lists the servers as it always did.
+    /// trailing `/` is allowed, so that `/api/servers/` lists the servers
+    /// as `/api/servers` does.
     pub fn matches(&self, path: &str) -> Option<Param> {
         let path = match path.strip_suffix('/') {
             Some(trimmed) if !trimmed.is_empty() => trimmed,

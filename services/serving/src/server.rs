@@ -15,9 +15,9 @@
 //! with the peer's address: each service routes from its own route table
 //! ([`crate::methods`]) with no framework in between.
 //!
-//! Depends on hyper, hyper-util, warp (for its body type only) and this
-//! crate's `body`, `coalesce`, `errors`, `escape`, `settings` and
-//! `telemetry`.
+//! Depends on hyper, hyper-util, this crate's `body`, `coalesce`, `errors`
+//! and `response`, and on `observability` (spans, escaping) and `launch`
+//! (settings errors).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,10 +33,7 @@ use tracing::Instrument;
 
 use crate::body::BodyError;
 
-/// Every answer's type. The body is warp's boxed body, which
-/// [`crate::errors`] and the gateway's relay build; nothing routes through
-/// warp.
-pub type Response = warp::reply::Response;
+pub use crate::response::Response;
 
 /// Answers the requests of one listener.
 pub trait Handler: Clone + Send + Sync + 'static {

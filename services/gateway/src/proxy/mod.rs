@@ -29,9 +29,8 @@ use http::{Method, Request};
 use hyper::body::Incoming;
 use observability::escape::Escaped;
 use observability::stats::Recorder;
+use serving::response::{Body, Response};
 use tracing::Instrument;
-use warp::reply::Response;
-use warp::Reply;
 
 mod attempt;
 mod booking;
@@ -448,7 +447,7 @@ fn relay(
         book(state, &request, status, &backend.0.name, error);
     };
     let body = Relay::new(body, state.body_idle_timeout, on_end);
-    let mut response = warp::reply::stream(body).into_response();
+    let mut response = Response::new(Body::stream(body));
     *response.status_mut() = status;
     *response.headers_mut() = response_headers;
     response
