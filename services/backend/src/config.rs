@@ -1,5 +1,8 @@
 //! Backend settings: built-in defaults, then `--config FILE`, then `PORT`,
 //! then `BACKEND__SECTION__KEY` environment variables.
+//!
+//! Depends on `launch` (loading), `serving` (the HTTP settings) and
+//! `observability` (the log settings).
 
 use std::time::Duration;
 

@@ -4,6 +4,8 @@
 //! with `?delay_ms=N` (exact delay, replaces the configured one) and
 //! `?status=N` (answer with that status). Every delay is capped by
 //! `faults.max_delay`, so a typo cannot hang a test run.
+//!
+//! Depends on `config` only.
 
 use std::time::Duration;
 

@@ -1,21 +1,96 @@
 //! The backend's handlers: what each route in [`crate::routes::ROUTES`]
 //! answers.
 //!
-//! Depends on the backend's `faults` and `routes` (the shared state and the
-//! handler types), and on `common`.
+//! Also what every handler gets and gives: the state they share
+//! ([`AppState`]), the [`Call`] and the [`Answer`].
+//!
+//! Depends on the backend's `config` and `faults`, and on `serving` and
+//! `observability`; [`crate::routes`] names these handlers in its table.
 
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
 use std::sync::Arc;
 
+use futures_util::future::Either;
 use http::{HeaderValue, Request, StatusCode};
 use hyper::body::Incoming;
+use observability::stats::Recorder;
 use prometheus::Registry;
 use serde::Serialize;
 use serving::errors::{json_error, json_response};
+use serving::methods::Param;
 use serving::server::Response;
 use serving::shutdown::Readiness;
 
+use crate::config::FaultSettings;
 use crate::faults::{self, Overrides};
-use crate::routes::{later, now, Answer, AppState, Call, Instance};
+
+/// Everything the handlers share.
+pub struct AppState {
+    /// Who we are, as reported in every `/api/data` answer.
+    pub instance: Instance,
+    /// Configured faults (per-request overrides come from the query).
+    pub faults: FaultSettings,
+    /// This instance's own traffic, for `/api/stats`.
+    pub stats: Arc<Recorder>,
+    /// Everything `/metrics` exports.
+    pub registry: Registry,
+    /// What `/readyz` reports.
+    pub readiness: Readiness,
+}
+
+/// The instance identity in `/api/data` answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Instance {
+    /// Configured name, or `backend-<port>`.
+    pub name: String,
+    /// The port actually bound (differs from the setting when it was 0).
+    pub port: u16,
+    /// The machine's (or pod's) host name.
+    pub hostname: String,
+}
+
+/// What answers a request: at once, or (a delay, a body to read) later.
+pub type Handler = fn(Call) -> Answer;
+
+/// A handler's answer.
+pub type Answer = Either<Ready<Response>, Pin<Box<dyn Future<Output = Response> + Send>>>;
+
+/// What a handler gets.
+pub struct Call {
+    /// The shared state.
+    pub state: Arc<AppState>,
+    /// The request as hyper parsed it.
+    pub request: Request<Incoming>,
+    param: Param,
+}
+
+impl Call {
+    /// A call of a route's handler; `param` is where the request's path
+    /// matched the template's `{…}` segment.
+    pub(crate) fn new(state: Arc<AppState>, request: Request<Incoming>, param: Param) -> Self {
+        Call {
+            state,
+            request,
+            param,
+        }
+    }
+
+    /// The template's `{…}` segment, as sent.
+    pub fn param(&self) -> &str {
+        self.param.of(self.request.uri().path())
+    }
+}
+
+/// An answer ready now.
+pub(crate) fn now(response: Response) -> Answer {
+    Either::Left(ready(response))
+}
+
+/// An answer that takes awaiting.
+pub(crate) fn later(answer: impl Future<Output = Response> + Send + 'static) -> Answer {
+    Either::Right(Box::pin(answer))
+}
 
 /// Largest body `/api/echo` reflects.
 pub const ECHO_MAX_BODY: usize = 1024 * 1024;

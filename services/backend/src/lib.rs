@@ -5,12 +5,17 @@
 //! gateway (`/healthz`, `/readyz`, `/metrics`, `/api/stats/{window}`) and
 //! bounded fault injection for experiments.
 //!
-//! - [`config`]: typed settings and their validation.
-//! - [`faults`]: injected latency and errors, configured or per request.
-//! - [`routes`]: the route table and the dispatch of every request;
-//!   [`handlers`]: what each route answers.
+//! # Layout
+//!
+//! Each module depends only on those listed after it, and on the `serving`,
+//! `observability` and `launch` crates:
+//!
 //! - [`startup`]: [`run`], which serves the routes on a given listener until
 //!   shutdown; `main.rs` only parses flags and calls it.
+//! - [`routes`]: the route table and the dispatch of every request;
+//!   [`handlers`]: what each route answers, and the state they share.
+//! - [`faults`]: injected latency and errors, configured or per request.
+//! - [`config`]: typed settings and their validation.
 
 pub mod config;
 pub mod faults;

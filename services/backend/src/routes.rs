@@ -13,52 +13,25 @@
 //! Routing, the `Allow` header of a 405 and the metric route label all come
 //! from the table; every GET route answers HEAD too.
 //!
-//! Depends on the backend's `config` and `handlers`, and on `common`.
+//! Depends on the backend's `handlers` (the answers, the state they share
+//! and how they are called), and on `serving` and `observability`.
 
-use std::future::{ready, Future, Ready};
+use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use futures_util::future::Either;
 use http::{HeaderValue, Method, Request, StatusCode};
 use hyper::body::Incoming;
-use observability::stats::{Recorder, Window};
-use prometheus::Registry;
-use serde::Serialize;
+use observability::stats::Window;
 use serving::errors::json_response;
 use serving::methods::{self, Param, Template};
 use serving::metrics::RouteInfo;
 use serving::server::Response;
-use serving::shutdown::Readiness;
 
-use crate::config::FaultSettings;
-use crate::handlers::{data, echo, metrics_reply, readiness_reply, unknown_window};
-
-/// Everything the handlers share.
-pub struct AppState {
-    /// Who we are, as reported in every `/api/data` answer.
-    pub instance: Instance,
-    /// Configured faults (per-request overrides come from the query).
-    pub faults: FaultSettings,
-    /// This instance's own traffic, for `/api/stats`.
-    pub stats: Arc<Recorder>,
-    /// Everything `/metrics` exports.
-    pub registry: Registry,
-    /// What `/readyz` reports.
-    pub readiness: Readiness,
-}
-
-/// The instance identity in `/api/data` answers.
-#[derive(Debug, Clone, Serialize)]
-pub struct Instance {
-    /// Configured name, or `backend-<port>`.
-    pub name: String,
-    /// The port actually bound (differs from the setting when it was 0).
-    pub port: u16,
-    /// The machine's (or pod's) host name.
-    pub hostname: String,
-}
+use crate::handlers::{
+    data, echo, later, metrics_reply, now, readiness_reply, unknown_window, Answer, AppState, Call,
+    Handler,
+};
 
 /// One route.
 #[derive(Debug)]
@@ -79,38 +52,6 @@ pub enum Methods {
     Only(&'static [(Method, Handler)]),
     /// Any method, on the template's path and every path below it.
     AnyBelow(Handler),
-}
-
-/// What answers a request: at once, or (a delay, a body to read) later.
-pub type Handler = fn(Call) -> Answer;
-
-/// A handler's answer.
-pub type Answer = Either<Ready<Response>, Pin<Box<dyn Future<Output = Response> + Send>>>;
-
-/// What a handler gets.
-pub struct Call {
-    /// The shared state.
-    pub state: Arc<AppState>,
-    /// The request as hyper parsed it.
-    pub request: Request<Incoming>,
-    param: Param,
-}
-
-impl Call {
-    /// The template's `{…}` segment, as sent.
-    pub fn param(&self) -> &str {
-        self.param.of(self.request.uri().path())
-    }
-}
-
-/// An answer ready now.
-pub(crate) fn now(response: Response) -> Answer {
-    Either::Left(ready(response))
-}
-
-/// An answer that takes awaiting.
-pub(crate) fn later(answer: impl Future<Output = Response> + Send + 'static) -> Answer {
-    Either::Right(Box::pin(answer))
 }
 
 /// The backend's routes.
@@ -220,11 +161,7 @@ impl Routes {
                 }
             }
         };
-        handler(Call {
-            state: self.state.clone(),
-            request,
-            param,
-        })
+        handler(Call::new(self.state.clone(), request, param))
     }
 }
 

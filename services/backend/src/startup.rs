@@ -1,4 +1,6 @@
 //! Wiring: build the state, serve the routes, stop gracefully.
+//!
+//! Depends on `config` and `routes`, and on `serving` and `observability`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,7 +13,8 @@ use serving::shutdown::Readiness;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
-use crate::routes::{self, AppState, Instance};
+use crate::handlers::{AppState, Instance};
+use crate::routes;
 
 /// Serves the backend on `listener` until `shutdown` resolves, then turns
 /// `/readyz` to 503, waits `shutdown.delay`, closes the listener and drains

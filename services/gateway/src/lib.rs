@@ -8,8 +8,9 @@
 //!
 //! ```text
 //!  wiring       startup, routes              the listeners, the route table, run()
-//!  on top       proxy/  admin  errors        the request path, the admin API,
-//!                                            every error mapped to its status
+//!  on top       proxy/  admin  reports       the request path, the admin API, the
+//!               errors                       stats/metrics/probe answers; every
+//!                                            error mapped to its status
 //!  around the   balancer  health/  metrics   pick a backend; watch and eject;
 //!  backend set  state_file  discovery        count; persist; follow DNS;
 //!               policy  upstream/  headers   what may be registered; the client
@@ -22,8 +23,9 @@
 //! # A request, accept to answer
 //!
 //! [`startup`] binds the listeners and serves them ([`run`]); [`routes`]
-//! sends the gateway's own paths to their handlers ([`admin`], stats,
-//! metrics, health) and everything else to [`proxy::handle`], which reads
+//! looks the path up in its one table ([`routes::ROUTES`]) and sends the
+//! gateway's own paths to their handlers ([`admin`], [`reports`]) and
+//! everything else to [`proxy::handle`], which reads
 //! top to bottom: read the client's body ([`proxy::client_body`]), admit
 //! the request, pick an `up` backend with the [`balancer`] from the
 //! registry's snapshot ([`backends`]), send it with the worker's

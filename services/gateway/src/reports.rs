@@ -1,7 +1,9 @@
 //! What the gateway reports about itself on its own routes: the stats
 //! windows, Prometheus metrics, liveness and readiness.
 //!
-//! Depends on the shared state in [`crate::routes`] and on `serving` and `observability`.
+//! Depends on the proxied path's state (its registry, stats and metrics)
+//! and on `serving` and `observability`; [`crate::routes`] names these
+//! answers in its table.
 
 use http::StatusCode;
 use observability::stats::Window;
@@ -9,15 +11,17 @@ use serde::Serialize;
 use serving::server::Response;
 use serving::shutdown::Readiness;
 
-use crate::routes::AppState;
+use prometheus::Registry as MetricsRegistry;
+
+use crate::proxy::ProxyState;
 
 /// `/api/stats/{window}`.
-pub fn stats(state: &AppState, window: &str) -> Response {
-    if !state.proxy.record_stats {
+pub fn stats(proxy: &ProxyState, window: &str) -> Response {
+    if !proxy.record_stats {
         return switched_off("stats");
     }
     match Window::parse(window) {
-        Some(w) => serving::errors::json_response(StatusCode::OK, &stats_report(state, w)),
+        Some(w) => serving::errors::json_response(StatusCode::OK, &stats_report(proxy, w)),
         None => serving::errors::json_error(
             StatusCode::NOT_FOUND,
             "unknown_window",
@@ -51,9 +55,8 @@ struct ServerStats {
     url: String,
 }
 
-fn stats_report(state: &AppState, window: Window) -> StatsReport {
-    let servers = state
-        .proxy
+fn stats_report(proxy: &ProxyState, window: Window) -> StatsReport {
+    let servers = proxy
         .registry
         .snapshot()
         .backends
@@ -71,21 +74,18 @@ fn stats_report(state: &AppState, window: Window) -> StatsReport {
         })
         .collect();
     StatsReport {
-        total: state.proxy.stats.summary(window),
+        total: proxy.stats.summary(window),
         servers,
     }
 }
 
 /// `/metrics`, in the Prometheus text format.
-pub fn metrics(state: &AppState) -> Response {
-    if !state.proxy.record_metrics {
+pub fn metrics(proxy: &ProxyState, registry: &MetricsRegistry) -> Response {
+    if !proxy.record_metrics {
         return switched_off("metrics");
     }
-    state
-        .proxy
-        .metrics
-        .refresh(&state.proxy.registry.snapshot());
-    let mut response = Response::new(serving::metrics::render(&state.metrics_registry).into());
+    proxy.metrics.refresh(&proxy.registry.snapshot());
+    let mut response = Response::new(serving::metrics::render(registry).into());
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static(serving::metrics::TEXT_CONTENT_TYPE),

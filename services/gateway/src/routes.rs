@@ -9,7 +9,7 @@
 //! still the gateway's own: a 404, never proxied. Adding a route is a row
 //! here plus its handler.
 //!
-//! Depends on [`admin`], [`proxy`] and [`reports`] (the handlers);
+//! Depends on [`admin`], [`proxy`] and [`crate::reports`] (the handlers);
 //! `serving::methods` for templates and 405s, `serving::server` for the
 //! handler trait.
 
@@ -138,12 +138,14 @@ pub const ROUTES: &[Route] = &[
     Route {
         template: Template::new("/api/stats/{window}"),
         on: On::Public,
-        methods: &[(Method::GET, |c| now(stats(&c.state, c.param())))],
+        methods: &[(Method::GET, |c| now(stats(&c.state.proxy, c.param())))],
     },
     Route {
         template: Template::new("/metrics"),
         on: On::Both,
-        methods: &[(Method::GET, |c| now(metrics(&c.state)))],
+        methods: &[(Method::GET, |c| {
+            now(metrics(&c.state.proxy, &c.state.metrics_registry))
+        })],
     },
     Route {
         template: Template::new("/healthz"),

@@ -1,4 +1,7 @@
 //! Wiring: build the shared state from settings, serve, stop gracefully.
+//!
+//! At the top: depends on every module it wires together, and nothing
+//! depends on it but `main.rs` and the tests.
 
 use std::future::Future;
 use std::sync::atomic::AtomicU64;

@@ -1,5 +1,7 @@
 //! Command-line pieces both binaries share: the `probe` subcommand, and
 //! printing settings or start-up errors the same way.
+//!
+//! Depends on `probe` only.
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -5,6 +5,8 @@
 //! `backend probe URL`) instead. Plain `http://` only; blocking std I/O, so it
 //! needs no runtime. HTTP/1.0 keeps the
 //! answer unchunked and the connection closed after it.
+//!
+//! Depends on nothing else in the crate.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};

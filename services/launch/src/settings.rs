@@ -7,6 +7,8 @@
 //! into the service's typed settings, which reject unknown keys, and then
 //! checked by the service's own `validate`. Every failure is one line that
 //! names the key.
+//!
+//! Depends on nothing else in the crate.
 
 use std::path::Path;
 

@@ -3,6 +3,8 @@
 //! Windows bucket requests by whole seconds. Production code reads the system
 //! clock; tests drive a [`ManualClock`] so that roll-over can be checked
 //! exactly without sleeping.
+//!
+//! Depends on nothing else in the crate.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

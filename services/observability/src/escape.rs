@@ -15,6 +15,8 @@
 //! lines, but as JSON strings in JSON lines, and JSON leaves C1 controls,
 //! U+2028 and the bidirectional controls raw: such values go in through
 //! [`escape_str`].
+//!
+//! Depends on nothing else in the crate.
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};

@@ -14,6 +14,8 @@
 //! lines from different threads never interleave. Call [`flush_thread`] on
 //! a thread before it stops logging for good (a thread's buffer is also
 //! flushed when the thread exits).
+//!
+//! Depends on nothing else in the crate.
 
 use std::cell::RefCell;
 use std::io::Write;

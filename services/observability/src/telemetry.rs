@@ -17,6 +17,8 @@
 //! background thread: an unreachable collector never slows a request. W3C
 //! `traceparent` is the propagation format; [`server_span`] continues an
 //! incoming trace and [`inject`] passes it on.
+//!
+//! Depends on `log_line` and `log_writer`.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,6 +2,8 @@
 //!
 //! Bytes are counted as they arrive, so both framings (a `Content-Length`
 //! and chunked) work and neither can exceed the limit.
+//!
+//! Depends on nothing else in the crate.
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};

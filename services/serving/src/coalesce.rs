@@ -10,6 +10,8 @@
 //! answers, the gateway's memory doubled (19 to 38 MiB). [`Coalescing`]
 //! copies only writes of up to [`COALESCE_BYTES`] in total, into a reused
 //! per-thread buffer, and hands larger ones to `writev` as they are.
+//!
+//! Depends on nothing else in the crate.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;

@@ -4,6 +4,8 @@
 //! `code` is a stable, machine-readable identifier (`not_found`,
 //! `invalid_body`, `no_backends`, ...); `message` is for humans and names the
 //! field or parameter at fault.
+//!
+//! Depends on `response` only.
 
 use http::StatusCode;
 

@@ -7,6 +7,9 @@
 //! bounded: routes are templates, never raw paths, unknown methods fold
 //! into `_OTHER`, and unregistered status codes into their class
 //! ([`status_label`]).
+//!
+//! Depends on `server` (the observer hook it implements) and
+//! `observability::stats`.
 
 use std::time::Duration;
 

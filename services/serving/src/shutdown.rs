@@ -4,6 +4,8 @@
 //! Kubernetes stop sending new work), the listener closes after an optional
 //! delay, and requests in flight get a bounded drain time. [`Readiness`] is
 //! the flag `/readyz` reports; [`signal`] resolves on SIGTERM or SIGINT.
+//!
+//! Depends on nothing else in the crate.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -1,5 +1,7 @@
 //! A backend's response body, whichever client read it: `http1_client`'s
 //! for plain-HTTP backends, reqwest's for `https` ones.
+//!
+//! Depends on `http1-client` and reqwest only.
 
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};

@@ -10,6 +10,8 @@
 //! when none is left, the lookup fails with a [`Denied`] error that names the
 //! policy, and no connection is made. Literal IP authorities are connected
 //! to as they are, without a lookup (registration checked them).
+//!
+//! Depends on `policy` (the network rules) only.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};

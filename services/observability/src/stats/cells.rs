@@ -8,6 +8,8 @@
 //! byte each). The cell layout is HDR's own (lowest value 1, 256
 //! cells for the first 256 values, then 128 per power of two), so counts go
 //! back into a histogram cell for cell, with no loss of precision.
+//!
+//! Depends on nothing else in the crate.
 
 use hdrhistogram::Histogram;
 

@@ -3,7 +3,7 @@
 //! Each [`Recorder`] keeps three rings of time buckets, one per [`Window`]:
 //! 60 buckets of 1 s (1m), 60 of 5 s (5m) and 60 of 60 s (1h). A bucket holds
 //! exact counters and the latencies as the used run of cells of an HDR
-//! histogram with two significant digits ([`cells`]), so percentiles are
+//! histogram with two significant digits (`cells`), so percentiles are
 //! within 1%.
 //!
 //! Requests are recorded into the current second of a per-CPU shard (exact
@@ -18,6 +18,8 @@
 //! window, plus the shards' current seconds.
 //!
 //! Time comes from a [`Clock`] so that tests can move it by hand.
+//!
+//! Depends on [`crate::clock`] only.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

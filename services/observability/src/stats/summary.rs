@@ -1,5 +1,7 @@
 //! What a window's figures look like when served: counts by status class,
 //! rates and latency percentiles, from the window's merged buckets.
+//!
+//! Depends on the windows' figures in [`super`] only.
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
