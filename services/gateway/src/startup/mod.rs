@@ -16,18 +16,24 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admin::{AdminState, Changes};
-use crate::backends::Registry;
 use crate::balancer::Balancer;
-use crate::config::{Settings, UpstreamSettings};
+use crate::config::Settings;
 use crate::health::Outlier;
 use crate::metrics::GatewayMetrics;
 use crate::policy::Policy;
 use crate::proxy::retry::RetryBudget;
 use crate::proxy::ProxyState;
 use crate::routes::{self, AppState};
-use crate::state_file::StateFile;
 use crate::upstream::resolve::Resolver;
 use crate::upstream::Upstream;
+
+mod parts;
+mod workers;
+
+pub use parts::install_crypto_provider;
+use parts::{build_client, build_registry, health_client, tls_client};
+pub use workers::run_workers;
+use workers::serve_main;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -312,218 +318,4 @@ pub async fn run_with(
     let drain = serve_main(&gateway, listeners.public, listeners.admin, stopped).await?;
     tracing::info!(?drain, "gateway stopped");
     Ok(drain)
-}
-
-/// How the binary serves: `workers` threads, each with its own
-/// single-threaded runtime, its own `SO_REUSEPORT` listener on the public
-/// address and its own upstream connection pool. The kernel spreads
-/// connections over the listeners, and a request never changes thread, which
-/// saves the cross-thread wake-ups a work-stealing runtime pays on every
-/// proxied request. Shared state (registry, stats, metrics) is lock-free or
-/// sharded. Blocks until shutdown completes.
-pub fn run_workers(
-    settings: Settings,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<Drain, StartupError> {
-    let workers = settings.effective_workers();
-    let address = format!("{}:{}", settings.listen.host, settings.listen.port);
-    let listeners = (0..workers)
-        .map(|_| serving::server::bind_reuseport(&address))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| StartupError::Bind {
-            address: address.clone(),
-            source,
-        })?;
-    let admin = if settings.admin.listen.is_empty() {
-        None
-    } else {
-        let admin_address = settings.admin.listen.clone();
-        Some(
-            std::net::TcpListener::bind(&admin_address)
-                .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                .map_err(|source| StartupError::AdminListener {
-                    address: admin_address,
-                    source,
-                })?,
-        )
-    };
-    let changes = if admin.is_some() {
-        Changes::Refused
-    } else {
-        Changes::Allowed
-    };
-    let gateway = Arc::new(Gateway::new(settings)?);
-    let runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            // Log lines queued during this turn of the event loop go out in
-            // one write (observability::log_writer).
-            .on_thread_park(observability::log_writer::flush_thread)
-            .build()
-            .map_err(StartupError::Listener)
-    };
-
-    let main_runtime = runtime()?;
-    let mut listeners = listeners.into_iter();
-    let first = listeners.next();
-    let (stopped, mut handles) = main_runtime.block_on(async {
-        let stopped = gateway.stop_on(shutdown);
-        gateway.spawn_background(&stopped)?;
-        let mut handles = Vec::new();
-        for (i, listener) in listeners.enumerate() {
-            let gateway = gateway.clone();
-            let stopped = stopped.clone();
-            let rt = runtime()?;
-            let handle = std::thread::Builder::new()
-                .name(format!("gateway-worker-{}", i + 1))
-                .spawn(move || {
-                    rt.block_on(async move {
-                        let listener = TcpListener::from_std(listener)?;
-                        gateway.serve_public(listener, changes, stopped).await
-                    })
-                })
-                .map_err(StartupError::Listener)?;
-            handles.push(handle);
-        }
-        Ok::<_, StartupError>((stopped, handles))
-    })?;
-    gateway.log_start(
-        &address,
-        admin.as_ref().and_then(|l| l.local_addr().ok()),
-        workers,
-    );
-
-    let mut drain = main_runtime.block_on(async {
-        let admin = admin.map(TcpListener::from_std).transpose()?;
-        match first {
-            Some(listener) => {
-                serve_main(&gateway, TcpListener::from_std(listener)?, admin, stopped).await
-            }
-            None => Ok(Drain::Complete),
-        }
-    })?;
-    for handle in handles.drain(..) {
-        match handle.join() {
-            Ok(Ok(Drain::TimedOut)) => drain = Drain::TimedOut,
-            Ok(Ok(Drain::Complete)) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(_) => tracing::error!("a worker thread panicked"),
-        }
-    }
-    tracing::info!(?drain, "gateway stopped");
-    Ok(drain)
-}
-
-/// Serves the public listener on the current runtime, and the admin
-/// listener beside it when there is one (the public port then refuses
-/// registry changes). The drain timed out if either one's did.
-async fn serve_main(
-    gateway: &Arc<Gateway>,
-    public: TcpListener,
-    admin: Option<TcpListener>,
-    stopped: Stopped,
-) -> Result<Drain, StartupError> {
-    let changes = if admin.is_some() {
-        Changes::Refused
-    } else {
-        Changes::Allowed
-    };
-    let admin_server = admin.map(|listener| {
-        let gateway = gateway.clone();
-        let stopped = stopped.clone();
-        tokio::spawn(async move { gateway.serve_admin(listener, stopped).await })
-    });
-    let mut drain = gateway.serve_public(public, changes, stopped).await?;
-    if let Some(admin) = admin_server {
-        if let Ok(Drain::TimedOut) = admin.await {
-            drain = Drain::TimedOut;
-        }
-    }
-    Ok(drain)
-}
-
-/// The registry with the static servers and, when configured, the saved
-/// API registrations (a static server wins over a saved one of its name).
-/// Each backend holds its name's metric series until it is gone.
-fn build_registry(
-    settings: &Settings,
-    metrics: GatewayMetrics,
-    no_https: Option<String>,
-) -> Result<Registry, StartupError> {
-    let mut registry =
-        Registry::new(Arc::new(SystemClock)).on_added(move |name| metrics.backend_added(name));
-    if let Some(reason) = no_https {
-        registry = registry.without_https(reason);
-    }
-    let (file, saved) = if settings.state_file.is_empty() {
-        (None, Vec::new())
-    } else {
-        let file = StateFile::new(&settings.state_file);
-        let saved = file.load()?;
-        (Some(file), saved)
-    };
-    let (mut registry, shadowed) = registry.with_servers(&settings.servers, &saved)?;
-    for name in &shadowed {
-        tracing::warn!(%name, "saved registration shadowed by a static server of the same name");
-    }
-    if !saved.is_empty() {
-        tracing::info!(servers = saved.len() - shadowed.len(), file = %settings.state_file, "registrations restored from the state file");
-    }
-    if let Some(file) = file {
-        registry = registry.with_store(Arc::new(file));
-    }
-    Ok(registry)
-}
-
-/// A small client for health probes, apart from the proxy's pool so a
-/// probe never waits behind (or takes) a proxied request's connection.
-fn health_client(
-    settings: &Settings,
-    resolver: Resolver,
-) -> Result<reqwest::Client, reqwest::Error> {
-    build_client(|| {
-        reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(settings.health_check.timeout)
-            .pool_max_idle_per_host(1)
-            .pool_idle_timeout(settings.upstream.pool_idle_timeout)
-            .dns_resolver(resolver.clone())
-    })
-}
-
-/// The client for `https` backends: keep-alive pooled, no proxy from the
-/// environment, redirects passed through to the client untouched.
-/// Plain-HTTP backends use the gateway's own pooled client (`upstream`).
-fn tls_client(settings: &UpstreamSettings, resolver: Resolver) -> reqwest::ClientBuilder {
-    install_crypto_provider();
-    reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(settings.connect_timeout)
-        .pool_idle_timeout(settings.pool_idle_timeout)
-        .pool_max_idle_per_host(settings.pool_max_idle_per_host)
-        .tcp_nodelay(true)
-        .dns_resolver(resolver)
-}
-
-/// Builds a client; when it cannot be (without CA certificates the
-/// platform verifier refuses to start), one that trusts no certificate
-/// at all. Its https calls all fail, but no https backend can be
-/// registered then (`Registry::without_https`), and plain-HTTP calls
-/// (health checks) work as usual: the gateway starts without CA
-/// certificates as long as it needs none.
-fn build_client(
-    builder: impl Fn() -> reqwest::ClientBuilder,
-) -> Result<reqwest::Client, reqwest::Error> {
-    install_crypto_provider();
-    builder()
-        .build()
-        .or_else(|_| builder().tls_certs_only(Vec::new()).build())
-}
-
-/// Installs the TLS crypto provider that https backends (and any other
-/// reqwest client in this process) use. Idempotent.
-pub fn install_crypto_provider() {
-    observability::install_crypto_provider();
 }
