@@ -1,6 +1,7 @@
 //! Wiring: build the state, serve the routes, stop gracefully.
 //!
-//! Depends on `config` and `routes`, and on `serving` and `observability`.
+//! Depends on `config`, `routes` and `handlers` (the shared state), and on
+//! `serving` and `observability`.
 
 use std::future::Future;
 use std::sync::Arc;

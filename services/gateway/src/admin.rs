@@ -22,8 +22,9 @@
 //! request.
 //!
 //! Each handler takes the request as hyper parsed it and answers with a
-//! `Response`; [`crate::routes`] names them in its table. Depends on the
-//! registry, `policy` and `errors`, and on `serving::server` for bodies.
+//! `Response`; [`crate::routes`] names them in its table. Depends on
+//! `backends` (the registry), `spec`, `policy` and `errors`, and on
+//! `serving::server` for bodies.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -12,7 +12,7 @@ use http::StatusCode;
 use serving::server::Response;
 
 use crate::backends::RegistryError;
-use crate::outcome::{ClientFault, Fault};
+use crate::outcome::ClientFault;
 use crate::spec::FieldError;
 
 /// Failures on the proxied path.
@@ -101,19 +101,6 @@ impl ProxyError {
             }
             ProxyError::BadTarget(_) => (StatusCode::BAD_REQUEST, "invalid_target"),
             ProxyError::Connect => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-        }
-    }
-
-    /// Who caused it: the client (its body, its target, CONNECT), a
-    /// backend (no answer in time, no connection), or the gateway (nothing
-    /// to send to, a limit reached).
-    pub fn fault(&self) -> Fault {
-        match self {
-            ProxyError::Client(_) | ProxyError::BadTarget(_) | ProxyError::Connect => Fault::Client,
-            ProxyError::Unreachable { .. } | ProxyError::Timeout { .. } => Fault::Backend,
-            ProxyError::NoBackends
-            | ProxyError::NoHealthyBackends(_)
-            | ProxyError::Overloaded { .. } => Fault::Gateway,
         }
     }
 
@@ -265,20 +252,5 @@ mod tests {
             let answer = other.into_response();
             assert!(answer.headers().get(http::header::CONNECTION).is_none());
         }
-    }
-
-    #[test]
-    fn each_error_names_who_caused_it() {
-        let timeout = ProxyError::Timeout {
-            backend: "b".into(),
-            timeout_ms: 1,
-        };
-        assert_eq!(timeout.fault(), Fault::Backend);
-        assert_eq!(ProxyError::BadTarget("x".into()).fault(), Fault::Client);
-        assert_eq!(
-            ProxyError::Client(ClientFault::Abandoned).fault(),
-            Fault::Client
-        );
-        assert_eq!(ProxyError::NoHealthyBackends(3).fault(), Fault::Gateway);
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! # Layout
 //!
-//! Layers, each depending only on those below it (checked by reading the
-//! `use crate::` lines; every module's doc says what it may use):
+//! Layers: a module uses modules of its own row or of rows below it, never
+//! above, and there are no cycles (checked against the `use crate::` lines;
+//! every module's doc names what it uses):
 //!
 //! ```text
 //!  wiring       startup, routes              the listeners, the route table, run()

@@ -1,8 +1,9 @@
 //! How one attempt at a backend ended, and whose fault that was.
 //!
-//! [`Outcome`] is the one value the proxy hands to everything that learns
-//! from an attempt: the backend's stats windows and counters, the metrics,
-//! outlier detection and the retry rules. A client's broken, stalled or
+//! [`Outcome`] is the one value everything that learns from an attempt
+//! reads: the backend's stats windows and counters, the metrics and
+//! outlier detection (all fed by `proxy::booking::record_attempt`), and the
+//! retry rules (asked by the proxy's loop with the same value). A client's broken, stalled or
 //! oversized body ([`ClientFault`]) is the client's fault and is charged to
 //! no backend; a connection that failed, an answer that never came or broke
 //! off ([`Failure`]), or a 5xx answer is the backend's.
@@ -14,16 +15,15 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-/// Who caused what happened.
+/// Who caused how an attempt ended. (What the gateway answers by itself,
+/// with no attempt made, such as no backend to send to or a limit reached,
+/// is an `errors::ProxyError`, not an outcome.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
     /// The client: its body, or its going away.
     Client,
     /// The backend: no connection, no answer, a broken answer, or a 5xx.
     Backend,
-    /// The gateway itself: no backend to send to, a limit reached, a
-    /// target it could not form.
-    Gateway,
 }
 
 /// Why an attempt failed.

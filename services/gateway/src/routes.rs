@@ -9,7 +9,8 @@
 //! still the gateway's own: a 404, never proxied. Adding a route is a row
 //! here plus its handler.
 //!
-//! Depends on [`admin`], [`proxy`] and [`crate::reports`] (the handlers);
+//! Depends on [`admin`], [`proxy`] and [`crate::reports`] (the handlers),
+//! `upstream` (each worker's client, handed to the proxy);
 //! `serving::methods` for templates and 405s, `serving::server` for the
 //! handler trait.
 

@@ -1,6 +1,6 @@
 //! The client a caller holds: a keep-alive pool, and one exchange per
 //! call on a pooled or new connection. Depends on [`crate::pool`],
-//! [`crate::conn`] and [`crate::body`].
+//! [`crate::conn`], [`crate::request`] and [`crate::body`].
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! The response head: parsed off the front of the read buffer, and the
 //! framing of the body that follows decided (RFC 9112 section 6.3).
-//! Depends on `http`, `httparse`, `bytes`, and [`crate::names`]; no I/O.
+//! Depends on `http`, `httparse`, `bytes`, [`crate::coding`] and
+//! [`crate::names`]; no I/O.
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};

@@ -127,14 +127,15 @@
 //!
 //! # Layout
 //!
-//! - `client`: [`Client`], the public entry; uses `pool`, `conn`, `body`.
+//! - `client`: [`Client`], the public entry; uses `pool`, `conn`,
+//!   `request`, `body`.
 //! - `pool`: idle connections per authority, and their sweeper; uses
 //!   `conn` and tokio's timer.
 //! - `conn`: one connection, the exchange of a request for a response head;
 //!   uses `head`, `request`, and tokio's socket.
 //! - `request`: [`RequestHead`], [`RequestBody`], the request head
-//!   encoder and the streamed body writer; uses `http` and tokio's write
-//!   traits only.
+//!   encoder and the streamed body writer; uses `head` (the framing it
+//!   writes), `http` and tokio's write traits.
 //! - `head`: the response head parser and framing rules; uses `http`,
 //!   `httparse`, `coding` and `names`; no I/O.
 //! - `coding`: [`single_chunked`], the `Transfer-Encoding` rule, public so

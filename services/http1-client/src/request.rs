@@ -1,6 +1,6 @@
 //! The request as written on a connection: its head, with `Host` and
 //! framing headers of our own, and a streamed body's framing. Depends on
-//! `http` and tokio's write traits only.
+//! [`crate::head`] (the framing it writes), `http` and tokio's write traits.
 //!
 //! The caller's `Content-Length` and `Transfer-Encoding` are never copied:
 //! the framing is written from the body actually sent (RFC 9112 section 6),

@@ -10,7 +10,8 @@
 //!   tracing start-up, W3C trace-context propagation helpers;
 //!   [`log_writer`]: log lines batched per runtime thread on their way to
 //!   stdout; [`log_line`]: the per-request line formatted by hand, byte for
-//!   byte as the subscriber would; [`escape`]: values from outside made safe
+//!   byte as the subscriber would; [`log_settings`]: the `log` settings and
+//!   filter parsing both use; [`escape`]: values from outside made safe
 //!   for a log line.
 //! - [`install_crypto_provider`]: the TLS provider the OTLP exporter (and
 //!   every other reqwest client in the process) needs.
@@ -25,6 +26,7 @@
 pub mod clock;
 pub mod escape;
 pub mod log_line;
+pub mod log_settings;
 pub mod log_writer;
 pub mod stats;
 pub mod telemetry;

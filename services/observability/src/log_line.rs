@@ -12,6 +12,9 @@
 //! Whatever it cannot match (ANSI colours on a terminal, events inside
 //! exported trace spans, span-dependent filters, logging not set up) it
 //! declines, and the caller logs through `tracing` instead.
+//!
+//! Depends on `log_settings` (the format and filters), `log_writer` and
+//! `escape`; `telemetry` tells it the format in use.
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
@@ -22,8 +25,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing_subscriber::fmt::MakeWriter;
 
+use crate::log_settings::LogFormat;
 use crate::log_writer::BatchedStdout;
-use crate::telemetry::LogFormat;
 
 /// 0: declined; 1: text; 2: JSON. Set by `telemetry::init`.
 static MODE: AtomicU8 = AtomicU8::new(0);
@@ -82,7 +85,7 @@ fn passes(directives: &str, probe: fn()) -> bool {
     if directives.contains('[') {
         return false;
     }
-    let Ok(filter) = crate::telemetry::parse_filter(directives) else {
+    let Ok(filter) = crate::log_settings::parse_filter(directives) else {
         return false;
     };
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

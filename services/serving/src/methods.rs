@@ -9,11 +9,12 @@
 //! and some load balancers' health checks send HEAD, and a 405 without
 //! `Allow` leaves the caller guessing.
 //!
-//! Depends on `http` and this crate's [`errors`](crate::errors) only.
+//! Depends on `http` and this crate's [`errors`](crate::errors) and
+//! [`response`](crate::response) only.
 
 use http::{HeaderValue, Method, StatusCode};
 
-use crate::server::Response;
+use crate::response::Response;
 
 /// A route's path: literal segments, the last of which may be a parameter
 /// written `{name}` (one non-empty segment). Checked when the table is

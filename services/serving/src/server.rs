@@ -16,8 +16,8 @@
 //! ([`crate::methods`]) with no framework in between.
 //!
 //! Depends on hyper, hyper-util, this crate's `body`, `coalesce`, `errors`
-//! and `response`, and on `observability` (spans, escaping) and `launch`
-//! (settings errors).
+//! and `response`, on `observability` (spans, escaping), `launch`
+//! (settings errors) and `http1-client` (the `Transfer-Encoding` rule).
 
 use std::future::Future;
 use std::net::SocketAddr;

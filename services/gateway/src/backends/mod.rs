@@ -7,7 +7,7 @@
 //! - [`state`]: `up`, `down`, `ejected`, `draining`, and why;
 //! - [`schedule`]: the weighted order built with each snapshot.
 //!
-//! Depends only on `spec` and `common` (stats windows, clock). Metrics,
+//! Depends only on `spec` and `observability` (stats windows, clock). Metrics,
 //! persistence, health checks and balancing sit above it: they are handed
 //! in (a hook, a [`Store`]) or read snapshots and change states.
 

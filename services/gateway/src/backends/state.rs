@@ -84,9 +84,12 @@ pub struct Health {
     /// The ejection in force (what may end it early, and which one it is).
     /// `ejected` mirrors it for the lock-free [`Health::state`].
     ejection: Mutex<Ejections>,
-    /// Failed attempts in a row (passive detection).
+    /// Failed attempts in a row (passive detection). Kept here, unlike the
+    /// health checks' runs, because `/api/servers` shows it and the request
+    /// path updates it without a lock.
     pub consecutive_failures: AtomicU32,
-    /// Ejections so far; the next one lasts this many times the base time.
+    /// Ejections so far; the next one lasts this many times the base time
+    /// (shown in `/api/servers` too).
     pub ejections: AtomicU32,
     /// When the current run of `up` started, to forget old ejections.
     up_since: Mutex<SystemTime>,

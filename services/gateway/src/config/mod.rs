@@ -5,8 +5,9 @@
 //! `deploy/config/gateway.example.yaml`. Unknown keys are errors, so a typo
 //! cannot silently fall back to a default.
 //!
-//! At the bottom of the crate: depends only on `spec` (the `servers` list)
-//! and `common`.
+//! At the bottom of the crate: depends only on `spec` (the `servers` list),
+//! and on `launch` (loading), `serving` (the HTTP settings) and
+//! `observability` (the log settings).
 
 mod sections;
 #[cfg(test)]

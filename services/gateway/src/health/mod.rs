@@ -4,8 +4,9 @@
 //! real requests.
 //!
 //! Both change a backend's state (`crate::backends::Health`) and ask the
-//! registry for a new snapshot; they depend on `backends`, `config` and
-//! `metrics`, and nothing in those depends on them.
+//! registry for a new snapshot; they depend on `backends`, `config`,
+//! `metrics`, `outcome` and `upstream` (to describe a failed probe), and
+//! nothing in those depends on them.
 
 pub mod checks;
 pub mod outlier;

@@ -3,7 +3,7 @@
 //! telling how it ended and by whose fault ([`judge`]). What follows
 //! (relay, retry, an error answer) is the proxy's decision.
 //!
-//! Depends on `upstream`, `request_body`, `outcome` and `backends`.
+//! Depends on `upstream`, `client_body`, `outcome` and `backends`.
 
 use std::pin::Pin;
 use std::time::{Duration, Instant};

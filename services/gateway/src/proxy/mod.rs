@@ -15,8 +15,8 @@
 //! in-flight places until then.
 //!
 //! Depends on everything below it (`backends`, `balancer`, `health`,
-//! `metrics`, `upstream`, `headers`, `errors`, `outcome`, `config`); nothing
-//! but the wiring depends on it.
+//! `metrics`, `upstream`, `headers`, `errors`, `outcome`, `config`); only
+//! the wiring and `reports` (which reads its stats and metrics) depend on it.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

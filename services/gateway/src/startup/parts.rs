@@ -1,6 +1,7 @@
 //! The parts [`super::Gateway`] is assembled from: the registry restored
 //! from the settings and the state file, and the HTTP clients (health
-//! probes, `https` backends).
+//! probes, `https` backends). Depends on `backends`, `config`, `metrics`,
+//! `state_file` and `upstream::resolve`.
 
 use std::sync::Arc;
 

@@ -1,6 +1,8 @@
 //! The per-CPU workers: one single-threaded runtime each, with its own
 //! `SO_REUSEPORT` listener and upstream pool, and the serving of one
-//! worker's listeners until shutdown.
+//! worker's listeners until shutdown. Depends on the gateway assembled in
+//! [`super`], `admin` (which listener may change the registry) and
+//! `config`.
 
 use std::future::Future;
 use std::sync::Arc;
