@@ -241,6 +241,15 @@ def _within(interval: tuple[float, float] | None, unit: str) -> str:
     return f", 95% interval {lo:.2f}–{hi:.2f}×"
 
 
+def stamp(conditions: dict) -> str:
+    """When and on which commit the run was made, for a local report; empty
+    when publishing (`--publish`), so the docs describe the code rather than
+    a moment in its history."""
+    if conditions.get("published"):
+        return ""
+    return f"{conditions['date']}, commit {conditions['commit']}: "
+
+
 def markdown(results: dict) -> str:
     c = results["conditions"]
     # Runs from before BENCH_WORKERS existed used two everywhere.
@@ -249,7 +258,7 @@ def markdown(results: dict) -> str:
     lines = [
         "# Gateway vs NGINX vs HAProxy",
         "",
-        f"{c['date']}, commit {c['commit']}: {c['cores']} cores ({c['cpu']}), Linux {c['kernel']}. "
+        f"{stamp(c)}{c['cores']} cores ({c['cpu']}), Linux {c['kernel']}. "
         f"wrk -t{c['wrk_threads']} ({c['wrk']}), GET {c['path']} on loopback, "
         f"{c['duration_s']} s per run after {c['warmup_s']} s warm-up, median of {c['rounds']} rounds "
         f"with the targets' order rotated each round; each proxy started fresh for every run. "
@@ -372,7 +381,7 @@ def chart(results: dict, path: Path) -> None:
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9)
     c = results["conditions"]
     fig.suptitle(
-        f"make bench, {c['date']}, {c['commit']}: wrk -t{c['wrk_threads']}, {c['duration_s']} s x {c['rounds']} rounds, "
+        f"make bench, {stamp(c)}wrk -t{c['wrk_threads']}, {c['duration_s']} s x {c['rounds']} rounds, "
         f"{c['cores']} cores, loopback"
     )
     fig.tight_layout(rect=(0, 0.05, 1, 0.96))
@@ -386,7 +395,20 @@ def write_all(results: dict, out: Path) -> None:
 
 
 def main() -> int:
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "target/bench/results.json"
+    """`report.py [RESULTS.json]` re-renders a run's table and chart beside
+    it; `report.py RESULTS.json --publish DIR` writes them to
+    DIR/bench-results.md and DIR/bench.png without the run's date and
+    commit (what `docs/` holds)."""
+    args = sys.argv[1:]
+    publish = None
+    if "--publish" in args:
+        at = args.index("--publish")
+        if at + 1 >= len(args):
+            print("report: --publish needs a directory", file=sys.stderr)
+            return 2
+        publish = Path(args[at + 1])
+        del args[at : at + 2]
+    path = Path(args[0]) if args else Path(__file__).resolve().parent.parent / "target/bench/results.json"
     problem = chart_support_problem()
     if problem:
         print(f"report: {problem}", file=sys.stderr)
@@ -394,6 +416,12 @@ def main() -> int:
     results = json.loads(path.read_text())
     # Recomputed from the raw runs, so a re-render picks up report changes.
     results.update(summarize(results["conditions"], results["runs"]))
+    if publish:
+        results["conditions"]["published"] = True
+        (publish / "bench-results.md").write_text(markdown(results))
+        chart(results, publish / "bench.png")
+        print(f"report: wrote {publish / 'bench-results.md'} and {publish / 'bench.png'}")
+        return 0
     write_all(results, path.parent)
     print(f"report: wrote {path.parent / 'results.md'} and {path.parent / 'results.png'}")
     return 0
