@@ -328,6 +328,44 @@ async fn a_client_abandoning_an_answer_closes_its_upstream_connection() {
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
+    let backend = scripted_backend(vec![("/big", Answer::Download)]).await;
+    let mut settings = gateway_settings();
+    settings.health_check.enabled = false;
+    settings.retry.max_attempts = 1;
+    settings.http.write_timeout = Duration::from_secs(1);
+    let gw = spawn_gateway(settings).await;
+    register_addr(&gw, "scripted", backend.addr).await;
+    // Asks for 64 MiB and reads none of it: the buffers fill, and the
+    // gateway's writes wait.
+    let mut reader = TcpStream::connect(gw.addr).await.unwrap();
+    reader
+        .write_all(b"GET /big HTTP/1.1\r\nhost: gw\r\n\r\n")
+        .await
+        .unwrap();
+    until_in_flight(&gw, 1).await;
+    // Within the write timeout (and some slack), the client's connection
+    // is closed, the upstream one with it, and the in-flight place freed.
+    let closed =
+        || async { (backend.seen.closed_by_peer.load(Ordering::SeqCst) == 1).then_some(()) };
+    eventually(
+        "the stalled answer's upstream connection to be closed",
+        Duration::from_secs(15),
+        closed,
+    )
+    .await;
+    let idle = || async { (in_flight(&gw).await.values().sum::<u64>() == 0).then_some(()) };
+    eventually(
+        "the in-flight place to be freed",
+        Duration::from_secs(5),
+        idle,
+    )
+    .await;
+    drop(reader);
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn host_and_path_prefix_are_the_backends() {
     let gw = spawn_gateway(gateway_settings()).await;
     let backend = spawn_backend("echo").await;

@@ -34,3 +34,4 @@ pub mod metrics;
 pub mod response;
 pub mod server;
 pub mod shutdown;
+pub mod write_stall;

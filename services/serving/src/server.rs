@@ -89,6 +89,12 @@ pub struct HttpSettings {
     pub header_read_timeout: Duration,
     /// Largest request head (request line plus headers) accepted, in bytes.
     pub max_header_bytes: usize,
+    /// Longest an answer's write may wait for the client to read any of it
+    /// before the connection is closed (as NGINX's `send_timeout`); a slow
+    /// but steady reader is never cut off, since every byte read restarts
+    /// the wait.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
 }
 
 impl Default for HttpSettings {
@@ -96,6 +102,7 @@ impl Default for HttpSettings {
         HttpSettings {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
+            write_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -106,6 +113,12 @@ impl HttpSettings {
         if self.header_read_timeout.is_zero() {
             return Err(launch::settings::SettingsError::invalid(
                 format!("{prefix}.header_read_timeout"),
+                "must be greater than zero",
+            ));
+        }
+        if self.write_timeout.is_zero() {
+            return Err(launch::settings::SettingsError::invalid(
+                format!("{prefix}.write_timeout"),
                 "must be greater than zero",
             ));
         }
@@ -236,6 +249,7 @@ where
         .header_read_timeout(http.header_read_timeout)
         .max_buf_size(http.max_header_bytes)
         .keep_alive(true);
+    let write_timeout = http.write_timeout;
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
 
@@ -285,7 +299,9 @@ where
                 Ok::<_, std::convert::Infallible>(response)
             }
         });
-        // Small answers leave in one `send` rather than a `writev`.
+        // Small answers leave in one `send` rather than a `writev`; a write
+        // the client leaves waiting ends the connection after a while.
+        let stream = crate::write_stall::WriteStall::new(stream, write_timeout);
         let connection = builder.serve_connection(
             TokioIo::new(crate::coalesce::Coalescing(stream)),
             hyper_service,

@@ -160,6 +160,8 @@ fn each_invalid_value_names_its_key() {
             "0s",
             "http.header_read_timeout",
         ),
+        ("GATEWAY__HTTP__WRITE_TIMEOUT", "0s", "http.write_timeout"),
+        ("GATEWAY__HTTP__WRITE_TIMEOUT", "soon", "http.write_timeout"),
         ("GATEWAY__LOG__LEVEL", "loud[", "log.level"),
         ("GATEWAY__LOG__FORMAT", "xml", "format"),
         ("GATEWAY__NOPE", "1", "nope"),
