@@ -148,10 +148,19 @@ async fn fill(socket: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
 }
 
 async fn gateway_for(backend: &ScriptedBackend) -> TestGateway {
+    gateway_with(backend, |_| {}).await
+}
+
+/// [`gateway_for`], with `change` made to its settings first.
+async fn gateway_with(
+    backend: &ScriptedBackend,
+    change: impl FnOnce(&mut gateway::config::Settings),
+) -> TestGateway {
     let mut settings = gateway_settings();
     // Health probes would be requests and connections of their own.
     settings.health_check.enabled = false;
     settings.retry.max_attempts = 1;
+    change(&mut settings);
     let gw = spawn_gateway(settings).await;
     register_addr(&gw, "scripted", backend.addr).await;
     gw
@@ -330,12 +339,7 @@ async fn a_client_abandoning_an_answer_closes_its_upstream_connection() {
 #[tokio::test]
 async fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
     let backend = scripted_backend(vec![("/big", Answer::Download)]).await;
-    let mut settings = gateway_settings();
-    settings.health_check.enabled = false;
-    settings.retry.max_attempts = 1;
-    settings.http.write_timeout = Duration::from_secs(1);
-    let gw = spawn_gateway(settings).await;
-    register_addr(&gw, "scripted", backend.addr).await;
+    let gw = gateway_with(&backend, |s| s.http.write_timeout = Duration::from_secs(1)).await;
     // Asks for 64 MiB and reads none of it: the buffers fill, and the
     // gateway's writes wait.
     let mut reader = TcpStream::connect(gw.addr).await.unwrap();
