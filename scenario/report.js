@@ -117,7 +117,11 @@
         var line = String(run.variant == null ? "default" : run.variant) + ": " + String(run.verdict);
         if (run.error) line += ": " + String(run.error);
         else if (failed.length) line += ": " + failed.map(function (g) { return String(g.name) + " was " + fmtValue(U.num(g.value), g.unit); }).join("; ");
-        else line += ", " + U.arr(run.gates).length + " gates passed";
+        else {
+          var passed = U.arr(run.gates).filter(function (g) { return U.obj(g).pass === true; }).length;
+          var open = U.arr(run.gates).length - passed;
+          line += ", " + passed + " gates passed" + (open ? ", " + open + " not judged (no figure)" : "");
+        }
         banner.appendChild(U.el("div", {}, line));
       });
       box.appendChild(banner);
@@ -149,22 +153,23 @@
   }
 
   function figures(parent) {
-    var s = section(parent, "Figures per phase");
     var phases = unique(columns.map(function (c) {
       return ["run"].concat(U.arr(c.run.phases).map(function (p) { return String(U.obj(p).name); }));
     }));
-    var heads = ["phase"].concat(many ? ["run"] : []);
-    CLIENT_KEYS.forEach(function (k) { heads.push(U.el("th", {className: "client"}, "client " + k[1])); });
-    GATEWAY_KEYS.forEach(function (k) { heads.push(U.el("th", {className: "gateway"}, "gateway " + k[1])); });
-    var body = table(s, heads);
-    phases.forEach(function (phase) {
-      columns.forEach(function (c, ci) {
-        var f = U.obj(U.get(c.run, "figures", phase));
-        var cells = [U.el("td", {className: ci > 0 ? "repeat" : ""}, phase === "run" ? "whole run" : phase)];
-        if (many) cells.push(labelCell(c));
-        CLIENT_KEYS.forEach(function (k) { cells.push(U.el("td", {className: "num"}, k[2](U.get(f, "client", k[0])))); });
-        GATEWAY_KEYS.forEach(function (k) { cells.push(U.el("td", {className: "num"}, k[2](U.get(f, "gateway", k[0])))); });
-        row(body, cells).className = ci === 0 ? "group-start" : "";
+    [["client", "Figures per phase, client (Locust)", CLIENT_KEYS], ["gateway", "Figures per phase, gateway", GATEWAY_KEYS]].forEach(function (part) {
+      var s = section(parent, part[1]);
+      var any = columns.some(function (c) { return Object.keys(U.obj(U.get(c.run, "figures", "run", part[0]))).length > 0; });
+      if (!any) { s.appendChild(U.el("p", {className: "empty"}, "No figures were recorded.")); return; }
+      var heads = ["phase"].concat(many ? ["run"] : [], part[2].map(function (k) { return k[1]; }));
+      var body = table(s, heads);
+      phases.forEach(function (phase) {
+        columns.forEach(function (c, ci) {
+          var f = U.obj(U.get(c.run, "figures", phase, part[0]));
+          var cells = [U.el("td", {className: "phase" + (ci > 0 ? " repeat" : "")}, phase === "run" ? "whole run" : phase)];
+          if (many) cells.push(labelCell(c));
+          part[2].forEach(function (k) { cells.push(U.el("td", {className: "num"}, k[2](f[k[0]]))); });
+          row(body, cells).className = ci === 0 ? "group-start" : "";
+        });
       });
     });
   }
@@ -294,8 +299,9 @@
   var main = document.getElementById("report");
   gates(main);
   var over = section(main, "Over time");
-  if (columns.length) ReportCharts.draw(over, columns);
-  else over.appendChild(U.el("p", {className: "empty"}, "No run was recorded."));
+  var sampled = columns.some(function (c) { return U.arr(U.get(c.run, "series", "t")).length > 0; });
+  if (sampled) ReportCharts.draw(over, columns);
+  else over.appendChild(U.el("p", {className: "empty"}, columns.length ? "No samples: the load did not start or nothing was sampled." : "No run was recorded."));
   figures(main);
   backends(main);
   faultTimeline(main);

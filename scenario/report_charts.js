@@ -18,7 +18,7 @@ var ReportCharts = (function () {
      series: [{label: "client", path: ["client", "rps"]}, {label: "gateway", path: ["gateway", "rps"], dash: [6, 4]}]},
     {id: "latency", title: "Latency, client", note: "solid: p99, dashed: p50", unit: "ms",
      series: [{label: "p99", path: ["client", "p99_ms"]}, {label: "p50", path: ["client", "p50_ms"], dash: [3, 3], width: 1.5}]},
-    {id: "errors", title: "Failures per second", note: "solid: client failures, dashed: gateway errors", unit: "/s",
+    {id: "errors", title: "Failures per second", note: "solid: client failures, dashed: gateway errors", unit: "/s", counts: true,
      series: [{label: "client failures", path: ["client", "failures"]}, {label: "gateway errors", path: ["gateway", "errors"], dash: [6, 4]}]},
     {id: "share", title: "Share of traffic per backend, gateway", note: "one colour per backend, the same in every run", unit: "%",
      share: true},
@@ -72,6 +72,7 @@ var ReportCharts = (function () {
   function draw(container, columns) {
     var backends = backendNames(columns);
     var xm = xMax(columns);
+    var pad = topPadding(columns);
     var charts = [];
     ROWS.forEach(function (row) {
       var perColumn = columns.map(function (c) { return rowSeries(row, c, backends); });
@@ -100,14 +101,16 @@ var ReportCharts = (function () {
           box.appendChild(U.el("div", {className: "no-samples"}, "no samples: the load did not start or nothing was sampled"));
           return;
         }
-        charts.push(makeChart(box, row, c, t, perColumn[ci], xm, ym));
+        charts.push(makeChart(box, row, c, t, perColumn[ci], xm, ym, pad));
       });
     });
-    var resize = function () { charts.forEach(function (ch) { ch.u.setSize({width: chartWidth(ch.box), height: HEIGHT}); }); };
+    var resize = function () { charts.forEach(function (ch) { ch.u.setSize({width: chartWidth(ch.box), height: ch.u.height}); }); };
     var pending = null;
     window.addEventListener("resize", function () { clearTimeout(pending); pending = setTimeout(resize, 100); });
+    // Printing lays the page out narrower: charts take the printed width.
     window.addEventListener("beforeprint", resize);
     window.addEventListener("afterprint", resize);
+    if (window.matchMedia) window.matchMedia("print").addEventListener("change", resize);
     return charts;
   }
 
@@ -115,7 +118,7 @@ var ReportCharts = (function () {
     return Math.max(240, (box.clientWidth || 600) - 2);
   }
 
-  function makeChart(box, row, column, t, list, xm, ym) {
+  function makeChart(box, row, column, t, list, xm, ym, pad) {
     var fmt = row.share ? U.fmtPercent : function (v) { return U.fmtNumber(v) + " " + row.unit; };
     var series = [{label: "time", value: function (u, v) { return v == null ? "—" : U.fmtClock(v); }}];
     list.forEach(function (s) {
@@ -128,13 +131,14 @@ var ReportCharts = (function () {
     var holder = U.el("div", {className: "plot"});
     box.appendChild(holder);
     var opts = {
-      width: chartWidth(box), height: HEIGHT,
+      width: chartWidth(box), height: HEIGHT + pad, padding: [pad, 14, null, null],
       scales: {x: {time: false, range: [0, xm]}, y: {range: [0, ym]}},
       axes: [
         {stroke: "#444", grid: {stroke: "#ececec"}, ticks: {stroke: "#ccc"},
          incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600], space: 60,
          values: function (u, splits) { return splits.map(U.fmtClock); }},
         {stroke: "#444", grid: {stroke: "#ececec"}, ticks: {stroke: "#ccc"}, size: 56,
+         incrs: row.counts ? [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000] : undefined,
          values: function (u, splits) { return splits.map(row.share ? U.fmtPercent : U.fmtAxis); }},
       ],
       series: series,
@@ -172,46 +176,60 @@ var ReportCharts = (function () {
     box.setAttribute("data-y-max", String(u.scales.y.max));
   }
 
+  // Labels live in a band above the plot (uPlot's top padding), so they never
+  // cover the data: phase names on its lowest line, fault labels on up to
+  // FAULT_LINES lines above that.
+  var PHASE_LINE = 15, LINE = 13, FAULT_LINES = 3;
+
+  function topPadding(columns) {
+    var most = 0;
+    columns.forEach(function (c) { most = Math.max(most, U.arr(c.run.fault_events).length); });
+    return PHASE_LINE + LINE * Math.min(FAULT_LINES, most) + 2;
+  }
+
   function drawPhases(u, run) {
     var ctx = u.ctx, b = u.bbox, pr = window.devicePixelRatio || 1;
-    ctx.save();
-    ctx.beginPath();
-    ctx.rect(b.left, b.top, b.width, b.height);
-    ctx.clip();
-    ctx.font = Math.round(10 * pr) + "px sans-serif";
-    ctx.textAlign = "left"; // uPlot leaves the axes' alignment on the context
-    ctx.textBaseline = "bottom";
-    U.arr(run.phases).forEach(function (p, i) {
+    var phases = [];
+    U.arr(run.phases).forEach(function (p) {
       p = U.obj(p);
       var s = U.num(p.start_s), e = U.num(p.end_s);
-      if (s == null || e == null) return;
-      var x0 = u.valToPos(s, "x", true), x1 = u.valToPos(e, "x", true);
+      if (s != null && e != null) phases.push({name: String(p.name == null ? "" : p.name), x0: u.valToPos(s, "x", true), x1: u.valToPos(e, "x", true)});
+    });
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(b.left, 0, b.width, b.top + b.height);
+    ctx.clip();
+    phases.forEach(function (p, i) {
       if (i % 2 === 1) {
-        ctx.fillStyle = "rgba(0, 0, 0, 0.045)";
-        ctx.fillRect(x0, b.top, x1 - x0, b.height);
+        ctx.fillStyle = "#f3f4f5"; // opaque: printed PDFs draw translucent fills unevenly
+        ctx.fillRect(p.x0, b.top, p.x1 - p.x0, b.height);
       }
       if (i > 0) {
         ctx.strokeStyle = "#9e9e9e";
         ctx.lineWidth = pr;
         ctx.setLineDash([2 * pr, 3 * pr]);
         ctx.beginPath();
-        ctx.moveTo(x0, b.top);
-        ctx.lineTo(x0, b.top + b.height);
+        ctx.moveTo(p.x0, b.top - PHASE_LINE * pr);
+        ctx.lineTo(p.x0, b.top + b.height);
         ctx.stroke();
       }
-      ctx.fillStyle = "#757575";
-      ctx.fillText(U.clip(String(p.name == null ? "" : p.name), Math.max(0, (x1 - x0) / (6 * pr))), x0 + 4 * pr, b.top + b.height - 3 * pr);
+      ctx.font = Math.round(10 * pr) + "px sans-serif";
+      ctx.textAlign = "left"; // uPlot leaves the axes' alignment on the context
+      ctx.textBaseline = "bottom";
+      ctx.fillStyle = "#616161";
+      ctx.fillText(U.clip(p.name, Math.max(0, (p.x1 - p.x0) / (6 * pr))), p.x0 + 4 * pr, b.top - 3 * pr);
     });
     ctx.restore();
   }
 
   function drawFaults(u, run) {
     var ctx = u.ctx, b = u.bbox, pr = window.devicePixelRatio || 1;
+    var lines = Math.max(1, Math.min(FAULT_LINES, Math.floor((b.top / pr - PHASE_LINE) / LINE)));
+    var room = Math.max(8, Math.floor(b.width / (3 * 6 * pr)));
     ctx.save();
     ctx.font = Math.round(10 * pr) + "px sans-serif";
     ctx.textAlign = "left";
     ctx.textBaseline = "top";
-    var room = Math.max(8, Math.floor(b.width / (3 * 6 * pr)));
     U.arr(run.fault_events).forEach(function (f, i) {
       f = U.obj(f);
       var at = U.num(f.applied_s);
@@ -221,19 +239,19 @@ var ReportCharts = (function () {
       if (x < b.left - 1 || x > b.left + b.width + 1) return;
       var failed = f.ok === false;
       var colour = failed ? FAULT_FAILED : FAULT_OK;
+      var y = b.top - (PHASE_LINE + LINE * (lines - i % lines)) * pr;
       ctx.strokeStyle = colour;
       ctx.lineWidth = 1.5 * pr;
       ctx.setLineDash(failed ? [4 * pr, 3 * pr] : []);
       ctx.beginPath();
-      ctx.moveTo(x, b.top);
+      ctx.moveTo(x, y);
       ctx.lineTo(x, b.top + b.height);
       ctx.stroke();
       var label = U.clip(String(f.action) + " " + String(f.backend), Math.min(26, room)) + (failed ? " (failed)" : "");
       var w = ctx.measureText(label).width + 6 * pr;
-      var y = b.top + 2 * pr + (i % 3) * 13 * pr;
-      var lx = Math.min(x + 2 * pr, b.left + b.width - w);
-      ctx.fillStyle = "rgba(255, 255, 255, 0.85)";
-      ctx.fillRect(lx, y, w, 12 * pr);
+      var lx = Math.max(b.left, Math.min(x, b.left + b.width - w));
+      ctx.fillStyle = "rgba(255, 255, 255, 0.9)";
+      ctx.fillRect(lx + (lx === x ? 1.5 * pr : 0), y, w, 12 * pr);
       ctx.fillStyle = colour;
       ctx.fillText(label, lx + 3 * pr, y + pr);
     });

@@ -14,12 +14,12 @@ Standard library only; deterministic for a given seed. Depends on nothing.
 
 from __future__ import annotations
 
-import copy
 import json
 import random
 from pathlib import Path
 
 HOSTILE = "<img src=x onerror=alert(1)>"
+HOSTILE_TEXT = " </script><b>not bold</b>"  # ends the description
 BACKENDS = ["server1", HOSTILE, "server3"]
 STRATEGIES = {"round-robin": "round_robin", "least-outstanding": "least_outstanding",
               "weighted-round-robin": "weighted_round_robin"}
@@ -55,7 +55,7 @@ def spec(duration_s: int, variants: list[str]) -> dict:
     ph = phases_for(duration_s)
     return {
         "name": "slow-backend",
-        "description": "One of three backends gets 25 ms slower in the middle phase. </script><b>not bold</b>",
+        "description": "One of three backends gets 25 ms slower in the middle phase." + HOSTILE_TEXT,
         "backends": BACKENDS,
         "gateway": {},
         "load": {"user": "constant_rate", "path": "/api/data", "rate": RATE,
@@ -204,8 +204,9 @@ def write_run(directory: Path, summary: dict) -> Path:
     return directory
 
 
-def variant_of(summary: dict, **changes) -> dict:
-    """A deep copy with top-level keys changed (for compare's second run)."""
-    out = copy.deepcopy(summary)
-    out.update(changes)
-    return out
+def plain(summary: dict) -> dict:
+    """The same summary with ordinary names (server2, no markup), for pictures in the docs."""
+    text = json.dumps(summary)
+    for hostile, ordinary in ((HOSTILE, "server2"), (HOSTILE_TEXT, "")):
+        text = text.replace(json.dumps(hostile)[1:-1], ordinary)
+    return json.loads(text)
