@@ -262,7 +262,7 @@
   function settings(parent) {
     var s = section(parent, "Gateway settings");
     if (many) {
-      var flat = columns.map(function (c) { return flatten(c.run.gateway_settings, "", {}); });
+      var flat = columns.map(function (c) { return flatten(c.run.gateway_settings, "", Object.create(null)); });
       var keys = unique(flat.map(Object.keys)).filter(function (k) {
         return flat.some(function (f) { return f[k] !== flat[0][k]; });
       }).sort();

@@ -95,10 +95,14 @@ var ReportCharts = (function () {
         var box = U.el("div", {className: "chart", "data-row": row.id, "data-column": String(ci)});
         box.appendChild(U.columnLabel(c));
         grid.appendChild(box);
-        var t = U.numbers(U.get(c.run, "series", "t"));
-        if (!t.length) {
+        var t = U.numbers(U.get(c.run, "series", "t"), U.arr(U.get(c.run, "series", "t")).length);
+        var drawable = t.length > 0 && t.every(function (x) { return x != null; });
+        var values = perColumn[ci].some(function (s) { return s.values.some(function (v) { return v != null; }); });
+        if (!drawable || !values) {
           box.setAttribute("data-empty", "1");
-          box.appendChild(U.el("div", {className: "no-samples"}, "no samples: the load did not start or nothing was sampled"));
+          box.appendChild(U.el("div", {className: "no-samples"},
+            !t.length ? "no samples: the load did not start or nothing was sampled"
+                      : !drawable ? "no chart: the sample times are not all numbers" : "no values in this run"));
           return;
         }
         charts.push(makeChart(box, row, c, t, perColumn[ci], xm, ym, pad));
