@@ -7,8 +7,9 @@ however it ends (return, exception, Ctrl-C): SIGTERM, then SIGKILL after a
 grace time, and reaped. Children also get PR_SET_PDEATHSIG=SIGKILL, so even a
 SIGKILLed runner leaves nothing behind; that signal follows the *thread* that
 started the child, which is why the runner starts (and restarts) processes
-from its main thread only. Each child runs in a session of its own, so a
-terminal's Ctrl-C reaches the runner alone, which then stops them in order.
+from its main thread only. Each child runs in a process group of its own
+(setsid), so a terminal's Ctrl-C reaches the runner alone, which then stops
+them in order.
 """
 
 import ctypes
