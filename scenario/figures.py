@@ -1,0 +1,164 @@
+"""Figures of a run, for the whole run and each phase (stage), from both
+sides: the client's per-second counts and histograms (the locustfile's
+records) and the gateway's sampled counter totals; and the per-second series
+the report draws. Depends on scenario.histogram.
+
+A client second [t, t+1) and a gateway interval between two samples belong
+to the phase their middle falls in; what ends after the last stage (requests
+finishing during Locust's stop timeout, the final sample) belongs to the
+last phase.
+"""
+
+import math
+
+from . import histogram
+
+RUN = "run"
+
+
+def _phase_of(stages, middle):
+    for stage in stages:
+        if middle < stage.end:
+            return stage.name
+    return stages[-1].name
+
+
+def _spans(stages, elapsed):
+    """{phase: seconds of it that ran} for the phases that began."""
+    spans = {RUN: elapsed}
+    for s in stages:
+        if s.start < elapsed or s is stages[0]:
+            spans[s.name] = max(0.0, min(s.end, elapsed) - s.start)
+    return spans
+
+
+def _r(value, digits=3):
+    return None if value is None else round(value, digits)
+
+
+def client_figures(stages, seconds, elapsed):
+    """{phase: {requests, failures, error_rate, rps, p50_ms, p95_ms, p99_ms, max_ms}}."""
+    spans = _spans(stages, elapsed)
+    acc = {name: {"n": 0, "f": 0, "h": {}, "max": None} for name in spans}
+    for rec in seconds:
+        for name in (RUN, _phase_of(stages, rec["t"] + 0.5)):
+            a = acc.setdefault(name, {"n": 0, "f": 0, "h": {}, "max": None})
+            a["n"] += rec["n"]
+            a["f"] += rec["f"]
+            histogram.add(a["h"], rec["h"])
+            if rec["n"]:
+                a["max"] = max(a["max"] or 0.0, rec["max"])
+    out = {}
+    for name, a in acc.items():
+        span = spans.get(name, 0.0)
+        out[name] = {
+            "requests": a["n"], "failures": a["f"],
+            "error_rate": _r(a["f"] / a["n"], 6) if a["n"] else 0.0,
+            "rps": _r(a["n"] / span) if span > 0 else None,
+            "p50_ms": _r(histogram.quantile(a["h"], 0.50, a["max"])),
+            "p95_ms": _r(histogram.quantile(a["h"], 0.95, a["max"])),
+            "p99_ms": _r(histogram.quantile(a["h"], 0.99, a["max"])),
+            "max_ms": _r(a["max"]),
+        }
+    return out
+
+
+def _deltas(samples):
+    """[(t0, t1, delta totals)] between consecutive samples."""
+    out = []
+    for (t0, a), (t1, b) in zip(samples, samples[1:]):
+        backends = {}
+        for name in set(a["backends"]) | set(b["backends"]):
+            x, y = a["backends"].get(name, {}), b["backends"].get(name, {})
+            backends[name] = {k: y.get(k, 0) - x.get(k, 0) for k in ("requests", "errors")}
+        out.append((t0, t1, {"requests": b["requests"] - a["requests"], "errors": b["errors"] - a["errors"],
+                             "backends": backends}))
+    return out
+
+
+def gateway_figures(stages, samples, elapsed, backends):
+    """{phase: {requests, errors, error_rate, rps, backends: {name: {requests, share, errors}}}}.
+    `backends` are listed even when they got nothing."""
+    spans = _spans(stages, elapsed)
+    acc = {name: {"requests": 0, "errors": 0, "backends": {}} for name in spans}
+    for t0, t1, d in _deltas(samples):
+        for name in (RUN, _phase_of(stages, (t0 + t1) / 2)):
+            a = acc.setdefault(name, {"requests": 0, "errors": 0, "backends": {}})
+            a["requests"] += d["requests"]
+            a["errors"] += d["errors"]
+            for b, v in d["backends"].items():
+                ab = a["backends"].setdefault(b, {"requests": 0, "errors": 0})
+                ab["requests"] += v["requests"]
+                ab["errors"] += v["errors"]
+    out = {}
+    for name, a in acc.items():
+        attempts = sum(v["requests"] for v in a["backends"].values())
+        names = list(backends) + sorted(set(a["backends"]) - set(backends))
+        span = spans.get(name, 0.0)
+        out[name] = {
+            "requests": a["requests"], "errors": a["errors"],
+            "error_rate": _r(a["errors"] / a["requests"], 6) if a["requests"] else 0.0,
+            "rps": _r(a["requests"] / span) if span > 0 else None,
+            "backends": {
+                b: {"requests": a["backends"].get(b, {}).get("requests", 0),
+                    "share": _r(a["backends"].get(b, {}).get("requests", 0) / attempts, 4) if attempts else None,
+                    "errors": a["backends"].get(b, {}).get("errors", 0)}
+                for b in names
+            },
+        }
+    return out
+
+
+def figures(stages, seconds, samples, elapsed, backends):
+    """Contract 4's `figures`: per phase (and `run`), client and gateway."""
+    client = client_figures(stages, seconds, elapsed)
+    gateway = gateway_figures(stages, samples, elapsed, backends)
+    return {name: {"client": client.get(name), "gateway": gateway.get(name)} for name in [RUN] + [
+        s.name for s in stages if s.name in client or s.name in gateway]}
+
+
+def series(seconds, samples, backends, elapsed):
+    """One point per second (t = 1, 2, ... seconds since the load began);
+    None where a side has nothing for that second."""
+    last = max([math.ceil(elapsed)] + [r["t"] + 1 for r in seconds] + [round(t1) for t0, t1, _ in _deltas(samples)])
+    ts = list(range(1, last + 1))
+    pos = {t: i for i, t in enumerate(ts)}
+    none = [None] * len(ts)
+    client = {k: list(none) for k in ("rps", "p50_ms", "p99_ms", "failures", "users")}
+    for rec in seconds:
+        i = pos.get(rec["t"] + 1)
+        if i is None:
+            continue
+        hist = {int(k): v for k, v in rec["h"].items()}
+        client["rps"][i] = rec["n"]
+        client["failures"][i] = rec["f"]
+        client["users"][i] = rec.get("users")
+        client["p50_ms"][i] = _r(histogram.quantile(hist, 0.50, rec["max"]))
+        client["p99_ms"][i] = _r(histogram.quantile(hist, 0.99, rec["max"]))
+    names = list(backends)
+    counts = {"requests": [0] * len(ts), "errors": [0] * len(ts), "span": [0.0] * len(ts)}
+    per = {b: [0] * len(ts) for b in names}
+    seen = [False] * len(ts)
+    for t0, t1, d in _deltas(samples):
+        i = pos.get(min(max(round(t1), 1), last))
+        seen[i] = True
+        counts["requests"][i] += d["requests"]
+        counts["errors"][i] += d["errors"]
+        counts["span"][i] += t1 - t0
+        for b, v in d["backends"].items():
+            if b not in per:
+                per[b], names = [0] * len(ts), names + [b]
+            per[b][i] += v["requests"]
+    gateway = {"rps": list(none), "errors": list(none), "backends": {b: {"rps": list(none), "share": list(none)}
+                                                                    for b in names}}
+    for i in range(len(ts)):
+        if not seen[i]:
+            continue
+        span = counts["span"][i] or 1.0
+        gateway["rps"][i] = _r(counts["requests"][i] / span)
+        gateway["errors"][i] = counts["errors"][i]
+        attempts = sum(per[b][i] for b in names)
+        for b in names:
+            gateway["backends"][b]["rps"][i] = _r(per[b][i] / span)
+            gateway["backends"][b]["share"][i] = _r(per[b][i] / attempts, 4) if attempts else None
+    return {"t": ts, "client": client, "gateway": gateway}

@@ -1,0 +1,251 @@
+"""The scenario file: read (JSON, or YAML when PyYAML is installed), checked
+key by key, and held as dataclasses with durations in seconds. Every problem
+is a SpecError naming the key path, raised before anything is started.
+Depends on scenario.durations and scenario.checks (the per-section rules).
+"""
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import durations
+from .checks import Keys, SpecError, check_faults, check_gateway, check_gates, check_variants
+
+try:  # optional: JSON needs no PyYAML, and the Kubernetes Job has none
+    import yaml
+except ImportError:  # pragma: no cover - depends on the machine
+    yaml = None
+
+NAME = re.compile(r"[a-z0-9-]{1,64}")
+BACKEND_NAME = re.compile(r"[A-Za-z0-9_.-]{1,63}")  # the gateway's rule for server names
+DEFAULT_BACKENDS = ["server1", "server2", "server3"]
+USERS = ("api", "constant_rate")
+TARGETS = ("local", "kubernetes")
+
+
+@dataclass
+class Stage:
+    name: str
+    duration: float
+    users: int
+    spawn_rate: float
+    start: float = 0.0
+
+    @property
+    def end(self):
+        return self.start + self.duration
+
+
+@dataclass
+class Load:
+    user: str
+    path: str
+    rate: float | None
+    stages: list
+
+
+@dataclass
+class FaultEvent:
+    index: int
+    at: float
+    backend: str
+    action: str  # set | clear | kill | restart
+    faults: dict | None = None  # as PUT /api/faults takes them (durations as text)
+
+    def label(self):
+        return f"{self.action} {self.backend}"
+
+
+@dataclass
+class Variant:
+    name: str
+    gateway: dict  # the scenario's `gateway` with this variant's settings laid over it
+
+
+@dataclass
+class Gate:
+    metric: str
+    op: str  # "<" | ">"
+    threshold: float  # ms for latencies, else as written
+    threshold_text: str
+    phase: str
+    source: str
+    backend: str | None = None
+
+    @property
+    def unit(self):
+        return {"p50": "ms", "p95": "ms", "p99": "ms", "max": "ms", "rps": "req/s", "requests": "requests"}.get(
+            self.metric, "ratio"
+        )
+
+    @property
+    def name(self):
+        what = f"share {self.backend}" if self.metric == "share" else self.metric
+        return f"{what} {self.op} {self.threshold_text} ({self.phase}, {self.source})"
+
+
+@dataclass
+class Scenario:
+    name: str
+    description: str
+    file: str
+    backends: list
+    gateway: dict
+    load: Load
+    faults: list
+    variants: list = field(default_factory=list)
+    gates: list = field(default_factory=list)
+
+    @property
+    def duration(self):
+        return self.load.stages[-1].end
+
+    def phase_names(self):
+        return [s.name for s in self.load.stages]
+
+    def runs(self):
+        """(variant name, gateway settings) per run: one per variant, or `default`."""
+        if not self.variants:
+            return [Variant("default", self.gateway)]
+        return self.variants
+
+    def to_dict(self):
+        """The validated scenario as summary.json holds it (seconds for durations)."""
+        out = asdict(self)
+        out["duration_s"] = self.duration
+        for stage in out["load"]["stages"]:
+            stage["end"] = stage["start"] + stage["duration"]
+        for gate, spec in zip(out["gates"], self.gates):
+            gate["name"], gate["unit"] = spec.name, spec.unit
+        return out
+
+
+def load(path, target="local"):
+    """Reads and checks a scenario file; raises SpecError (one line) on any problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise SpecError(None, f"cannot read the file: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise SpecError(None, "is not UTF-8 text") from None
+    data = _parse(text)
+    return validate(data, path, target)
+
+
+def _parse(text):
+    try:
+        return json.loads(text)
+    except ValueError as json_error:
+        if yaml is None:
+            raise SpecError(
+                None, f"is not JSON ({json_error}), and PyYAML, needed for YAML, is not installed"
+            ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpecError(None, f"is not valid YAML{where}: {problem}") from None
+
+
+def validate(data, path, target="local"):
+    """Scenario from already-parsed data (`path` names the file in errors)."""
+    if target not in TARGETS:
+        raise SpecError(None, f"unknown target {target!r} ({', '.join(TARGETS)})")
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else f"a {type(data).__name__}"
+        raise SpecError(None, f"must be a mapping of keys (name, description, load, ...), not {kind}")
+    top = Keys(data, "", required=("description", "load"),
+               optional=("name", "backends", "gateway", "faults", "variants", "gates"))
+    name = top.get("name", Path(path).stem)
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise SpecError("name", f"{_show(name)} must be 1-64 of a-z, 0-9 and - (it names the run directory)")
+    description = top.get("description")
+    if not isinstance(description, str) or not description.strip():
+        raise SpecError("description", "must be a sentence saying what the scenario shows")
+    backends = _backends(top.get("backends", list(DEFAULT_BACKENDS)))
+    gateway = check_gateway(top.get("gateway", {}), "gateway")
+    stages_load = _load(top.get("load"))
+    scenario = Scenario(
+        name=name, description=description.strip(), file=str(path), backends=backends, gateway=gateway,
+        load=stages_load, faults=[],
+    )
+    scenario.faults = [FaultEvent(**e) for e in check_faults(top.get("faults", []), scenario, target)]
+    scenario.variants = [Variant(n, g) for n, g in check_variants(top.get("variants", []), gateway)]
+    scenario.gates = [Gate(**g) for g in check_gates(top.get("gates", []), scenario)]
+    return scenario
+
+
+def _backends(value):
+    if not isinstance(value, list) or not value:
+        raise SpecError("backends", "must be a non-empty list of names")
+    seen = set()
+    for i, name in enumerate(value):
+        if not isinstance(name, str) or not BACKEND_NAME.fullmatch(name):
+            raise SpecError(f"backends[{i}]", f"{_show(name)} must be 1-63 of A-Z, a-z, 0-9, -, _ and .")
+        if name in seen:
+            raise SpecError(f"backends[{i}]", f'"{name}" appears twice')
+        seen.add(name)
+    return list(value)
+
+
+def _load(value):
+    keys = Keys(value, "load", required=("stages",), optional=("user", "path", "rate"))
+    user = keys.get("user", "api")
+    if user not in USERS:
+        raise SpecError("load.user", f"{_show(user)} is unknown ({', '.join(USERS)})")
+    path = keys.get("path", "/api/data")
+    if not isinstance(path, str) or not path.startswith("/") or any(c.isspace() or ord(c) < 32 for c in path):
+        raise SpecError("load.path", f"{_show(path)} must be a path starting with / (no spaces)")
+    rate = keys.get("rate")
+    if user == "constant_rate":
+        if not _number(rate) or rate <= 0:
+            raise SpecError("load.rate", "constant_rate needs `rate`, the total requests per second (a number > 0)")
+    elif rate is not None:
+        raise SpecError("load.rate", "only for user constant_rate (the api user waits 1-3 s between requests)")
+    stages = keys.get("stages")
+    if not isinstance(stages, list) or not stages:
+        raise SpecError("load.stages", "must be a non-empty list of stages")
+    out, start, names = [], 0.0, set()
+    for i, raw in enumerate(stages):
+        where = f"load.stages[{i}]"
+        s = Keys(raw, where, required=("duration", "users"), optional=("name", "spawn_rate"))
+        stage_name = s.get("name", f"stage-{i + 1}")
+        if not isinstance(stage_name, str) or not NAME.fullmatch(stage_name) or stage_name == "run":
+            raise SpecError(f"{where}.name", f"{_show(stage_name)} must be 1-64 of a-z, 0-9 and - (and not `run`)")
+        if stage_name in names:
+            raise SpecError(f"{where}.name", f'"{stage_name}" names two stages')
+        names.add(stage_name)
+        duration = s.duration("duration")
+        if duration <= 0:
+            raise SpecError(f"{where}.duration", "must be more than 0s")
+        users = s.get("users")
+        if isinstance(users, bool) or not isinstance(users, int) or not 0 <= users <= 10000:
+            raise SpecError(f"{where}.users", f"{_show(users)} must be a whole number 0-10000")
+        spawn_rate = s.get("spawn_rate", max(users, 1))
+        if not _number(spawn_rate) or spawn_rate <= 0:
+            raise SpecError(f"{where}.spawn_rate", f"{_show(spawn_rate)} must be a number > 0 (users per second)")
+        out.append(Stage(stage_name, duration, users, float(spawn_rate), start))
+        start += duration
+    if not any(st.users for st in out):
+        raise SpecError("load.stages", "every stage has 0 users: the scenario sends nothing")
+    return Load(user, path, float(rate) if rate is not None else None, out)
+
+
+def _number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _show(v):
+    return f'"{v}"' if isinstance(v, str) else repr(v)
+
+
+def summary_line(scenario):
+    """`N stages, M faults, K gates, 50s per variant` for `check`."""
+    n = len(scenario.load.stages), len(scenario.faults), len(scenario.gates)
+    variants = f", {len(scenario.variants)} variants" if scenario.variants else ""
+    return (f"{n[0]} stages, {n[1]} faults, {n[2]} gates{variants}, "
+            f"{durations.humanize(scenario.duration)} per variant")
