@@ -22,7 +22,7 @@ release: ## Release build: target/release/gateway and target/release/backend
 run: deps release ## Start 3 backends + gateway, register, run a short Locust load, print stats; Ctrl-C stops all
 	deploy/scripts/run-local.sh
 
-test: deps lint test-unit bench-compile test-e2e test-tracing test-observability test-helm test-images compose-check test-resilience ## The whole test suite (what CI runs)
+test: deps lint test-unit bench-compile test-e2e test-scenario test-tracing test-observability test-helm test-images compose-check test-resilience ## The whole test suite (what CI runs)
 
 test-unit: ## Unit and integration tests (real servers on port 0)
 	$(CARGO) test --workspace --locked
@@ -42,6 +42,23 @@ fmt: ## Format the code
 
 clean: ## Remove build outputs
 	$(CARGO) clean
+
+# --- Scenario runs: scenario/ (the runner), deploy/scenarios (shipped files), tests/scenario ---
+.PHONY: scenario scenario-check scenario-compare test-scenario
+SCENARIO ?= deploy/scenarios/slow-backend.yaml
+
+scenario: deps release ## Run a scenario file (SCENARIO=..., VARIANT=name): load, timed faults, SLO gates; report in target/scenarios/
+	python3 -m scenario run $(SCENARIO) $(if $(VARIANT),--variant $(VARIANT))
+
+scenario-check: ## Validate scenario files without running them (SCENARIO=..., default every shipped one)
+	python3 -m scenario check $(if $(filter command line,$(origin SCENARIO)),$(SCENARIO),deploy/scenarios/*.yaml)
+
+scenario-compare: ## Two earlier runs side by side: make scenario-compare A=target/scenarios/x/T1 B=target/scenarios/x/T2
+	@test -n "$(A)" -a -n "$(B)" || { echo "usage: make scenario-compare A=RUN_DIR B=RUN_DIR" >&2; exit 2; }
+	python3 -m scenario compare $(A) $(B)
+
+test-scenario: release ## Scenario files, the runner end to end (real binaries, Locust) and its report in headless Chromium
+	python3 -m unittest discover -s tests/scenario -v
 
 # --- Observability: Grafana dashboards, alert rules, /metrics (deploy/grafana, deploy/prometheus) ---
 .PHONY: test-observability
