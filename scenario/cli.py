@@ -212,13 +212,12 @@ def _on_signals():
 
 
 def _print_outcome(record, path):
-    from .gates import failure_line
+    from .gates import result_line
 
     for run in record["runs"]:
         label = f"[{run['variant']}] " if len(record["runs"]) > 1 or run["variant"] != "default" else ""
         for gate in run["gates"]:
-            if not gate["pass"]:
-                print(f"{label}{failure_line(gate)}")
+            print(f"{label}{result_line(gate)}")
         if run["verdict"] == "error":
             print(f"{label}ERROR {run['error']}", file=sys.stderr)
         elif run["verdict"] == "interrupted":
@@ -226,8 +225,9 @@ def _print_outcome(record, path):
         for check, ok in run["checks"].items():
             if ok is False:
                 print(f"{label}warning: {check} is false (see summary.json)", file=sys.stderr)
-        passed = sum(g["pass"] for g in run["gates"])
-        print(f"{label}{run['verdict']}: {passed}/{len(run['gates'])} gates passed")
+        if run["verdict"] != "error":
+            passed = sum(g["pass"] for g in run["gates"])
+            print(f"{label}{run['verdict']}: {passed}/{len(run['gates'])} gates passed")
     print(f"summary: {path}")
 
 

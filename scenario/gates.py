@@ -30,8 +30,8 @@ def evaluate(gates, figures):
     return results
 
 
-def failure_line(result):
-    """`FAIL p99 < 50ms (recovery, client): 83.2 ms`."""
+def result_line(result):
+    """`FAIL p99 < 50ms (recovery, client): 83.2 ms`, or `pass ...`."""
     value = result["value"]
     if value is None:
         shown = "no figure (nothing measured)"
@@ -43,4 +43,4 @@ def failure_line(result):
         shown = f"{value:.1f} req/s"
     else:
         shown = f"{value:g}"
-    return f"FAIL {result['name']}: {shown}"
+    return f"{'pass' if result['pass'] else 'FAIL'} {result['name']}: {shown}"

@@ -173,8 +173,11 @@ class Stack:
     """The processes of one local run, stopped when the `with` block ends."""
 
     def __init__(self, log_dir, gateway_bin, backend_bin, grace=10.0):
-        self.log_dir = Path(log_dir)
-        self.gateway_bin, self.backend_bin = gateway_bin, backend_bin  # None: none to start (kubernetes)
+        # Absolute, because the processes run in the log directory.
+        self.log_dir = Path(log_dir).resolve()
+        self.gateway_bin, self.backend_bin = (  # None: none to start (kubernetes)
+            None if b is None else Path(b).resolve() for b in (gateway_bin, backend_bin)
+        )
         self.grace = grace
         self.processes = []
         self.backends = {}

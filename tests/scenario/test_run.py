@@ -83,8 +83,11 @@ class SmokeRun(unittest.TestCase):
 
     def test_smoke_passes_and_its_figures_agree(self):
         out = self.dir / "smoke"
-        code, stdout, stderr = finish(runner(SMOKE, out))
+        # Relative paths, as `make scenario` passes them: the services run in
+        # the run directory, so the runner must not hand them relative ones.
+        code, stdout, stderr = finish(runner(SMOKE.relative_to(ROOT), os.path.relpath(out, ROOT)))
         self.assertEqual(code, 0, f"{stdout}\n{stderr}")
+        self.assertRegex(stdout, r"(?m)^pass error_rate < 0.01 \(run, client\): 0$")
         summary = json.loads((out / "summary.json").read_text())
         self.assertEqual(set(summary), TOP_KEYS)
         self.assertEqual((summary["schema"], summary["target"], summary["verdict"]), (1, "local", "pass"))
