@@ -91,7 +91,7 @@ impl Sources {
 ///
 /// `env_prefix` is `GATEWAY` or `BACKEND`; `port_key` is the dotted key the
 /// `PORT` variable sets; `list_keys` are the dotted keys whose environment
-/// values are comma-separated lists.
+/// values are comma-separated lists (an empty value is the empty list).
 pub fn load<T>(
     sources: &Sources,
     env_prefix: &str,
@@ -137,24 +137,37 @@ where
             ));
         }
     }
-    let env: config::Map<String, String> = sources
-        .env
-        .iter()
-        .filter(|(k, _)| k.starts_with(&prefixed))
-        .cloned()
-        .collect();
-    let mut environment = Environment::with_prefix(env_prefix)
+    // List keys are split here rather than by the config crate, which
+    // parses a single `503` as a number before it looks for a list, and
+    // so refuses a one-item list.
+    let mut lists = Config::builder();
+    let mut env = config::Map::new();
+    for (name, value) in sources.env.iter().filter(|(k, _)| k.starts_with(&prefixed)) {
+        let key = name[prefixed.len()..].to_lowercase().replace("__", ".");
+        if list_keys.contains(&key.as_str()) {
+            let items: Vec<String> = value
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(str::to_owned)
+                .collect();
+            lists = lists
+                .set_override(key, items)
+                .map_err(|e| SettingsError::Parse(e.to_string()))?;
+        } else {
+            env.insert(name.clone(), value.clone());
+        }
+    }
+    let environment = Environment::with_prefix(env_prefix)
         .prefix_separator("__")
         .separator("__")
         .try_parsing(true)
         .source(Some(env));
-    if !list_keys.is_empty() {
-        environment = environment.list_separator(",");
-        for key in list_keys {
-            environment = environment.with_list_parse_key(key);
-        }
-    }
-    builder = builder.add_source(environment);
+    builder = builder.add_source(environment).add_source(
+        lists
+            .build()
+            .map_err(|e| SettingsError::Parse(e.to_string()))?,
+    );
 
     let merged = builder
         .build()
@@ -326,6 +339,42 @@ mod tests {
         assert!(e.contains("PORT"), "{e}");
         let e = bad(&[("DEMO__LISTEN__PROT", "1")]);
         assert!(e.contains("prot"), "{e}");
+    }
+
+    #[test]
+    fn list_variables_take_one_item_many_or_none() {
+        #[derive(Debug, Default, Deserialize, Serialize)]
+        #[serde(default)]
+        struct Lists {
+            retry: Retry,
+        }
+        #[derive(Debug, Default, Deserialize, Serialize)]
+        #[serde(default)]
+        struct Retry {
+            on_statuses: Vec<u16>,
+            hosts: Vec<String>,
+        }
+        let lists = |value: &str| {
+            let sources = Sources {
+                file: None,
+                env: env(&[
+                    ("DEMO__RETRY__ON_STATUSES", value),
+                    ("DEMO__RETRY__HOSTS", value),
+                ]),
+            };
+            load::<Lists>(
+                &sources,
+                "DEMO",
+                "listen.port",
+                &["retry.on_statuses", "retry.hosts"],
+            )
+            .map(|l| (l.retry.on_statuses, l.retry.hosts))
+        };
+        assert_eq!(lists("503").unwrap(), (vec![503], vec!["503".to_owned()]));
+        assert_eq!(lists("502, 503").unwrap().0, vec![502, 503]);
+        assert_eq!(lists("").unwrap(), (vec![], vec![]));
+        let e = lists("503,x").unwrap_err().to_string();
+        assert!(e.contains("retry.on_statuses"), "{e}");
     }
 
     #[test]
