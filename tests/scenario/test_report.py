@@ -11,8 +11,8 @@ with the network blocked (report_browser.py). For every page:
 - the hostile backend name and the description holding `</script><b>` show
   as text, and no element or on* attribute came out of them.
 
-Screenshots of a run and of a comparison go to target/scenario-report/;
-UPDATE_DOC_IMAGES=1 also writes them to docs/images/ for the docs.
+Screenshots of a run and of a comparison go to target/scenario-report/ (the
+pictures in docs/images/ are of real runs; docs/development.md says how).
 
     python3 -m unittest tests/scenario/test_report.py -v
 """
@@ -20,7 +20,6 @@ UPDATE_DOC_IMAGES=1 also writes them to docs/images/ for the docs.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sys
@@ -201,9 +200,6 @@ class ReportPages(unittest.TestCase):
         size = png.stat().st_size
         self.assertTrue(png.read_bytes().startswith(b"\x89PNG"))
         self.assertLess(size, MAX_IMAGE_BYTES, f"{name}: {size} bytes")
-        if os.environ.get("UPDATE_DOC_IMAGES") == "1":
-            (ROOT / "docs" / "images").mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(png, ROOT / "docs" / "images" / name)
 
 
 class ReportData(unittest.TestCase):
