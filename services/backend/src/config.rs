@@ -21,6 +21,8 @@ pub struct Settings {
     pub name: String,
     /// Injected latency and errors; all off by default.
     pub faults: FaultSettings,
+    /// Who may change the faults at run time (`/api/faults`).
+    pub admin: AdminSettings,
     /// Stopping gracefully.
     pub shutdown: ShutdownSettings,
     /// Limits on incoming connections.
@@ -57,6 +59,65 @@ pub struct FaultSettings {
     /// Upper bound on any injected delay, configured or requested.
     #[serde(with = "humantime_serde")]
     pub max_delay: Duration,
+}
+
+/// A fault value out of range: its key within `faults` and what is wrong.
+/// Settings name it `faults.<key>`, the fault API `<key>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultProblem {
+    /// The key at fault, as written in the `faults` section.
+    pub key: &'static str,
+    /// What is wrong with its value.
+    pub message: String,
+}
+
+impl FaultSettings {
+    /// The range rules, the same for the configured faults and for those
+    /// set at run time: `error_rate` 0.0 to 1.0, `error_status` 500 to 599,
+    /// `max_delay` at most 5m, `latency` plus `jitter` at most `max_delay`.
+    pub fn check(&self) -> Result<(), FaultProblem> {
+        let problem = |key, message: String| Err(FaultProblem { key, message });
+        if !(0.0..=1.0).contains(&self.error_rate) || self.error_rate.is_nan() {
+            return problem(
+                "error_rate",
+                format!("{} is not between 0.0 and 1.0", self.error_rate),
+            );
+        }
+        if !(500..=599).contains(&self.error_status) {
+            return problem(
+                "error_status",
+                format!("{} is not a 5xx status (500 to 599)", self.error_status),
+            );
+        }
+        if self.max_delay > MAX_MAX_DELAY {
+            return problem("max_delay", "must be at most 5m".into());
+        }
+        if self.latency + self.jitter > self.max_delay {
+            return problem(
+                "latency",
+                format!(
+                    "latency plus jitter ({}) exceeds max_delay ({})",
+                    humantime::format_duration(self.latency + self.jitter),
+                    humantime::format_duration(self.max_delay)
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The largest `faults.max_delay` accepted.
+const MAX_MAX_DELAY: Duration = Duration::from_secs(300);
+
+/// The `admin` section.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSettings {
+    /// Bearer token required by `PUT` and `DELETE /api/faults`; empty
+    /// leaves them open (fine on a laptop, not in a cluster). Shown as
+    /// `<redacted>` by `--print-config`.
+    #[serde(serialize_with = "launch::settings::redacted")]
+    pub token: String,
 }
 
 /// Shutdown behaviour on SIGTERM/SIGINT.
@@ -112,31 +173,9 @@ impl Settings {
 
     /// Range and consistency checks.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        let f = &self.faults;
-        if !(0.0..=1.0).contains(&f.error_rate) || f.error_rate.is_nan() {
-            return Err(SettingsError::invalid(
-                "faults.error_rate",
-                format!("{} is not between 0.0 and 1.0", f.error_rate),
-            ));
-        }
-        if !(500..=599).contains(&f.error_status) {
-            return Err(SettingsError::invalid(
-                "faults.error_status",
-                format!("{} is not a 5xx status", f.error_status),
-            ));
-        }
-        if f.max_delay > Duration::from_secs(300) {
-            return Err(SettingsError::invalid(
-                "faults.max_delay",
-                "must be at most 5m",
-            ));
-        }
-        if f.latency + f.jitter > f.max_delay {
-            return Err(SettingsError::invalid(
-                "faults.latency",
-                "latency plus jitter exceeds faults.max_delay",
-            ));
-        }
+        self.faults
+            .check()
+            .map_err(|p| SettingsError::invalid(format!("faults.{}", p.key), p.message))?;
         if self.name.len() > 253 {
             return Err(SettingsError::invalid(
                 "name",
@@ -195,6 +234,17 @@ mod tests {
         let s = load(&[("PORT", "5002"), ("BACKEND__FAULTS__LATENCY", "20ms")]).unwrap();
         assert_eq!(s.listen.port, 5002);
         assert_eq!(s.faults.latency, Duration::from_millis(20));
+    }
+
+    #[test]
+    fn the_admin_token_is_read_and_never_printed() {
+        let s = load(&[("BACKEND__ADMIN__TOKEN", "hunter2")]).unwrap();
+        assert_eq!(s.admin.token, "hunter2");
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(
+            !json.contains("hunter2") && json.contains("<redacted>"),
+            "{json}"
+        );
     }
 
     #[test]

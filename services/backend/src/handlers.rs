@@ -4,8 +4,8 @@
 //! Also what every handler gets and gives: the state they share
 //! ([`AppState`]), the [`Call`] and the [`Answer`].
 //!
-//! Depends on the backend's `config` and `faults`, and on `serving` and
-//! `observability`; [`crate::routes`] names these handlers in its table.
+//! Depends on the backend's `faults`, and on `serving` and `observability`;
+//! [`crate::routes`] names these handlers in its table.
 
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
@@ -17,20 +17,23 @@ use hyper::body::Incoming;
 use observability::stats::Recorder;
 use prometheus::Registry;
 use serde::Serialize;
+use serving::connection::Connection;
 use serving::errors::{json_error, json_response};
 use serving::methods::Param;
 use serving::server::Response;
 use serving::shutdown::Readiness;
 
-use crate::config::FaultSettings;
-use crate::faults::{self, Overrides};
+use crate::faults::plan::{self, Overrides};
+use crate::faults::{FaultState, Faults, Mode};
 
 /// Everything the handlers share.
 pub struct AppState {
     /// Who we are, as reported in every `/api/data` answer.
     pub instance: Instance,
-    /// Configured faults (per-request overrides come from the query).
-    pub faults: FaultSettings,
+    /// The faults in force (per-request overrides come from the query).
+    pub faults: FaultState,
+    /// The token `PUT` and `DELETE /api/faults` need, if any.
+    pub admin_token: Option<String>,
     /// This instance's own traffic, for `/api/stats`.
     pub stats: Arc<Recorder>,
     /// Everything `/metrics` exports.
@@ -62,16 +65,24 @@ pub struct Call {
     pub state: Arc<AppState>,
     /// The request as hyper parsed it.
     pub request: Request<Incoming>,
+    /// The connection it came on.
+    pub connection: Connection,
     param: Param,
 }
 
 impl Call {
     /// A call of a route's handler; `param` is where the request's path
     /// matched the template's `{…}` segment.
-    pub(crate) fn new(state: Arc<AppState>, request: Request<Incoming>, param: Param) -> Self {
+    pub(crate) fn new(
+        state: Arc<AppState>,
+        request: Request<Incoming>,
+        connection: Connection,
+        param: Param,
+    ) -> Self {
         Call {
             state,
             request,
+            connection,
             param,
         }
     }
@@ -185,7 +196,8 @@ struct Payload {
     value: f64,
 }
 
-/// `GET /api/data`: answered at once unless a delay is injected.
+/// `GET /api/data`: answered under the faults in force, with the
+/// request's own overrides.
 pub fn data(c: Call) -> Answer {
     let request_id = match c.request.headers().get("x-request-id").map(|v| v.to_str()) {
         None => None,
@@ -208,7 +220,29 @@ pub fn data(c: Call) -> Answer {
             ))
         }
     };
-    let plan = match faults::plan(&c.state.faults, &overrides) {
+    let faults = c.state.faults.faults();
+    under(faults, c, overrides, request_id)
+}
+
+/// The answer to `/api/data` under `faults`: served, hung until the
+/// faults change (then answered under the new ones), or reset. Under
+/// `refuse` the listener is closed, but a request already on its way is
+/// served.
+fn under(faults: Faults, c: Call, overrides: Overrides, request_id: Option<String>) -> Answer {
+    match faults.mode {
+        Mode::Serve | Mode::Refuse => {}
+        Mode::Reset => {
+            c.connection.reset();
+            return now(Response::default());
+        }
+        Mode::Hang => {
+            return later(async move {
+                let faults = c.state.faults.until_not_hanging().await;
+                under(faults, c, overrides, request_id).await
+            })
+        }
+    }
+    let plan = match plan::plan(&faults, c.state.faults.max_delay(), &overrides) {
         Ok(plan) => plan,
         Err(e) => return now(json_error(StatusCode::BAD_REQUEST, "invalid_query", &e.0)),
     };

@@ -3,7 +3,8 @@
 //! `GET /api/data` answers a small JSON document naming the instance that
 //! served it. On top of that it has the same operational endpoints as the
 //! gateway (`/healthz`, `/readyz`, `/metrics`, `/api/stats/{window}`) and
-//! bounded fault injection for experiments.
+//! bounded fault injection for experiments, changeable at run time
+//! (`/api/faults`).
 //!
 //! # Layout
 //!
@@ -14,7 +15,9 @@
 //!   shutdown; `main.rs` only parses flags and calls it.
 //! - [`routes`]: the route table and the dispatch of every request;
 //!   [`handlers`]: what each route answers, and the state they share.
-//! - [`faults`]: injected latency and errors, configured or per request.
+//! - [`faults`]: injected latency, errors, hangs, resets and refused
+//!   connections: configured, set at run time (`/api/faults`), or per
+//!   request.
 //! - [`config`]: typed settings and their validation.
 
 pub mod config;

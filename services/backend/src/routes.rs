@@ -4,6 +4,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /api/data` | JSON naming this instance; fault injection applies |
+//! | `GET`, `PUT`, `DELETE /api/faults` | the faults in force; change them, clear them ([`crate::faults::api`]) |
 //! | `ANY /api/echo[/...]` | the request as received (method, path, query, headers, body), for checking what a proxy forwards |
 //! | `GET /healthz` | alive |
 //! | `GET /readyz` | ready for traffic (503 once shutdown starts) |
@@ -14,20 +15,22 @@
 //! from the table; every GET route answers HEAD too.
 //!
 //! Depends on the backend's `handlers` (the answers, the state they share
-//! and how they are called), and on `serving` and `observability`.
+//! and how they are called) and `faults` (the fault API's answers), and on
+//! `serving` and `observability`.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{HeaderValue, Method, Request, StatusCode};
 use hyper::body::Incoming;
 use observability::stats::Window;
+use serving::connection::Connection;
 use serving::errors::json_response;
 use serving::methods::{self, Param, Template};
 use serving::metrics::RouteInfo;
 use serving::server::Response;
 
+use crate::faults::api as faults_api;
 use crate::handlers::{
     data, echo, later, metrics_reply, now, readiness_reply, unknown_window, Answer, AppState, Call,
     Handler,
@@ -60,6 +63,23 @@ pub const ROUTES: &[Route] = &[
         template: Template::new("/api/data"),
         counted: true,
         methods: Methods::Only(&[(Method::GET, data)]),
+    },
+    Route {
+        template: Template::new("/api/faults"),
+        counted: false,
+        methods: Methods::Only(&[
+            (Method::GET, |c| now(faults_api::view(&c.state.faults))),
+            (Method::PUT, |c| {
+                later(async move {
+                    let token = c.state.admin_token.as_deref();
+                    faults_api::put(&c.state.faults, token, c.request, &c.connection).await
+                })
+            }),
+            (Method::DELETE, |c| {
+                let token = c.state.admin_token.as_deref();
+                now(faults_api::delete(&c.state.faults, token, &c.request))
+            }),
+        ]),
     },
     Route {
         template: Template::new("/api/echo"),
@@ -147,7 +167,7 @@ impl Routes {
         Routes { state, served_by }
     }
 
-    fn dispatch(&self, request: Request<Incoming>) -> Answer {
+    fn dispatch(&self, request: Request<Incoming>, connection: &Connection) -> Answer {
         let Some((route, Some(param))) = find(request.uri().path()) else {
             return now(methods::not_found());
         };
@@ -161,7 +181,12 @@ impl Routes {
                 }
             }
         };
-        handler(Call::new(self.state.clone(), request, param))
+        handler(Call::new(
+            self.state.clone(),
+            request,
+            connection.clone(),
+            param,
+        ))
     }
 }
 
@@ -169,9 +194,9 @@ impl serving::server::Handler for Routes {
     fn call(
         &self,
         request: Request<Incoming>,
-        _peer: SocketAddr,
+        connection: &Connection,
     ) -> impl Future<Output = Response> + Send + use<> {
-        let answer = self.dispatch(request);
+        let answer = self.dispatch(request, connection);
         let served_by = self.served_by.clone();
         async move {
             let mut response = answer.await;
@@ -195,6 +220,7 @@ mod tests {
             ("/api/echo", "/api/echo", true),
             ("/api/echo/a/b", "/api/echo", true),
             ("/api/stats/1m", "/api/stats/{window}", false),
+            ("/api/faults", "/api/faults", false),
             ("/api/stats", "/api/stats/{window}", false),
             ("/healthz", "/healthz", false),
             ("/metrics", "/metrics", false),

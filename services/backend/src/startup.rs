@@ -1,7 +1,7 @@
 //! Wiring: build the state, serve the routes, stop gracefully.
 //!
-//! Depends on `config`, `routes` and `handlers` (the shared state), and on
-//! `serving` and `observability`.
+//! Depends on `config`, `routes`, `handlers` and `faults` (the shared
+//! state), and on `serving` and `observability`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,6 +14,8 @@ use serving::shutdown::Readiness;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
+use crate::faults::metrics::FaultMetrics;
+use crate::faults::{FaultState, Faults};
 use crate::handlers::{AppState, Instance};
 use crate::routes;
 
@@ -28,6 +30,10 @@ pub async fn run(
     let port = listener.local_addr()?.port();
     let registry = serving::metrics::new_registry();
     let server_metrics = HttpServerMetrics::register(&registry).map_err(std::io::Error::other)?;
+    let configured = Faults::configured(&settings.faults);
+    let fault_metrics =
+        FaultMetrics::register(&registry, &configured).map_err(std::io::Error::other)?;
+    let faults = FaultState::new(configured, settings.faults.max_delay, fault_metrics);
     let stats = Recorder::new(Arc::new(SystemClock));
     let readiness = Readiness::new();
     let state = Arc::new(AppState {
@@ -36,7 +42,8 @@ pub async fn run(
             port,
             hostname: hostname(),
         },
-        faults: settings.faults.clone(),
+        faults,
+        admin_token: Some(settings.admin.token.clone()).filter(|t| !t.is_empty()),
         stats: stats.clone(),
         registry,
         readiness: readiness.clone(),

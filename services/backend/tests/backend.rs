@@ -1,69 +1,12 @@
 //! The backend as a client sees it, on a real socket.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-
-struct Backend {
-    base: String,
-    stop: oneshot::Sender<()>,
-    handle: tokio::task::JoinHandle<std::io::Result<serving::server::Drain>>,
-}
-
-async fn spawn(settings: backend::config::Settings) -> Backend {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, rx) = oneshot::channel();
-    let handle = tokio::spawn(backend::run(listener, settings, async move {
-        let _ = rx.await;
-    }));
-    Backend { base, stop, handle }
-}
-
-fn settings() -> backend::config::Settings {
-    backend::config::Settings {
-        name: "b1".into(),
-        ..Default::default()
-    }
-}
-
-fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().no_proxy().build().unwrap()
-}
-
-/// Polls `check` every 20 ms until it holds; panics naming `what` after 5 s.
-/// (The gateway's tests have the same in their support module.)
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what}: not within 5 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// `http_server_active_requests` from the backend's /metrics.
-async fn active_requests(base: &str) -> f64 {
-    let text = client()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("http_server_active_requests "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap()
-}
+use support::{active_requests, client, eventually, settings, spawn};
 
 #[tokio::test]
 async fn data_names_the_instance_and_echoes_the_request_id() {

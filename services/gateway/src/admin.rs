@@ -69,7 +69,8 @@ async fn answer(handler: impl Future<Output = Result<Response, AdminError>>) -> 
 }
 
 /// Whether `request` may change the registry here: refused outright on a
-/// port that takes no changes, else by [`check_token`]. Checked before the
+/// port that takes no changes, else by the token
+/// ([`serving::token::check_request`]). Checked before the
 /// body is read.
 fn authorize<B>(
     state: &AdminState,
@@ -79,40 +80,7 @@ fn authorize<B>(
     if changes == Changes::Refused {
         return Err(AdminError::AdminElsewhere);
     }
-    // Read raw: a header that is not valid text counts as missing (401).
-    let header = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    check_token(state.token.as_deref(), header)
-}
-
-/// 401 without a bearer token, 403 with a wrong one. Compared in constant
-/// time so response timing reveals nothing about the token.
-pub fn check_token(expected: Option<&str>, header: Option<&str>) -> Result<(), AdminError> {
-    let Some(expected) = expected else {
-        return Ok(());
-    };
-    let presented = header
-        .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .ok_or(AdminError::Unauthorized)?;
-    if constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
-        Ok(())
-    } else {
-        Err(AdminError::Forbidden)
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..a.len().max(b.len()) {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff);
-    }
-    diff == 0
+    serving::token::check_request(state.token.as_deref(), request).map_err(AdminError::from)
 }
 
 /// The body, refused past `max_body_bytes`.
@@ -318,39 +286,5 @@ fn status_for(outcome: Registered) -> StatusCode {
     match outcome {
         Registered::Created => StatusCode::CREATED,
         Registered::Replaced | Registered::Unchanged => StatusCode::OK,
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens() {
-        assert!(check_token(None, None).is_ok());
-        assert!(matches!(
-            check_token(Some("t"), None),
-            Err(AdminError::Unauthorized)
-        ));
-        assert!(matches!(
-            check_token(Some("t"), Some("Basic dA==")),
-            Err(AdminError::Unauthorized)
-        ));
-        assert!(matches!(
-            check_token(Some("t"), Some("Bearer x")),
-            Err(AdminError::Forbidden)
-        ));
-        assert!(matches!(
-            check_token(Some("t"), Some("Bearer tt")),
-            Err(AdminError::Forbidden)
-        ));
-        assert!(matches!(
-            check_token(Some("tt"), Some("Bearer t")),
-            Err(AdminError::Forbidden)
-        ));
-        assert!(check_token(Some("t"), Some("Bearer t")).is_ok());
-        assert!(!constant_time_eq(b"", b"a"));
-        assert!(constant_time_eq(b"", b""));
     }
 }

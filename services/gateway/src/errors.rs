@@ -177,12 +177,10 @@ pub enum AdminError {
     /// The registry cannot take more servers.
     #[error("{0}")]
     Full(String),
-    /// Changing the registry needs a token and none was sent.
-    #[error("this call needs an 'Authorization: Bearer <token>' header")]
-    Unauthorized,
-    /// A token was sent but it is wrong.
-    #[error("the admin token is not valid")]
-    Forbidden,
+    /// Changing the registry needs a token: none was sent (401), or a
+    /// wrong one (403).
+    #[error("{0}")]
+    Token(#[from] serving::token::TokenError),
     /// The registration policy refuses the destination.
     #[error("{0}")]
     DestinationNotAllowed(FieldError),
@@ -215,8 +213,7 @@ impl AdminError {
             AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AdminError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             AdminError::Full(_) => (StatusCode::CONFLICT, "registry_full"),
-            AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            AdminError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            AdminError::Token(e) => e.status_and_code(),
             AdminError::DestinationNotAllowed(_) => {
                 (StatusCode::FORBIDDEN, "destination_not_allowed")
             }
@@ -227,15 +224,11 @@ impl AdminError {
 
     /// The JSON answer.
     pub fn into_response(&self) -> Response {
-        let (status, code) = self.status_and_code();
-        let mut response = serving::errors::json_error(status, code, &self.to_string());
-        if let AdminError::Unauthorized = self {
-            response.headers_mut().insert(
-                http::header::WWW_AUTHENTICATE,
-                http::HeaderValue::from_static("Bearer"),
-            );
+        if let AdminError::Token(e) = self {
+            return e.into_response();
         }
-        response
+        let (status, code) = self.status_and_code();
+        serving::errors::json_error(status, code, &self.to_string())
     }
 }
 

@@ -15,7 +15,6 @@
 //! handler trait.
 
 use std::future::{ready, Future, Ready};
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -279,7 +278,7 @@ impl serving::server::Handler for Routes {
     fn call(
         &self,
         request: Request<Incoming>,
-        peer: SocketAddr,
+        connection: &serving::connection::Connection,
     ) -> impl Future<Output = Response> + Send + use<> {
         let path = request.uri().path();
         let found = match &self.listener {
@@ -291,7 +290,7 @@ impl serving::server::Handler for Routes {
                 Found::Elsewhere => {
                     return later(proxy::handle(
                         request,
-                        peer,
+                        connection.peer(),
                         self.state.proxy.clone(),
                         upstream.clone(),
                     ))

@@ -49,6 +49,13 @@ impl SettingsError {
     }
 }
 
+/// Serializes a secret as `<redacted>` when set (and `""` when not), so
+/// that `--print-config` output can be pasted into a bug report:
+/// `#[serde(serialize_with = "launch::settings::redacted")]`.
+pub fn redacted<S: serde::Serializer>(value: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(if value.is_empty() { "" } else { "<redacted>" })
+}
+
 /// Where the layers come from. Tests fill this in by hand instead of
 /// touching the process environment.
 #[derive(Debug, Clone, Default)]

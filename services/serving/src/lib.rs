@@ -6,13 +6,17 @@
 //!
 //! - [`server`]: serving a service's request handler on a listener we
 //!   bound ourselves, with header-read limits and a bounded graceful drain;
-//!   [`coalesce`]: small answers written with one `send` instead of a
-//!   `writev`.
+//!   `refusals`: requests refused before any route sees them;
+//!   [`connection`]: what a handler may do to its connection (reset it) and
+//!   to the listener (stop it for a while); [`write_stall`]: a bound on
+//!   answers nobody reads; [`coalesce`]: small answers written with one
+//!   `send` instead of a `writev`.
 //! - [`metrics`]: the Prometheus registry and text encoder, the HTTP server
 //!   metrics both services export on `/metrics`, the label rules, and the
 //!   per-request observer the server calls.
 //! - [`errors`]: the JSON error body both services use; [`methods`]: route
-//!   templates, HEAD wherever GET is, and `Allow` on every 405.
+//!   templates, HEAD wherever GET is, and `Allow` on every 405; [`token`]:
+//!   the bearer token admin calls may require.
 //! - [`body`]: reading request bodies with a hard size limit;
 //!   [`response`]: every answer's type, bytes or a stream.
 //! - [`shutdown`]: turning SIGTERM/SIGINT into a future, and the readiness
@@ -28,10 +32,13 @@
 
 pub mod body;
 pub mod coalesce;
+pub mod connection;
 pub mod errors;
 pub mod methods;
 pub mod metrics;
+mod refusals;
 pub mod response;
 pub mod server;
 pub mod shutdown;
+pub mod token;
 pub mod write_stall;

@@ -3,45 +3,50 @@
 //! A small accept loop on hyper's HTTP/1 connection builder, so that both
 //! services get what a bare server would not give them: slow clients that
 //! never finish their headers are cut off, oversized header blocks are
-//! refused, HTTP/1.1 requests without exactly one `Host` (a 400) and bodies
-//! coded other than a single `chunked` (a 501, or a 400 for chunked twice)
-//! are refused before any route sees them (hyper lets both through), on a
-//! connection that then closes (what follows may be body, not a request),
-//! and on shutdown the listener closes at once while open connections get
-//! `drain` to finish. Binding the listener ourselves is what lets tests use
-//! port 0.
+//! refused, requests hyper lets through that no route should see are
+//! refused (the `refusals` module) on a connection that then closes, answers
+//! a client leaves unread end their connection after a while, and on
+//! shutdown the listener closes at once while open connections get `drain`
+//! to finish. Binding the listener ourselves is what lets tests use port 0.
 //!
 //! Every other request goes to the service's [`Handler`] as hyper parsed it,
-//! with the peer's address: each service routes from its own route table
+//! with its [`Connection`]: the peer's address, and what a handler may do
+//! to the connection and the listener (reset one, stop the other for a
+//! while). Each service routes from its own route table
 //! ([`crate::methods`]) with no framework in between.
 //!
-//! Depends on hyper, hyper-util, this crate's `body`, `coalesce`, `errors`
-//! and `response`, on `observability` (spans, escaping), `launch`
-//! (settings errors) and `http1-client` (the `Transfer-Encoding` rule).
+//! Depends on hyper, hyper-util, this crate's `body`, `coalesce`,
+//! `connection`, `refusals`, `write_stall`, `errors` and `response`, on
+//! `observability` (spans, escaping) and `launch` (settings errors).
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::body::BodyError;
+use crate::connection::{Connection, Listening, Resettable};
 
 pub use crate::response::Response;
 
 /// Answers the requests of one listener.
 pub trait Handler: Clone + Send + Sync + 'static {
-    /// The answer to `request`, from the client at `peer`.
+    /// The answer to `request`, which came on `connection` (the client's
+    /// address, and what the handler may do to the connection).
     fn call(
         &self,
         request: http::Request<Incoming>,
-        peer: SocketAddr,
+        connection: &Connection,
     ) -> impl Future<Output = Response> + Send + use<Self>;
 }
 
@@ -180,57 +185,13 @@ pub trait Observe: Clone + Send + Sync + 'static {
     fn finish(&self, token: Self::Token, status: http::StatusCode);
 }
 
-/// A 400 for a request whose Host header breaks HTTP/1.1's rule (RFC 9112
-/// §3.2): there must be exactly one, unless the request target carries its
-/// own authority (absolute form) or the request is HTTP/1.0. hyper parses
-/// such requests without complaint; a proxy that passed them on would leave
-/// the backend to guess which host was meant.
-fn host_problem<B>(request: &http::Request<B>) -> Option<Response> {
-    let mut hosts = request.headers().get_all(http::header::HOST).iter();
-    let first = hosts.next();
-    if hosts.next().is_some() {
-        return Some(crate::errors::json_error(
-            http::StatusCode::BAD_REQUEST,
-            "invalid_host",
-            "Host: sent more than once; send exactly one",
-        ));
-    }
-    if first.is_none()
-        && request.version() == http::Version::HTTP_11
-        && request.uri().authority().is_none()
-    {
-        return Some(crate::errors::json_error(
-            http::StatusCode::BAD_REQUEST,
-            "missing_host",
-            "Host: missing; HTTP/1.1 requests must send one",
-        ));
-    }
-    None
-}
-
-/// A refusal for a request body coded with anything but one `chunked`
-/// ([`http1_client::single_chunked`]): 501 for a coding this server does not
-/// implement (as NGINX answers), 400 for `chunked` twice. hyper decodes the
-/// final `chunked` and hands on what is under it, so without this the
-/// gateway would pass `gzip, chunked` bodies on as plain ones. hyper itself
-/// refuses a final coding other than `chunked`, and any Transfer-Encoding
-/// on HTTP/1.0.
-fn transfer_coding_problem<B>(request: &http::Request<B>) -> Option<Response> {
-    let values = request.headers().get_all(http::header::TRANSFER_ENCODING);
-    let error = http1_client::single_chunked(values).err()?;
-    let (status, code) = match error {
-        http1_client::CodingError::Unsupported(_) => (
-            http::StatusCode::NOT_IMPLEMENTED,
-            "unsupported_transfer_coding",
-        ),
-        http1_client::CodingError::ChunkedTwice => {
-            (http::StatusCode::BAD_REQUEST, "invalid_transfer_encoding")
-        }
-    };
-    Some(crate::errors::json_error(status, code, &error.to_string()))
-}
-
 /// Serves `handler` on `listener` until `shutdown` resolves, then drains.
+///
+/// A handler may stop the listener for a while through its request's
+/// [`Connection`] ([`crate::connection::Listening::stop_for`]): the socket
+/// is then closed, the open connections are closed after their current
+/// answer, and a new listener is bound on the same address when the time
+/// is up (retried every 100 ms while the address is taken).
 pub async fn serve<H, O>(
     listener: TcpListener,
     handler: H,
@@ -250,12 +211,52 @@ where
         .max_buf_size(http.max_header_bytes)
         .keep_alive(true);
     let write_timeout = http.write_timeout;
-    let graceful = GracefulShutdown::new();
+    let address = listener.local_addr();
+    let mut listener = Some(listener);
+    let listening = Listening::new();
+    let mut stops = listening.subscribe();
+    // Every change asks the open connections to close after their current
+    // answer (idle ones at once): when the listener stops, and at shutdown.
+    let close_connections = watch::Sender::new(());
+    // Each connection's task holds a sender; the drain ends when all are gone.
+    let (alive, mut all_closed) = mpsc::channel::<()>(1);
     let mut shutdown = std::pin::pin!(shutdown);
 
     loop {
+        let closed_until = *stops.borrow_and_update();
+        if let Some(until) = closed_until.filter(|until| *until > Instant::now()) {
+            if listener.take().is_some() {
+                tracing::info!(
+                    closed_for_ms = (until - Instant::now()).as_millis() as u64,
+                    "listener closed; open connections close after their current answer"
+                );
+                close_connections.send_replace(());
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => {}
+                _ = stops.changed() => {}
+                () = &mut shutdown => break,
+            }
+            continue;
+        }
+        let Some(accepting) = &listener else {
+            match rebind(&address).await {
+                Ok(bound) => {
+                    tracing::info!(address = %bound.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()), "listening again");
+                    listener = Some(bound);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen again yet; retrying in 100 ms");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        () = &mut shutdown => break,
+                    }
+                }
+            }
+            continue;
+        };
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = accepting.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
                     // Usually EMFILE or a connection reset before accept;
@@ -265,58 +266,47 @@ where
                     continue;
                 }
             },
+            _ = stops.changed() => continue,
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let observer = observer.clone();
-        let hyper_service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-            let path = req.uri().path();
-            let token = observer.start(req.method(), path);
-            let span = observability::telemetry::server_span(
-                req.method(),
-                observer.route(&token),
-                path,
-                req.headers(),
-            );
-            let observer = observer.clone();
-            let response = {
-                let _entered = span.enter();
-                let refusal = host_problem(&req).or_else(|| transfer_coding_problem(&req));
-                if let Some(mut refusal) = refusal {
-                    // The body was never read, and after a framing this
-                    // server will not decode, what follows may be body.
-                    crate::errors::close_connection(&mut refusal);
-                    futures_util::future::Either::Right(std::future::ready(refusal))
-                } else {
-                    futures_util::future::Either::Left(handler.call(req, peer))
-                }
-            };
-            async move {
-                let response = response.instrument(span.clone()).await;
-                observability::telemetry::record_status(&span, response.status().as_u16());
-                observer.finish(token, response.status());
-                Ok::<_, std::convert::Infallible>(response)
-            }
-        });
+        let reset = Arc::new(AtomicBool::new(false));
+        let connection = Connection::new(peer, reset.clone(), listening.clone());
+        let hyper_service = service(handler.clone(), observer.clone(), connection);
         // Small answers leave in one `send` rather than a `writev`; a write
         // the client leaves waiting ends the connection after a while.
-        let stream = crate::write_stall::WriteStall::new(stream, write_timeout);
-        let connection = builder.serve_connection(
+        let stream =
+            crate::write_stall::WriteStall::new(Resettable::new(stream, reset), write_timeout);
+        let served = builder.serve_connection(
             TokioIo::new(crate::coalesce::Coalescing(stream)),
             hyper_service,
         );
-        let connection = graceful.watch(connection);
+        let mut closing = close_connections.subscribe();
+        let alive = alive.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let _alive = alive;
+            let mut served = std::pin::pin!(served);
+            let mut asked = false;
+            let ended = loop {
+                tokio::select! {
+                    ended = served.as_mut() => break ended,
+                    _ = closing.changed(), if !asked => {
+                        asked = true;
+                        served.as_mut().graceful_shutdown();
+                    }
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(error = %observability::escape::Escaped(&e), %peer, "connection ended with an error");
             }
         });
     }
 
     drop(listener);
+    close_connections.send_replace(());
+    drop(alive);
     tokio::select! {
-        () = graceful.shutdown() => Drain::Complete,
+        _ = all_closed.recv() => Drain::Complete,
         () = tokio::time::sleep(drain) => {
             tracing::warn!(drain_secs = drain.as_secs_f64(), "drain time ran out with requests still in flight");
             Drain::TimedOut
@@ -324,64 +314,57 @@ where
     }
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::{host_problem, transfer_coding_problem};
-    use http::{Request, Version};
-
-    /// Whether a GET for `target` with these Host headers is refused.
-    fn refused(target: &str, version: Version, hosts: &[&str]) -> bool {
-        let mut request = Request::get(target).version(version);
-        for host in hosts {
-            request = request.header("host", *host);
-        }
-        let request = request.body(()).unwrap();
-        match host_problem(&request) {
-            Some(answer) => {
-                assert_eq!(answer.status(), 400);
-                true
+/// hyper's service for one connection: the server's own refusals, else the
+/// handler, with every request observed and traced.
+fn service<H: Handler, O: Observe>(
+    handler: H,
+    observer: O,
+    connection: Connection,
+) -> impl hyper::service::Service<
+    http::Request<Incoming>,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future: Send,
+> {
+    hyper::service::service_fn(move |req: http::Request<Incoming>| {
+        let path = req.uri().path();
+        let token = observer.start(req.method(), path);
+        let span = observability::telemetry::server_span(
+            req.method(),
+            observer.route(&token),
+            path,
+            req.headers(),
+        );
+        let observer = observer.clone();
+        let connection = connection.clone();
+        let response = {
+            let _entered = span.enter();
+            if let Some(mut refusal) = crate::refusals::problem(&req) {
+                // The body was never read, and after a framing this
+                // server will not decode, what follows may be body.
+                crate::errors::close_connection(&mut refusal);
+                futures_util::future::Either::Right(std::future::ready(refusal))
+            } else {
+                futures_util::future::Either::Left(handler.call(req, &connection))
             }
-            None => false,
+        };
+        async move {
+            let response = response.instrument(span.clone()).await;
+            // A reset connection answers nothing: counted as a request the
+            // client got no answer to, as when it goes away.
+            if !connection.is_reset() {
+                observability::telemetry::record_status(&span, response.status().as_u16());
+                observer.finish(token, response.status());
+            }
+            Ok::<_, std::convert::Infallible>(response)
         }
-    }
+    })
+}
 
-    #[test]
-    fn http_1_1_needs_exactly_one_host_unless_the_target_names_it() {
-        const HTTP_10: Version = Version::HTTP_10;
-        const HTTP_11: Version = Version::HTTP_11;
-        assert!(!refused("/x", HTTP_11, &["a"]));
-        assert!(!refused("http://a/x", HTTP_11, &[]));
-        assert!(!refused("/x", HTTP_10, &[]));
-        assert!(!refused("/x", HTTP_10, &["a"]));
-
-        assert!(refused("/x", HTTP_11, &[]));
-        assert!(refused("/x", HTTP_11, &["a", "a"]));
-        assert!(refused("http://a/x", HTTP_11, &["a", "b"]));
-    }
-
-    /// The status a POST with these Transfer-Encoding lines is refused
-    /// with, if it is.
-    fn coding_refusal(lines: &[&str]) -> Option<u16> {
-        let mut request = Request::post("/x");
-        for line in lines {
-            request = request.header("transfer-encoding", *line);
-        }
-        let request = request.body(()).unwrap();
-        transfer_coding_problem(&request).map(|answer| answer.status().as_u16())
-    }
-
-    #[test]
-    fn only_a_single_chunked_coding_is_accepted() {
-        assert_eq!(coding_refusal(&[]), None);
-        assert_eq!(coding_refusal(&["chunked"]), None);
-        assert_eq!(coding_refusal(&["Chunked"]), None);
-        assert_eq!(coding_refusal(&[" chunked , "]), None);
-
-        assert_eq!(coding_refusal(&["gzip, chunked"]), Some(501));
-        assert_eq!(coding_refusal(&["gzip", "chunked"]), Some(501));
-        assert_eq!(coding_refusal(&["identity, chunked"]), Some(501));
-        assert_eq!(coding_refusal(&["chunked, chunked"]), Some(400));
-        assert_eq!(coding_refusal(&["chunked", "chunked"]), Some(400));
+/// A listener on `address` again, after [`Listening::stop_for`].
+async fn rebind(address: &std::io::Result<SocketAddr>) -> std::io::Result<TcpListener> {
+    match address {
+        Ok(address) => TcpListener::bind(address).await,
+        Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
     }
 }

@@ -97,7 +97,7 @@ pub struct AdminSettings {
     /// Bearer token required by calls that change the registry; empty
     /// leaves the API open (fine on a laptop, not in a cluster). Shown as
     /// `<redacted>` by `--print-config`.
-    #[serde(serialize_with = "redacted")]
+    #[serde(serialize_with = "launch::settings::redacted")]
     pub token: String,
     /// A file holding the token (for example a mounted Kubernetes Secret);
     /// read once at start-up, surrounding white space ignored.
@@ -366,10 +366,4 @@ impl GatewayLogSettings {
             level: self.level.clone(),
         }
     }
-}
-
-/// Secrets are printed as `<redacted>` when set, so `--print-config` output
-/// can be pasted into a bug report.
-fn redacted<S: serde::Serializer>(value: &str, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(if value.is_empty() { "" } else { "<redacted>" })
 }

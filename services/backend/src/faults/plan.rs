@@ -1,18 +1,18 @@
-//! Fault injection: extra latency and error answers on `/api/data`.
+//! One `/api/data` request's delay and status under the faults in force.
 //!
-//! Configured faults apply to every request; a request may override them
-//! with `?delay_ms=N` (exact delay, replaces the configured one) and
-//! `?status=N` (answer with that status). Every delay is capped by
-//! `faults.max_delay`, so a typo cannot hang a test run.
+//! The faults (configured, or set at run time) apply to every request; a
+//! request may override them with `?delay_ms=N` (exact delay, replaces the
+//! faults' one) and `?status=N` (answer with that status). Every delay is
+//! capped by `faults.max_delay`, so a typo cannot hang a test run.
 //!
-//! Depends on `config` only.
+//! Depends on `spec` only.
 
 use std::time::Duration;
 
 use rand::Rng;
 use serde::Deserialize;
 
-use crate::config::FaultSettings;
+use super::spec::Faults;
 
 /// Per-request overrides from the query string.
 #[derive(Debug, Default, Deserialize)]
@@ -37,20 +37,25 @@ pub struct Plan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidOverride(pub String);
 
-/// Decides the faults for one request.
-pub fn plan(settings: &FaultSettings, overrides: &Overrides) -> Result<Plan, InvalidOverride> {
+/// Decides the faults for one request under `faults`, no delay longer
+/// than `max_delay`.
+pub fn plan(
+    faults: &Faults,
+    max_delay: Duration,
+    overrides: &Overrides,
+) -> Result<Plan, InvalidOverride> {
     let delay = match overrides.delay_ms {
         Some(ms) => {
             let requested = Duration::from_millis(ms);
-            if requested > settings.max_delay {
+            if requested > max_delay {
                 return Err(InvalidOverride(format!(
                     "delay_ms: {ms} exceeds the maximum of {} ms",
-                    settings.max_delay.as_millis()
+                    max_delay.as_millis()
                 )));
             }
             requested
         }
-        None => configured_delay(settings),
+        None => delay(faults, max_delay),
     };
     let status = match overrides.status {
         Some(s @ 200..=599) => Some(s),
@@ -59,32 +64,39 @@ pub fn plan(settings: &FaultSettings, overrides: &Overrides) -> Result<Plan, Inv
                 "status: {s} is not between 200 and 599"
             )))
         }
-        None if settings.error_rate > 0.0 && rand::rng().random_bool(settings.error_rate) => {
-            Some(settings.error_status)
+        None if faults.error_rate > 0.0 && rand::rng().random_bool(faults.error_rate) => {
+            Some(faults.error_status)
         }
         None => None,
     };
     Ok(Plan { delay, status })
 }
 
-fn configured_delay(settings: &FaultSettings) -> Duration {
-    let jitter = if settings.jitter.is_zero() {
+fn delay(faults: &Faults, max_delay: Duration) -> Duration {
+    let jitter = if faults.jitter.is_zero() {
         Duration::ZERO
     } else {
-        let nanos = u64::try_from(settings.jitter.as_nanos()).unwrap_or(u64::MAX);
+        let nanos = u64::try_from(faults.jitter.as_nanos()).unwrap_or(u64::MAX);
         Duration::from_nanos(rand::rng().random_range(0..=nanos))
     };
-    (settings.latency + jitter).min(settings.max_delay)
+    (faults.latency + jitter).min(max_delay)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::config::FaultSettings;
+
+    const MAX: Duration = Duration::from_secs(30);
+
+    fn off() -> Faults {
+        Faults::configured(&FaultSettings::default())
+    }
 
     #[test]
     fn off_by_default() {
-        let p = plan(&FaultSettings::default(), &Overrides::default()).unwrap();
+        let p = plan(&off(), MAX, &Overrides::default()).unwrap();
         assert_eq!(
             p,
             Plan {
@@ -96,9 +108,10 @@ mod tests {
 
     #[test]
     fn overrides_are_bounded_and_named() {
-        let s = FaultSettings::default();
+        let s = off();
         let p = plan(
             &s,
+            MAX,
             &Overrides {
                 delay_ms: Some(30_000),
                 status: Some(503),
@@ -109,6 +122,7 @@ mod tests {
         assert_eq!(p.status, Some(503));
         let e = plan(
             &s,
+            MAX,
             &Overrides {
                 delay_ms: Some(30_001),
                 status: None,
@@ -118,6 +132,7 @@ mod tests {
         assert!(e.0.starts_with("delay_ms"), "{e:?}");
         let e = plan(
             &s,
+            MAX,
             &Overrides {
                 delay_ms: None,
                 status: Some(99),
@@ -129,24 +144,29 @@ mod tests {
 
     #[test]
     fn error_rate_and_jitter_apply() {
-        let s = FaultSettings {
+        let s = Faults {
             latency: Duration::from_millis(10),
             jitter: Duration::from_millis(5),
             error_rate: 1.0,
             error_status: 503,
-            ..FaultSettings::default()
+            ..off()
         };
         for _ in 0..100 {
-            let p = plan(&s, &Overrides::default()).unwrap();
+            let p = plan(&s, MAX, &Overrides::default()).unwrap();
             assert_eq!(p.status, Some(503));
             assert!(p.delay >= Duration::from_millis(10) && p.delay <= Duration::from_millis(15));
         }
-        let half = FaultSettings {
+        let half = Faults {
             error_rate: 0.5,
-            ..FaultSettings::default()
+            ..off()
         };
         let errors = (0..2000)
-            .filter(|_| plan(&half, &Overrides::default()).unwrap().status.is_some())
+            .filter(|_| {
+                plan(&half, MAX, &Overrides::default())
+                    .unwrap()
+                    .status
+                    .is_some()
+            })
             .count();
         assert!((800..1200).contains(&errors), "{errors}");
     }
