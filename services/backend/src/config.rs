@@ -92,12 +92,14 @@ impl FaultSettings {
         if self.max_delay > MAX_MAX_DELAY {
             return problem("max_delay", "must be at most 5m".into());
         }
-        if self.latency + self.jitter > self.max_delay {
+        // Saturating: both come from untrusted input at run time.
+        let total = self.latency.saturating_add(self.jitter);
+        if total > self.max_delay {
             return problem(
                 "latency",
                 format!(
                     "latency plus jitter ({}) exceeds max_delay ({})",
-                    humantime::format_duration(self.latency + self.jitter),
+                    humantime::format_duration(total),
                     humantime::format_duration(self.max_delay)
                 ),
             );

@@ -13,10 +13,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A dummy upstream for load tests: `GET /api/data` answers JSON naming the
 /// instance; `/healthz`, `/readyz`, `/metrics` and `/api/stats/{1m,5m,1h}`
-/// as on the gateway; optional injected latency and errors.
+/// as on the gateway; optional injected latency and errors, changeable at
+/// run time with `GET`/`PUT`/`DELETE /api/faults` (also hang, reset or
+/// refuse connections; PUT and DELETE need admin.token when it is set).
 ///
 /// Settings come from built-in defaults, then --config FILE, then PORT, then
-/// BACKEND__SECTION__KEY variables (for example BACKEND__FAULTS__ERROR_RATE=0.1).
+/// BACKEND__SECTION__KEY variables (for example BACKEND__FAULTS__ERROR_RATE=0.1
+/// or BACKEND__ADMIN__TOKEN=...).
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Cli {

@@ -92,13 +92,19 @@ impl Listening {
 
     /// Stops accepting connections for `duration`: the listening socket is
     /// closed, so new connections are refused (`ECONNREFUSED`), and then
-    /// bound again on the same address (with `SO_REUSEADDR`, as tokio binds).
+    /// bound again on the same address (with tokio's default options:
+    /// `SO_REUSEADDR`, not `SO_REUSEPORT`, so a listener bound with
+    /// [`crate::server::bind_reuseport`] comes back as a plain one).
     /// Connections already open are closed after their current answer,
     /// idle ones at once, so that clients' pooled connections see the
     /// listener gone too. A call while stopped keeps it stopped until the
     /// later of the two ends.
     pub fn stop_for(&self, duration: Duration) {
-        let until = Instant::now() + duration;
+        let now = Instant::now();
+        // A duration past what the clock can add is as good as forever.
+        let until = now
+            .checked_add(duration)
+            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
         self.closed_until.send_modify(|current| {
             *current = Some(current.map_or(until, |earlier| earlier.max(until)));
         });

@@ -131,7 +131,7 @@ impl std::fmt::Display for Invalid {
 /// The keys a body may hold.
 const KEYS: &str = "latency, jitter, error_rate, error_status, mode, duration";
 
-/// Reads a `PUT /api/faults` body: a JSON object with any of [`KEYS`];
+/// Reads a `PUT /api/faults` body: a JSON object with any of the `KEYS`;
 /// keys left out are off (serving, no latency, no errors). Unknown keys,
 /// wrong types, values out of range and `refuse` without a `duration` are
 /// refused.
@@ -256,6 +256,10 @@ mod tests {
             (r#"{"latency": "soon"}"#, "latency"),
             (r#"{"jitter": null}"#, "jitter"),
             (r#"{"latency": "20s", "jitter": "11s"}"#, "latency"),
+            (
+                r#"{"latency": "18446744073709551615s", "jitter": "1s"}"#,
+                "latency",
+            ),
             (r#"{"error_rate": 1.5}"#, "error_rate"),
             (r#"{"error_rate": "0.1"}"#, "error_rate"),
             (r#"{"error_status": 404}"#, "error_status"),

@@ -46,7 +46,7 @@ struct Inner {
 
 /// Why the faults changed, for the log.
 #[derive(Debug, Clone, Copy)]
-pub enum Why {
+enum Why {
     /// `PUT /api/faults`.
     Set,
     /// `DELETE /api/faults`.
@@ -150,7 +150,11 @@ impl FaultState {
         inner.metrics.show(&faults);
         inner.metrics.changed();
         tracing::info!(
-            why = ?why,
+            why = match why {
+                Why::Set => "set",
+                Why::Cleared => "cleared",
+                Why::Expired => "expired",
+            },
             mode = faults.mode.name(),
             latency = %humantime::format_duration(faults.latency),
             jitter = %humantime::format_duration(faults.jitter),
