@@ -231,7 +231,7 @@ def _threshold(metric, value, where, keys):
         raise SpecError(where, f"{_show(value)} must be from 0 to 1 ({metric} is a ratio)")
     if value < 0:
         raise SpecError(where, f"{_show(value)} must not be negative")
-    return float(value), f"{value:g}"
+    return float(value), str(int(value)) if float(value).is_integer() else str(float(value))
 
 
 def _number(v):

@@ -59,6 +59,8 @@ def run_variant(scenario, variant, settings, target, log_dir, entry):
             except Interrupted:
                 interrupted = True
                 entry["verdict"], entry["error"] = "interrupted", None
+                if "clock" in state:
+                    state["stopped_at"] = state["clock"]()
                 if "load" in state:
                     state["load"].stop()
             except (StartFailed, RunFailed, OSError) as e:
@@ -79,6 +81,7 @@ def run_variant(scenario, variant, settings, target, log_dir, entry):
 def _run(scenario, variant, settings, target, stack, state, entry):
     if target.kind == "local":
         gateway_url, backend_urls, token = _start_local(scenario, settings, stack)
+        entry["gateway_settings"] = stack.gateway_settings()
     else:
         gateway_url, backend_urls, token = target.gateway_url, dict(zip(scenario.backends, target.backend_urls)), \
             target.token
@@ -177,7 +180,7 @@ def _finish(scenario, state, entry, interrupted):
     """Final sample, figures, checks and gates from whatever ran."""
     load, sampler, clock = state["load"], state["sampler"], state["clock"]
     load.read()
-    elapsed = scenario.duration if not interrupted else min(clock(), scenario.duration)
+    elapsed = min(state.get("stopped_at", clock()), scenario.duration) if interrupted else scenario.duration
     gateway_ok = _settle(state)
     seconds, samples, backends = load.seconds, sampler.samples, state["backends"]
     entry["duration_s"] = round(elapsed, 3)

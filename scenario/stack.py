@@ -7,8 +7,9 @@ however it ends (return, exception, Ctrl-C): SIGTERM, then SIGKILL after a
 grace time, and reaped. Children also get PR_SET_PDEATHSIG=SIGKILL, so even a
 SIGKILLed runner leaves nothing behind; that signal follows the *thread* that
 started the child, which is why the runner starts (and restarts) processes
-from its main thread only. Each child runs in a session of its own, so a
-terminal's Ctrl-C reaches the runner alone, which then stops them in order.
+from its main thread only. Each child runs in a process group of its own
+(setsid), so a terminal's Ctrl-C reaches the runner alone, which then stops
+them in order.
 """
 
 import ctypes
@@ -84,11 +85,11 @@ def print_config(binary, settings):
         return _print_config([str(binary), "--config", str(config), "--print-config"])
 
 
-def _print_config(argv):
+def _print_config(argv, env=None):
     binary = argv[0]
     try:
-        done = subprocess.run(argv, env=clean_environment(), capture_output=True, text=True, timeout=20,
-                              stdin=subprocess.DEVNULL)
+        done = subprocess.run(argv, env={**clean_environment(), **(env or {})}, capture_output=True, text=True,
+                              timeout=20, stdin=subprocess.DEVNULL)
     except OSError as e:
         return None, f"cannot run {binary}: {e.strerror or e}"
     except subprocess.TimeoutExpired:
@@ -173,7 +174,7 @@ class Stack:
 
     def __init__(self, log_dir, gateway_bin, backend_bin, grace=10.0):
         self.log_dir = Path(log_dir)
-        self.gateway_bin, self.backend_bin = Path(gateway_bin), Path(backend_bin)
+        self.gateway_bin, self.backend_bin = gateway_bin, backend_bin  # None: none to start (kubernetes)
         self.grace = grace
         self.processes = []
         self.backends = {}
@@ -208,6 +209,15 @@ class Stack:
         self.gateway = Process("gateway", [self.gateway_bin, "--config", config], env,
                                self.log_dir / "gateway.log", port=port, cwd=self.log_dir)
         return self.start(self.gateway)
+
+    def gateway_settings(self):
+        """The started gateway's effective settings, as it prints them under
+        the same file and variables (tokens redacted)."""
+        argv = [str(a) for a in self.gateway.argv] + ["--print-config"]
+        settings, problem = _print_config(argv, self.gateway.env)
+        if problem:
+            raise StartFailed(f"gateway --print-config: {problem}")
+        return settings
 
     def restart_backend(self, name, token, timeout=10.0):
         """Starts a killed backend again under its name and port."""

@@ -1,0 +1,172 @@
+"""deploy/scenarios/smoke.yaml run end to end by `python3 -m scenario run`:
+the release gateway and backends and a real Locust, on loopback. Checks the
+exit codes (0 pass, 1 a failed gate, 130 Ctrl-C), summary.json's shape, that
+the client's counts equal Locust's own totals and the gateway's equal its
+access log, and that an interrupted run stops every process it started and
+still writes its summary.
+
+Run with `python3 -m unittest discover -s tests/scenario` (after
+`cargo build --release`; Locust from .venv or PATH). About 45 s.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "deploy" / "scenarios" / "smoke.yaml"
+BIN = ROOT / "target" / "release"
+RUN_TIMEOUT_S = 90
+
+TOP_KEYS = {"schema", "scenario", "target", "started_at", "finished_at", "verdict", "runs"}
+RUN_KEYS = {"variant", "verdict", "error", "gateway_settings", "duration_s", "phases", "fault_events", "figures",
+            "series", "gates", "checks"}
+CLIENT_KEYS = {"requests", "failures", "error_rate", "rps", "p50_ms", "p95_ms", "p99_ms", "max_ms"}
+GATEWAY_KEYS = {"requests", "errors", "error_rate", "rps", "backends"}
+EVENT_KEYS = {"at_s", "applied_s", "backend", "action", "faults", "ok", "error"}
+GATE_KEYS = {"name", "metric", "phase", "source", "op", "threshold", "unit", "value", "pass"}
+
+
+def runner(scenario, out, **popen):
+    return subprocess.Popen([sys.executable, "-m", "scenario", "run", str(scenario), "--out", str(out)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def finish(proc):
+    try:
+        out, err = proc.communicate(timeout=RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"the runner did not end within {RUN_TIMEOUT_S}s:\n{out}\n{err}") from None
+    return proc.returncode, out, err
+
+
+def descendants(pid):
+    """PIDs of every live process below `pid`, from /proc."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+class SmokeRun(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        for name in ("gateway", "backend"):
+            if not os.access(BIN / name, os.X_OK):
+                raise unittest.SkipTest(f"target/release/{name} is missing: cargo build --release")
+        cls.tmp = tempfile.TemporaryDirectory(prefix="scenario-test-")
+        cls.dir = Path(cls.tmp.name)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_smoke_passes_and_its_figures_agree(self):
+        out = self.dir / "smoke"
+        code, stdout, stderr = finish(runner(SMOKE, out))
+        self.assertEqual(code, 0, f"{stdout}\n{stderr}")
+        summary = json.loads((out / "summary.json").read_text())
+        self.assertEqual(set(summary), TOP_KEYS)
+        self.assertEqual((summary["schema"], summary["target"], summary["verdict"]), (1, "local", "pass"))
+        self.assertEqual(summary["scenario"]["name"], "smoke")
+        (run,) = summary["runs"]
+        self.assertEqual(set(run), RUN_KEYS)
+        self.assertEqual((run["variant"], run["verdict"], run["error"]), ("default", "pass", None))
+        self.assertEqual(run["gateway_settings"]["listen"]["host"], "127.0.0.1")
+        phases = [p["name"] for p in run["phases"]]
+        self.assertEqual(phases, ["warm-up", "fault", "recovery"])
+        self.assertEqual(list(run["figures"]), ["run"] + phases)
+        for name, fig in run["figures"].items():
+            with self.subTest(phase=name):
+                self.assertEqual(set(fig["client"]), CLIENT_KEYS)
+                self.assertEqual(set(fig["gateway"]), GATEWAY_KEYS)
+                self.assertEqual(set(fig["gateway"]["backends"]), {"server1", "server2", "server3"})
+                self.assertGreater(fig["client"]["requests"], 0)
+        self.assertEqual([(e["action"], e["backend"], e["ok"]) for e in run["fault_events"]],
+                         [("set", "server2", True), ("clear", "server2", True)])
+        self.assertTrue(all(set(e) == EVENT_KEYS for e in run["fault_events"]))
+        self.assertTrue(run["gates"] and all(set(g) == GATE_KEYS and g["pass"] for g in run["gates"]))
+        series = run["series"]
+        self.assertEqual(set(series), {"t", "client", "gateway"})
+        for side in (series["client"], series["gateway"]):
+            for values in side.values():
+                if isinstance(values, list):
+                    self.assertEqual(len(values), len(series["t"]))
+
+        # The client's counts are Locust's own totals ...
+        client = run["figures"]["run"]["client"]
+        locust = json.loads((out / "locust.json").read_text())
+        self.assertEqual((client["requests"], client["failures"]),
+                         (sum(e["num_requests"] for e in locust), sum(e["num_failures"] for e in locust)))
+        # ... and the gateway's are its /api/stats/1h (checked by the runner)
+        # and its access log (one line per proxied request).
+        self.assertEqual(run["checks"], {"client_matches_locust": True, "gateway_matches_stats": True})
+        access = re.findall(r" INFO request method=GET ", (out / "gateway.log").read_text())
+        self.assertEqual(run["figures"]["run"]["gateway"]["requests"], len(access))
+        for name in ("server1.log", "server2.log", "server3.log", "locust.log"):
+            self.assertTrue((out / name).is_file(), name)
+
+    def test_a_failed_gate_exits_1_and_is_named(self):
+        data = yaml.safe_load(SMOKE.read_text())
+        # Shorter than the smoke test itself: the gate, not the load, is under test.
+        for stage in data["load"]["stages"]:
+            stage["duration"] = "2s"
+        data["faults"] = [{"at": "2s", "backend": "server2", "action": "set", "faults": {"latency": "5ms"}},
+                          {"at": "4s", "backend": "server2", "action": "clear"}]
+        data["gates"].append({"metric": "requests", "above": 1000000})
+        copy = self.dir / "impossible.yaml"
+        copy.write_text(yaml.safe_dump(data))
+        code, stdout, stderr = finish(runner(copy, self.dir / "impossible"))
+        self.assertEqual(code, 1, f"{stdout}\n{stderr}")
+        self.assertRegex(stdout, r"(?m)^FAIL requests > 1000000 \(run, client\): \d+$")
+        self.assertEqual(stdout.count("FAIL "), 1, stdout)
+        summary = json.loads((self.dir / "impossible" / "summary.json").read_text())
+        self.assertEqual(summary["verdict"], "fail")
+
+    def test_ctrl_c_stops_everything_and_still_writes_the_summary(self):
+        out = self.dir / "interrupted"
+        proc = runner(SMOKE, out)
+        pids = []
+        try:
+            deadline = time.monotonic() + 60
+            seconds = out / "client-seconds.jsonl"
+            # Mid-run: the load has been going for a second or more.
+            while not (seconds.exists() and '"t":1' in seconds.read_text()):
+                self.assertIsNone(proc.poll(), "the runner ended before the load began")
+                self.assertLess(time.monotonic(), deadline, "the load did not begin within 60s")
+                time.sleep(0.1)
+            pids = descendants(proc.pid)
+            os.kill(proc.pid, signal.SIGINT)
+        finally:
+            code, stdout, stderr = finish(proc)
+        self.assertEqual(code, 130, f"{stdout}\n{stderr}")
+        self.assertGreaterEqual(len(pids), 5, "three backends, the gateway and Locust")
+        left = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+        self.assertEqual(left, [], "processes the runner started are still there")
+        summary = json.loads((out / "summary.json").read_text())
+        self.assertEqual((summary["verdict"], summary["runs"][0]["verdict"]), ("interrupted", "interrupted"))
+        self.assertGreater(summary["runs"][0]["figures"]["run"]["client"]["requests"], 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
