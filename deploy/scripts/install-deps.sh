@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs everything the test suite, `make run` and `make bench` need on a
 # fresh Debian 12 machine with the Rust toolchain and Python 3.11:
-# Debian packages (podman, Prometheus, NGINX, HAProxy, wrk, ...), Python
+# Debian packages (podman, Prometheus, NGINX, HAProxy, wrk, Chromium, ...), Python
 # tools (Locust, kubernetes-validate) in .venv, and helm/kubectl in .cache/bin.
 # Idempotent: what is already there is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 need_apt=()
-for pkg in podman buildah runc debootstrap uidmap fuse-overlayfs docker-compose prometheus nginx-light haproxy wrk curl jq unzip python3-venv; do
+for pkg in podman buildah runc debootstrap uidmap fuse-overlayfs docker-compose prometheus nginx-light haproxy wrk chromium curl jq unzip python3-venv; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
