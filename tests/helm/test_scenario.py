@@ -286,6 +286,7 @@ class ScenarioRun(unittest.TestCase):
         path = Path(self.tmp.name) / "unreachable.yaml"
         path.write_text(yaml.safe_dump({
             "name": "unreachable",
+            "description": "One user for 4 s, gated on a million requests.",
             "load": {"user": "api", "stages": [{"name": "only", "duration": "4s", "users": 1, "spawn_rate": 1}]},
             "gates": [{"metric": "requests", "above": 1000000}],
         }))

@@ -19,7 +19,7 @@
 
 With --scenario it runs `python -m scenario ARGS...` (the project's scenario
 runner, found through PYTHONPATH) instead of `locust ARGS...` (a SIGTERM passed
-on makes it stop the load and its faults and still write its summary);
+on makes it stop the load and still write its summary and report);
 --print-html prints report.html and summary.json between their own marker
 lines; the exit code is the runner's (0 every gate passed, 1 a gate failed,
 2 invalid scenario, 3 the run could not be done, 143 stopped by SIGTERM).
