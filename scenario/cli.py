@@ -103,6 +103,7 @@ def _usage(message):
 
 
 def cmd_run(args):
+    _on_signals()  # before anything is started, so no Ctrl-C ends in a traceback
     scenario, problem = _load(args.file, args.target)
     if problem:
         print(problem, file=sys.stderr)
@@ -113,14 +114,16 @@ def cmd_run(args):
         if not runs:
             names = ", ".join(v.name for v in scenario.runs())
             return _usage(f"--variant {args.variant}: not a variant of {scenario.name} ({names})")
-    target, settings = _target(args, scenario, runs)
+    try:
+        target, settings = _target(args, scenario, runs)
+    except Interrupted:
+        return 128 + _SIGNALS[0]  # nothing started yet, nothing to record
     if isinstance(target, int):
         return target
     started = summary.utc_now()
     run_dir = args.out or Path("target") / "scenarios" / scenario.name / started.strftime("%Y%m%dT%H%M%SZ")
     run_dir.mkdir(parents=True, exist_ok=True)
     record = summary.new(scenario, args.target, started)
-    _on_signals()
     code = None
     for variant in runs:
         given, effective = settings.get(variant.name, ({}, None))
