@@ -78,7 +78,7 @@ class LintAndRender(unittest.TestCase):
     def test_ci_folder_covers_the_required_cases(self):
         names = {name for name, _, _ in c.ci_cases()}
         for required in ("defaults", "distributed-values", "dns-discovery-values", "servicemonitor-values",
-                         "tracing-values", "prometheusrule-values"):
+                         "tracing-values", "prometheusrule-values", "scenario-values"):
             self.assertIn(required, names)
         self.assertTrue(one_of(RENDERED["distributed-values"], "Job", "locust-worker"))
         self.assertFalse(c.find(RENDERED["dns-discovery-values"], "Job"))
@@ -89,6 +89,7 @@ class LintAndRender(unittest.TestCase):
         self.assertTrue(c.find(RENDERED["servicemonitor-values"], "ServiceMonitor"))
         self.assertTrue(c.find(RENDERED["prometheusrule-values"], "PrometheusRule"))
         self.assertIn("OTEL_EXPORTER_OTLP_ENDPOINT", gateway_env(RENDERED["tracing-values"]))
+        self.assertTrue(c.find(RENDERED["scenario-values"], "ConfigMap", name="gatewaylab-scenario"))
 
     def test_kube_version_constraint_accepts_the_supported_range(self):
         for version in (c.OLDEST_K8S, c.NEWEST_K8S):
@@ -213,6 +214,8 @@ class Policy(unittest.TestCase):
             for d in c.find(docs, "Job", component="locust") + c.find(docs, "Job", component="locust-master"):
                 self.assertRegex(d["metadata"]["name"], r"-locust-r1$")
                 args = d["spec"]["template"]["spec"]["containers"][0]["args"]
+                if "--scenario" in args:
+                    continue  # the scenario runner's Job (test_scenario.py)
                 locust_args = args[args.index("--") + 1:]
                 self.assertIn("--headless", locust_args)
                 i = locust_args.index("--exit-code-on-error")
@@ -422,7 +425,8 @@ class ValuesAndOptions(unittest.TestCase):
                 docs = RENDERED[name]
                 for job in c.find(docs, "Job", component="locust") + c.find(docs, "Job", component="locust-master"):
                     self.assertIn(f"logs -f job/{job['metadata']['name']}", notes)
-                    self.assertIn("gunzip > locust-report.html", notes)
+                    scenario = "--scenario" in job["spec"]["template"]["spec"]["containers"][0]["args"]
+                    self.assertIn("gunzip > scenario-report.html" if scenario else "gunzip > locust-report.html", notes)
                 if c.find(docs, "Deployment", component="locust-ui"):
                     self.assertIn("port-forward service/gatewaylab-locust-ui 8089:8089", notes)
                 if name == "servicemonitor-values":
@@ -611,14 +615,16 @@ def notes_for(values=None):
 
 
 class SourcesOfTruth(unittest.TestCase):
-    """The chart links to the project's locustfile and dashboards instead of
-    copying them; helm follows the links in lint, template, install and
-    package. These tests fail if a link is replaced by a (drifting) copy or
-    points elsewhere."""
+    """The chart links to the project's locustfile, alert rules, dashboards,
+    scenario runner and shipped scenarios instead of copying them; helm
+    follows the links in lint, template, install and package. These tests
+    fail if a link is replaced by a (drifting) copy or points elsewhere."""
 
-    def test_chart_links_to_the_projects_locustfile_and_dashboards(self):
+    def test_chart_links_to_the_projects_files(self):
         for link, target in (("files/locustfile.py", "deploy/locust/locustfile.py"),
                              ("files/alerts.yml", "deploy/prometheus/alerts.yml"),
+                             ("files/scenario", "scenario"),
+                             ("files/scenarios", "deploy/scenarios"),
                              ("dashboards", "deploy/grafana")):
             path = c.CHART / link
             self.assertTrue(path.is_symlink(), f"helm/gatewaylab/{link} must be a link to {target}")
@@ -641,11 +647,20 @@ class SourcesOfTruth(unittest.TestCase):
                 packed_alerts = tar.extractfile("gatewaylab/files/alerts.yml").read()
                 dashboards = {Path(n).name: tar.extractfile(n).read() for n in members
                               if n.startswith("gatewaylab/dashboards/") and n.endswith(".json")}
+                scenarios = {Path(n).name: tar.extractfile(n).read() for n in members
+                             if n.startswith("gatewaylab/files/scenarios/") and members[n].isfile()}
+                runner = {n[len("gatewaylab/files/scenario/"):]: tar.extractfile(n).read() for n in members
+                          if n.startswith("gatewaylab/files/scenario/") and members[n].isfile()}
             self.assertEqual(packed, (c.ROOT / "deploy" / "locust" / "locustfile.py").read_bytes())
             self.assertEqual(packed_alerts, (c.ROOT / "deploy" / "prometheus" / "alerts.yml").read_bytes())
             expected = {p.name: p.read_bytes() for p in (c.ROOT / "deploy" / "grafana").glob("*.json")}
             self.assertTrue(expected, "deploy/grafana/ has no dashboards")
             self.assertEqual(dashboards, expected)
+            self.assertEqual(scenarios, {p.name: p.read_bytes() for p in (c.ROOT / "deploy" / "scenarios").glob("*.yaml")})
+            self.assertIn("smoke.yaml", scenarios)
+            self.assertIn("__main__.py", runner)
+            for rel, data in runner.items():
+                self.assertEqual(data, (c.ROOT / "scenario" / rel).read_bytes(), rel)
             for required in ("gatewaylab/values.schema.json", "gatewaylab/files/run_locust.py",
                              "gatewaylab/templates/NOTES.txt", "gatewaylab/README.md"):
                 self.assertIn(required, members)

@@ -1,8 +1,9 @@
-"""Runs Locust in a Kubernetes Job and makes its reports retrievable.
+"""Runs Locust (or a scenario) in a Kubernetes Job and makes its reports retrievable.
 
     python run_locust.py [--wait-http URL]... [--wait-tcp HOST:PORT]...
                          [--wait-timeout SECONDS] [--report-dir DIR]
                          [--print-html] [--keep-alive SECONDS] -- LOCUST ARGS...
+    python run_locust.py ... --scenario -- run FILE --target kubernetes ...
 
 1. Waits until every --wait-http URL answers 2xx and every --wait-tcp address
    accepts connections (the gateway and backends, or the Locust master), so a
@@ -16,12 +17,20 @@
 5. Exits with Locust's exit code (with --exit-code-on-error, non-zero when
    any request failed), so a failed load test fails the Job.
 
+With --scenario it runs `python -m scenario ARGS...` (the project's scenario
+runner, found through PYTHONPATH) instead of `locust ARGS...` (a SIGTERM passed
+on makes it stop the load and still write its summary and report);
+--print-html prints report.html and summary.json between their own marker
+lines; the exit code is the runner's (0 every gate passed, 1 a gate failed,
+2 invalid scenario, 3 the run could not be done, 143 stopped by SIGTERM).
+
 Standard library only: it runs on the official locustio/locust image as is.
 """
 
 import argparse
 import base64
 import gzip
+import json
 import os
 import signal
 import socket
@@ -33,6 +42,17 @@ import urllib.request
 
 BEGIN = "-----BEGIN LOCUST HTML REPORT (gzip+base64)-----"
 END = "-----END LOCUST HTML REPORT-----"
+# A scenario's files, each between "-----BEGIN SCENARIO <file> (gzip+base64)-----"
+# and "-----END SCENARIO <file>-----".
+SCENARIO_FILES = ("report.html", "summary.json")
+SCENARIO_EXIT_CODES = {
+    0: "every gate passed",
+    1: "a gate failed",
+    2: "the scenario or the command line is invalid",
+    3: "the run could not be done",
+    130: "interrupted (SIGINT)",
+    143: "stopped (SIGTERM: the Job's deadline, or the Job deleted)",
+}
 
 
 def log(message):
@@ -79,18 +99,48 @@ def wait_for(http_urls, tcp_addresses, timeout):
     return True
 
 
+def print_packed(path, begin, end):
+    with open(path, "rb") as f:
+        packed = base64.b64encode(gzip.compress(f.read())).decode("ascii")
+    print(begin)
+    for i in range(0, len(packed), 76):
+        print(packed[i : i + 76])
+    print(end, flush=True)
+    log(f"printed {os.path.basename(path)} ({len(packed)} base64 characters)")
+
+
 def print_html_reports(report_dir):
     names = sorted(n for n in os.listdir(report_dir) if n.endswith(".html"))
     if not names:
         log(f"no HTML report in {report_dir}")
     for name in names:
-        with open(os.path.join(report_dir, name), "rb") as f:
-            packed = base64.b64encode(gzip.compress(f.read())).decode("ascii")
-        print(BEGIN)
-        for i in range(0, len(packed), 76):
-            print(packed[i : i + 76])
-        print(END, flush=True)
-        log(f"printed {name} ({len(packed)} base64 characters)")
+        print_packed(os.path.join(report_dir, name), BEGIN, END)
+
+
+def print_scenario_reports(report_dir):
+    for name in SCENARIO_FILES:
+        path = os.path.join(report_dir, name)
+        if os.path.isfile(path):
+            print_packed(path, f"-----BEGIN SCENARIO {name} (gzip+base64)-----", f"-----END SCENARIO {name}-----")
+        else:
+            log(f"no {name} in {report_dir}")
+
+
+def log_verdict(report_dir, rc):
+    """The runner's exit code in words, and the verdict its summary.json records."""
+    log(f"scenario exit code {rc}: {SCENARIO_EXIT_CODES.get(rc, 'unexpected')}")
+    try:
+        with open(os.path.join(report_dir or "", "summary.json"), encoding="utf-8") as f:
+            summary = json.load(f)
+    except (OSError, ValueError) as err:
+        log(f"no readable summary.json: {err}")
+        return
+    for run in summary.get("runs") or []:
+        gates = run.get("gates") or []
+        failed = [g.get("name") for g in gates if not g.get("pass")]
+        log(f"variant {run.get('variant')}: {run.get('verdict')}, {len(gates) - len(failed)} of {len(gates)} gates passed"
+            + (f"; failed: {'; '.join(map(str, failed))}" if failed else ""))
+    log(f"verdict: {summary.get('verdict')}")
 
 
 def main(argv):
@@ -101,9 +151,13 @@ def main(argv):
     parser.add_argument("--report-dir")
     parser.add_argument("--print-html", action="store_true")
     parser.add_argument("--keep-alive", type=float, default=0)
+    parser.add_argument("--scenario", action="store_true",
+                        help="run `python -m scenario ARGS` (the scenario runner) instead of `locust ARGS`")
     parser.add_argument("locust_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     locust_args = args.locust_args[1:] if args.locust_args[:1] == ["--"] else args.locust_args
+    command = [sys.executable, "-m", "scenario"] if args.scenario else ["locust"]
+    what = "scenario" if args.scenario else "locust"
 
     stopping = []
     child = None
@@ -121,20 +175,22 @@ def main(argv):
     if stopping:
         return 128 + stopping[0]
 
-    log("locust " + " ".join(locust_args))
-    child = subprocess.Popen(["locust", *locust_args])
+    log(" ".join(command + locust_args))
+    child = subprocess.Popen([*command, *locust_args])
     rc = child.wait()
-    log(f"locust exited with code {rc}")
+    log(f"{what} exited with code {rc}")
 
     if args.report_dir and os.path.isdir(args.report_dir):
         log(f"reports in {args.report_dir}: {', '.join(sorted(os.listdir(args.report_dir))) or 'none'}")
         if args.print_html:
-            print_html_reports(args.report_dir)
+            (print_scenario_reports if args.scenario else print_html_reports)(args.report_dir)
+    if args.scenario:
+        log_verdict(args.report_dir, rc)
     if args.keep_alive > 0 and not stopping:
         log(
             f"keeping the pod for {args.keep_alive:g}s: "
             f"kubectl cp {os.environ.get('POD_NAMESPACE', '<namespace>')}/"
-            f"{os.environ.get('HOSTNAME', '<pod>')}:{args.report_dir or '/reports'} ./locust-reports"
+            f"{os.environ.get('HOSTNAME', '<pod>')}:{args.report_dir or '/reports'} ./{what}-reports"
         )
         deadline = time.monotonic() + args.keep_alive
         while not stopping and time.monotonic() < deadline:

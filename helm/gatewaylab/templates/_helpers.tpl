@@ -58,6 +58,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "gatewaylab.backend.headless" -}}{{ include "gatewaylab.fullname" . }}-backend-headless{{- end }}
 {{- define "gatewaylab.locust.fullname" -}}{{ include "gatewaylab.fullname" . }}-locust{{- end }}
 {{- define "gatewaylab.locust.jobName" -}}{{ include "gatewaylab.fullname" . }}-locust-r{{ .Release.Revision }}{{- end }}
+{{- define "gatewaylab.scenario.fullname" -}}{{ include "gatewaylab.fullname" . }}-scenario{{- end }}
 {{- define "gatewaylab.locust.master" -}}{{ include "gatewaylab.fullname" . }}-locust-master{{- end }}
 
 {{/* The Secret holding the admin token, and its key. */}}
@@ -84,13 +85,21 @@ app.kubernetes.io/component: {{ .component }}
 {{/*
 The backend pods by stable DNS name, as a list of {name, url}: server1 is
 <fullname>-backend-0.<headless>.<ns>.svc.<clusterDomain>, and so on: the
-names and URLs the Locust users register.
+names and URLs the Locust users register. In a scenario run, pod i takes
+the name of the scenario's backend i (the same three names by default), so
+the gateway's per-backend figures carry the names the scenario's gates use.
 */}}
 {{- define "gatewaylab.backend.servers" -}}
+{{- $names := list }}
+{{- if .Values.scenario.enabled }}
+{{- $names = include "gatewaylab.scenario.read" . | fromJson | include "gatewaylab.scenario.backends" | fromJsonArray }}
+{{- end }}
 {{- $servers := list }}
 {{- range $i := until (int .Values.backend.replicaCount) }}
 {{- $host := printf "%s-%d.%s" (include "gatewaylab.backend.fullname" $) $i (include "gatewaylab.backend.dnsName" $) }}
-{{- $servers = append $servers (dict "name" (printf "server%d" (add1 $i)) "url" (printf "http://%s:%v" $host $.Values.backend.port)) }}
+{{- $name := printf "server%d" (add1 $i) }}
+{{- if lt $i (len $names) }}{{ $name = index $names $i | toString }}{{ end }}
+{{- $servers = append $servers (dict "name" $name "url" (printf "http://%s:%v" $host $.Values.backend.port)) }}
 {{- end }}
 {{- toYaml $servers }}
 {{- end }}
@@ -114,7 +123,7 @@ values.schema.json restricts durations to this form.
 
 {{/* The gateway's settings file, from values. */}}
 {{- define "gatewaylab.gateway.config" -}}
-{{- $c := deepCopy .Values.gateway.config }}
+{{- $c := mustMergeOverwrite (deepCopy .Values.gateway.config) (include "gatewaylab.scenario.gatewaySettings" . | fromJson) }}
 {{- $servers := list }}
 {{- if eq .Values.gateway.backends.mode "static" }}
 {{- $servers = include "gatewaylab.backend.servers" . | fromYamlArray }}
@@ -217,6 +226,7 @@ Call with (dict "ctx" $ "component" "gateway" "values" .Values.gateway).
 
 {{/* Checks of value combinations the schema cannot express. */}}
 {{- define "gatewaylab.validate" -}}
+{{- include "gatewaylab.scenario.validate" . }}
 {{- if and .Values.tracing.enabled (not .Values.tracing.endpoint) }}
 {{- fail "tracing.enabled=true needs tracing.endpoint, the OTLP/HTTP receiver's base URL (e.g. http://tempo.monitoring:4318)" }}
 {{- end }}
