@@ -118,9 +118,11 @@ def figures(stages, seconds, samples, elapsed, backends):
 
 
 def series(seconds, samples, backends, elapsed):
-    """One point per second (t = 1, 2, ... seconds since the load began);
-    None where a side has nothing for that second."""
-    last = max([math.ceil(elapsed)] + [r["t"] + 1 for r in seconds] + [round(t1) for t0, t1, _ in _deltas(samples)])
+    """One point per whole second of the load (t = 1, 2, ... seconds since
+    it began); None where a side has nothing for that second. What ends
+    after the last whole second (Locust stopping, the final sample) is in
+    the figures but not drawn: a part of a second would show as a drop."""
+    last = max(1, math.floor(elapsed))
     ts = list(range(1, last + 1))
     pos = {t: i for i, t in enumerate(ts)}
     none = [None] * len(ts)
@@ -140,7 +142,9 @@ def series(seconds, samples, backends, elapsed):
     per = {b: [0] * len(ts) for b in names}
     seen = [False] * len(ts)
     for t0, t1, d in _deltas(samples):
-        i = pos.get(min(max(round(t1), 1), last))
+        i = pos.get(max(round(t1), 1))
+        if i is None:
+            continue
         seen[i] = True
         counts["requests"][i] += d["requests"]
         counts["errors"][i] += d["errors"]
