@@ -46,7 +46,8 @@ def _parser():
     r.add_argument("--backend-bin", type=Path, default=BIN / "backend")
     r.add_argument("--locust-bin", help="the locust executable (default: .venv/bin/locust, else PATH)")
     r.add_argument("--gateway-url", help="kubernetes: the gateway's base URL")
-    r.add_argument("--backend-urls", help="kubernetes: the backends' base URLs, comma separated, in scenario order")
+    r.add_argument("--backend-urls", help="kubernetes: the backends' base URLs, comma separated; "
+                   "the scenario's backends are the first ones, in order")
     r.add_argument("--token-file", type=Path, help="kubernetes: file holding the backends' fault API token")
     r.set_defaults(func=cmd_run)
     rep = sub.add_parser("report", help="render DIR/report.html from DIR/summary.json")
@@ -152,9 +153,10 @@ def _target(args, scenario, runs):
         if not (args.gateway_url and args.backend_urls):
             return _usage("--target kubernetes needs --gateway-url and --backend-urls"), None
         urls = [u.strip() for u in args.backend_urls.split(",") if u.strip()]
-        if len(urls) != len(scenario.backends):
+        if len(urls) < len(scenario.backends):
             return _usage(f"--backend-urls: {len(urls)} URLs for {len(scenario.backends)} backends "
                           f"({', '.join(scenario.backends)})"), None
+        urls = urls[:len(scenario.backends)]  # the scenario's backends are the first ones
         if scenario.variants and not args.variant:
             return _usage("--target kubernetes runs one variant, the one the chart's gateway was set up for: "
                           "give --variant"), None

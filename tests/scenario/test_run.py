@@ -22,6 +22,9 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for support
+from support import Processes, get_json, register  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "deploy" / "scenarios" / "smoke.yaml"
 BIN = ROOT / "target" / "release"
@@ -169,6 +172,54 @@ class SmokeRun(unittest.TestCase):
         summary = json.loads((out / "summary.json").read_text())
         self.assertEqual((summary["verdict"], summary["runs"][0]["verdict"]), ("interrupted", "interrupted"))
         self.assertGreater(summary["runs"][0]["figures"]["run"]["client"]["requests"], 0)
+
+
+class KubernetesTarget(unittest.TestCase):
+    """`--target kubernetes`: the runner starts nothing and the backends
+    outlive the run, so a run stopped mid-fault must still clear it."""
+
+    def setUp(self):
+        for name in ("gateway", "backend"):
+            if not os.access(BIN / name, os.X_OK):
+                raise unittest.SkipTest(f"target/release/{name} is missing: cargo build --release")
+        tmp = tempfile.TemporaryDirectory(prefix="scenario-k8s-test-")
+        self.addCleanup(tmp.cleanup)
+        self.dir = Path(tmp.name)
+        self.procs = Processes(self.dir / "services")
+        self.addCleanup(self.procs.stop_all)
+
+    def test_sigterm_mid_fault_clears_the_fault_it_set(self):
+        token = "fault-api-token"
+        backends = [self.procs.backend(f"pod-{i}", env={"BACKEND__ADMIN__TOKEN": token}) for i in range(3)]
+        gateway = self.procs.gateway()
+        for i, b in enumerate(backends):
+            register(gateway.port, f"pod-{i}", b.url())
+        (self.dir / "token").write_text(token + "\n")
+        scenario = self.dir / "k8s.json"
+        scenario.write_text(json.dumps({
+            "description": "server2 slowed from the first second on, for longer than the run lasts here",
+            "load": {"user": "constant_rate", "rate": 10, "stages": [{"duration": "30s", "users": 2}]},
+            "faults": [{"at": "1s", "backend": "server2", "action": "set", "faults": {"latency": "40ms"}}],
+        }))
+        out = self.dir / "run"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "scenario", "run", str(scenario), "--out", str(out), "--target", "kubernetes",
+             "--gateway-url", gateway.url(), "--backend-urls", ",".join(b.url() for b in backends),
+             "--token-file", str(self.dir / "token")],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while get_json(backends[1].port, "/api/faults")["faults"]["latency"] != "40ms":
+                self.assertIsNone(proc.poll(), "the runner ended before it set the fault")
+                self.assertLess(time.monotonic(), deadline, "the fault was not set within 60s")
+                time.sleep(0.1)
+            os.kill(proc.pid, signal.SIGTERM)
+        finally:
+            code, stdout, stderr = finish(proc)
+        self.assertEqual(code, 143, f"{stdout}\n{stderr}")
+        self.assertEqual(get_json(backends[1].port, "/api/faults")["faults"]["latency"], "0s")
+        summary = json.loads((out / "summary.json").read_text())
+        self.assertEqual((summary["target"], summary["verdict"]), ("kubernetes", "interrupted"))
 
 
 if __name__ == "__main__":
