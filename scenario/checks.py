@@ -1,7 +1,7 @@
-"""The rules for each section of a scenario file beyond the load: gateway
-settings, the fault timeline, variants and gates, each problem a SpecError
-naming its key path. Depends on scenario.durations; scenario.spec assembles
-the results.
+"""The rules for each section of a scenario file beyond the load and the
+gates: gateway settings, the fault timeline and variants, each problem a
+SpecError naming its key path; and Keys, the checked mapping every section
+reads. Depends on scenario.durations; scenario.spec assembles the results.
 """
 
 import re
@@ -11,9 +11,6 @@ from . import durations
 ACTIONS = ("set", "clear", "kill", "restart")
 FAULT_KEYS = ("latency", "jitter", "error_rate", "error_status", "mode", "duration")
 MODES = ("serve", "hang", "reset", "refuse")
-METRICS = ("p50", "p95", "p99", "max", "error_rate", "rps", "requests", "share")
-LATENCY = ("p50", "p95", "p99", "max")
-SOURCES = ("client", "gateway")
 # Gateway settings the runner sets itself (where it listens, the admin token,
 # the backends it registers): a scenario cannot change them.
 RUNNER_OWNED = {("listen",), ("servers",), ("admin", "token"), ("admin", "token_file"), ("admin", "listen")}
@@ -159,13 +156,14 @@ def _check_order(events):
 
 
 def check_variants(value, gateway):
-    """[(name, gateway settings with the variant's laid over the scenario's)]."""
+    """[(name, gateway settings with the variant's laid over the scenario's,
+    the variant's own gates as written)]."""
     if not isinstance(value, list):
         raise SpecError("variants", f"must be a list, not {_kind(value)}")
     out, seen = [], set()
     for i, raw in enumerate(value):
         where = f"variants[{i}]"
-        keys = Keys(raw, where, required=("name",), optional=("gateway",))
+        keys = Keys(raw, where, required=("name",), optional=("gateway", "gates"))
         name = keys.get("name")
         if not isinstance(name, str) or not VARIANT_NAME.fullmatch(name):
             raise SpecError(f"{where}.name", f"{_show(name)} must be 1-64 of a-z, 0-9 and - (it names a directory)")
@@ -173,7 +171,7 @@ def check_variants(value, gateway):
             raise SpecError(f"{where}.name", f'"{name}" names two variants')
         seen.add(name)
         own = check_gateway(keys.get("gateway", {}), f"{where}.gateway")
-        out.append((name, merge(gateway, own)))
+        out.append((name, merge(gateway, own), keys.get("gates", [])))
     return out
 
 
@@ -183,55 +181,6 @@ def merge(base, over):
     for key, value in over.items():
         out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
-
-
-def check_gates(value, scenario):
-    if not isinstance(value, list):
-        raise SpecError("gates", f"must be a list, not {_kind(value)}")
-    gates = []
-    for i, raw in enumerate(value):
-        where = f"gates[{i}]"
-        keys = Keys(raw, where, required=("metric",), optional=("below", "above", "phase", "source", "backend"))
-        metric = keys.get("metric")
-        if metric not in METRICS:
-            raise SpecError(f"{where}.metric", f"{_show(metric)} is unknown ({', '.join(METRICS)})")
-        if ("below" in raw) == ("above" in raw):
-            raise SpecError(where, "needs exactly one of below and above")
-        bound = "below" if "below" in raw else "above"
-        threshold, text = _threshold(metric, raw[bound], f"{where}.{bound}", keys)
-        phase = keys.get("phase", "run")
-        if phase != "run" and phase not in scenario.phase_names():
-            raise SpecError(f"{where}.phase", f"{_show(phase)} is not a stage (run, {', '.join(scenario.phase_names())})")
-        source = keys.get("source", "gateway" if metric == "share" else "client")
-        if source not in SOURCES:
-            raise SpecError(f"{where}.source", f"{_show(source)} is unknown ({', '.join(SOURCES)})")
-        if metric == "share" and source != "gateway":
-            raise SpecError(f"{where}.source", "share is the gateway's view only (source: gateway)")
-        if metric in LATENCY and source == "gateway":
-            raise SpecError(f"{where}.source", f"{metric} per phase is measured by the client only (source: client)")
-        backend = keys.get("backend")
-        if metric == "share":
-            if backend not in scenario.backends:
-                raise SpecError(f"{where}.backend", f"{_show(backend)} is not one of the backends "
-                                                    f"({', '.join(scenario.backends)})")
-        elif backend is not None:
-            raise SpecError(f"{where}.backend", "only for metric share")
-        gates.append(dict(metric=metric, op="<" if bound == "below" else ">", threshold=threshold,
-                          threshold_text=text, phase=phase, source=source, backend=backend))
-    return gates
-
-
-def _threshold(metric, value, where, keys):
-    if metric in LATENCY:
-        seconds = keys.duration(where.rsplit(".", 1)[1])
-        return seconds * 1000.0, durations.humanize(seconds)
-    if not _number(value):
-        raise SpecError(where, f"{_show(value)} must be a number")
-    if metric in ("error_rate", "share") and not 0.0 <= value <= 1.0:
-        raise SpecError(where, f"{_show(value)} must be from 0 to 1 ({metric} is a ratio)")
-    if value < 0:
-        raise SpecError(where, f"{_show(value)} must not be negative")
-    return float(value), str(int(value)) if float(value).is_integer() else str(float(value))
 
 
 def _number(v):

@@ -1,8 +1,9 @@
 """The command line, `python3 -m scenario check|run|report|compare`, and its
-exit codes: 0 all gates pass, 1 a gate failed, 2 an invalid scenario or
-usage, 3 the run could not be done, 130 interrupted (Ctrl-C; 143 for
-SIGTERM). Depends on scenario.spec, scenario.stack, scenario.run,
-scenario.summary and, when present, scenario.report.
+exit codes: 0 all gates pass, 1 a gate failed (for compare: a figure got
+worse beyond the tolerance), 2 an invalid scenario or usage, 3 the run could
+not be done, 4 an `abort_on_fail` gate stopped it, 130 interrupted (Ctrl-C;
+143 for SIGTERM). Depends on scenario.spec, scenario.stack, scenario.run,
+scenario.summary, scenario.baseline and, when present, scenario.report.
 """
 
 import argparse
@@ -11,7 +12,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import spec, summary
+from . import baseline, spec, summary
 from .checks import SpecError
 from .run import Interrupted, Target, run_variant
 from .stack import print_config
@@ -49,6 +50,8 @@ def _parser():
     r.add_argument("--backend-urls", help="kubernetes: the backends' base URLs, comma separated; "
                    "the scenario's backends are the first ones, in order")
     r.add_argument("--token-file", type=Path, help="kubernetes: file holding the backends' fault API token")
+    r.add_argument("--baseline", type=Path, metavar="RUN_DIR",
+                   help="an earlier run that gates written `METRIC OP baseline [+|- N%%]` are judged against")
     r.set_defaults(func=cmd_run)
     rep = sub.add_parser("report", help="render DIR/report.html from DIR/summary.json")
     rep.add_argument("dir", type=Path, metavar="DIR")
@@ -57,6 +60,8 @@ def _parser():
     cmp_.add_argument("dir_a", type=Path, metavar="DIR_A")
     cmp_.add_argument("dir_b", type=Path, metavar="DIR_B")
     cmp_.add_argument("--out", type=Path, help="where report.html goes (default target/scenarios/compare/<UTC time>)")
+    cmp_.add_argument("--tolerance", default="10%", help="changes within this share of A's figure are noise "
+                      "(default 10%%; ratios also within 0.1 percentage point); exit 1 when one is worse beyond it")
     cmp_.set_defaults(func=cmd_compare)
     return p
 
@@ -115,12 +120,23 @@ def cmd_run(args):
         if not runs:
             names = ", ".join(v.name for v in scenario.runs())
             return _usage(f"--variant {args.variant}: not a variant of {scenario.name} ({names})")
+    relative = [g for v in runs for g in scenario.gates_for(v.name) if g.relative]
+    if relative and not args.baseline:
+        return _usage(f"{args.file}: the gate {relative[0].text} compares with a baseline: give --baseline RUN_DIR")
+    baselines = None
+    if args.baseline:
+        try:
+            baselines = baseline.gate_figures(baseline.read_summary(args.baseline), scenario,
+                                              [v.name for v in runs])
+        except baseline.BaselineError as e:
+            return _usage(f"--baseline: {e}")
     try:
         target, settings = _target(args, scenario, runs)
     except Interrupted:
         return 128 + _SIGNALS[0]  # nothing started yet, nothing to record
     if isinstance(target, int):
         return target
+    target.baselines = baselines
     started = summary.utc_now()
     run_dir = args.out or Path("target") / "scenarios" / scenario.name / started.strftime("%Y%m%dT%H%M%SZ")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -214,7 +230,7 @@ def _on_signals():
 
 
 def _print_outcome(record, path):
-    from .gates import result_line
+    from .judge import result_line
 
     for run in record["runs"]:
         label = f"[{run['variant']}] " if len(record["runs"]) > 1 or run["variant"] != "default" else ""
@@ -224,6 +240,8 @@ def _print_outcome(record, path):
             print(f"{label}ERROR {run['error']}", file=sys.stderr)
         elif run["verdict"] == "interrupted":
             print(f"{label}interrupted at {run['duration_s']:.0f}s", file=sys.stderr)
+        elif run["verdict"] == "aborted":
+            print(f"{label}aborted: {run['error']}", file=sys.stderr)
         for check, ok in run["checks"].items():
             if ok is False:
                 print(f"{label}warning: {check} is false (see summary.json)", file=sys.stderr)
@@ -268,6 +286,20 @@ def cmd_compare(args):
     for d in (args.dir_a, args.dir_b):
         if not (d / "summary.json").is_file():
             return _usage(f"{d}: no summary.json there")
+    tolerance = _percent(args.tolerance)
+    if tolerance is None:
+        return _usage(f"--tolerance {args.tolerance}: write a percentage such as 10%")
+    try:
+        rows = baseline.compare(baseline.read_summary(args.dir_a), baseline.read_summary(args.dir_b), tolerance)
+    except baseline.BaselineError as e:
+        return _usage(str(e))
+    for row in rows:
+        print(baseline.row_line(row))
+    if not rows:
+        print("the two runs have no variant in common: nothing to compare figure by figure")
+    worse = sum(r["verdict"] == "worse" for r in rows)
+    print(f"B against A, tolerance {args.tolerance}: {worse} worse, "
+          f"{sum(r['verdict'] == 'better' for r in rows)} better, {sum(r['verdict'] == 'same' for r in rows)} same")
     report = _report_module()
     if report is None:
         print("error: scenario.report is not installed here", file=sys.stderr)
@@ -275,9 +307,19 @@ def cmd_compare(args):
     out = args.out or Path("target") / "scenarios" / "compare" / summary.utc_now().strftime("%Y%m%dT%H%M%SZ")
     out.mkdir(parents=True, exist_ok=True)
     try:
-        path = report.render_compare(args.dir_a, args.dir_b, out)
+        path = report.render_compare(args.dir_a, args.dir_b, out, {"tolerance": tolerance, "rows": rows})
     except Exception as e:  # noqa: BLE001
         print(f"error: comparison not written: {type(e).__name__}: {e}", file=sys.stderr)
         return NOT_DONE
     print(f"report: {path}")
-    return OK
+    return 1 if worse else OK
+
+
+def _percent(text):
+    text = str(text).strip()
+    number = text[:-1] if text.endswith("%") else None
+    try:
+        value = float(number) / 100.0 if number else None
+    except ValueError:
+        return None
+    return value if value is not None and 0 <= value <= 10 else None

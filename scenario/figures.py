@@ -1,34 +1,37 @@
-"""Figures of a run, for the whole run and each phase (stage), from both
-sides: the client's per-second counts and histograms (the locustfile's
-records) and the gateway's sampled counter totals; and the per-second series
-the report draws. Depends on scenario.histogram.
-
-A client second [t, t+1) and a gateway interval between two samples belong
-to the phase their middle falls in; what ends after the last stage (requests
-finishing during Locust's stop timeout, the final sample) belongs to the
-last phase.
+"""Figures of a run, for the whole run and each phase, from both sides: the
+client's per-second counts and histograms (the locustfile's records) and the
+gateway's sampled counter totals; the same per second, for gates judged over
+windows; and the per-second series the report draws. Depends on
+scenario.histogram and scenario.phases (which also says what belongs to a
+phase).
 """
 
 import math
 
 from . import histogram
+from .phases import RUN
 
-RUN = "run"
 
-
-def _phase_of(stages, middle):
+def stage_at(stages, t):
+    """The name of the stage running at `t` (the last one after the end)."""
     for stage in stages:
-        if middle < stage.end:
+        if t < stage.end:
             return stage.name
     return stages[-1].name
 
 
-def _spans(stages, elapsed):
-    """{phase: seconds of it that ran} for the phases that began."""
-    spans = {RUN: elapsed}
-    for s in stages:
-        if s.start < elapsed or s is stages[0]:
-            spans[s.name] = max(0.0, min(s.end, elapsed) - s.start)
+def _members(phases, middle, run_end):
+    return [p.name for p in phases if p.holds(middle, run_end)]
+
+
+def _spans(phases, elapsed):
+    """{phase: seconds of it that ran and count} for the phases that began."""
+    spans = {}
+    for p in phases:
+        if p.name == RUN:
+            spans[RUN] = elapsed
+        elif p.judged_from < elapsed:
+            spans[p.name] = max(0.0, min(p.end, elapsed) - p.judged_from)
     return spans
 
 
@@ -36,12 +39,13 @@ def _r(value, digits=3):
     return None if value is None else round(value, digits)
 
 
-def client_figures(stages, seconds, elapsed):
+def client_figures(phases, seconds, elapsed):
     """{phase: {requests, failures, error_rate, rps, p50_ms, p95_ms, p99_ms, max_ms}}."""
-    spans = _spans(stages, elapsed)
+    spans = _spans(phases, elapsed)
+    run_end = _run_end(phases)
     acc = {name: {"n": 0, "f": 0, "h": {}, "max": None} for name in spans}
     for rec in seconds:
-        for name in (RUN, _phase_of(stages, rec["t"] + 0.5)):
+        for name in _members(phases, rec["t"] + 0.5, run_end):
             a = acc.setdefault(name, {"n": 0, "f": 0, "h": {}, "max": None})
             a["n"] += rec["n"]
             a["f"] += rec["f"]
@@ -76,20 +80,15 @@ def _deltas(samples):
     return out
 
 
-def gateway_figures(stages, samples, elapsed, backends):
+def gateway_figures(phases, samples, elapsed, backends):
     """{phase: {requests, errors, error_rate, rps, backends: {name: {requests, share, errors}}}}.
     `backends` are listed even when they got nothing."""
-    spans = _spans(stages, elapsed)
+    spans = _spans(phases, elapsed)
+    run_end = _run_end(phases)
     acc = {name: {"requests": 0, "errors": 0, "backends": {}} for name in spans}
     for t0, t1, d in _deltas(samples):
-        for name in (RUN, _phase_of(stages, (t0 + t1) / 2)):
-            a = acc.setdefault(name, {"requests": 0, "errors": 0, "backends": {}})
-            a["requests"] += d["requests"]
-            a["errors"] += d["errors"]
-            for b, v in d["backends"].items():
-                ab = a["backends"].setdefault(b, {"requests": 0, "errors": 0})
-                ab["requests"] += v["requests"]
-                ab["errors"] += v["errors"]
+        for name in _members(phases, (t0 + t1) / 2, run_end):
+            _add_interval(acc.setdefault(name, {"requests": 0, "errors": 0, "backends": {}}), d)
     out = {}
     for name, a in acc.items():
         attempts = sum(v["requests"] for v in a["backends"].values())
@@ -109,12 +108,37 @@ def gateway_figures(stages, samples, elapsed, backends):
     return out
 
 
-def figures(stages, seconds, samples, elapsed, backends):
-    """Contract 4's `figures`: per phase (and `run`), client and gateway."""
-    client = client_figures(stages, seconds, elapsed)
-    gateway = gateway_figures(stages, samples, elapsed, backends)
-    return {name: {"client": client.get(name), "gateway": gateway.get(name)} for name in [RUN] + [
-        s.name for s in stages if s.name in client or s.name in gateway]}
+def figures(phases, seconds, samples, elapsed, backends):
+    """summary.json's `figures`: per phase (`run` first), client and gateway."""
+    client = client_figures(phases, seconds, elapsed)
+    gateway = gateway_figures(phases, samples, elapsed, backends)
+    return {p.name: {"client": client.get(p.name), "gateway": gateway.get(p.name)} for p in phases
+            if p.name in client or p.name in gateway}
+
+
+def per_second(seconds, samples):
+    """{"client": {s: record}, "gateway": {s: interval totals}}: second s holds
+    what ended in [s, s+1) on the client and the sampled interval whose
+    middle is in it on the gateway (the sampler reads once per second)."""
+    client = {rec["t"]: rec for rec in seconds}
+    gateway = {}
+    for t0, t1, d in _deltas(samples):
+        # Two intervals in one second (a late sample) are added up.
+        _add_interval(gateway.setdefault(math.floor((t0 + t1) / 2), {"requests": 0, "errors": 0, "backends": {}}), d)
+    return {"client": client, "gateway": gateway}
+
+
+def _add_interval(into, d):
+    into["requests"] += d["requests"]
+    into["errors"] += d["errors"]
+    for b, v in d["backends"].items():
+        ib = into["backends"].setdefault(b, {"requests": 0, "errors": 0})
+        ib["requests"] += v["requests"]
+        ib["errors"] += v["errors"]
+
+
+def _run_end(phases):
+    return next(p.end for p in phases if p.name == RUN)
 
 
 def series(seconds, samples, backends, elapsed):

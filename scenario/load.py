@@ -32,8 +32,8 @@ def load_settings(scenario):
     """What the locustfile reads from SCENARIO_LOAD."""
     load = scenario.load
     return {"user": load.user, "path": load.path, "rate": load.rate,
-            "stages": [{"name": s.name, "duration": s.duration, "users": s.users, "spawn_rate": s.spawn_rate}
-                       for s in load.stages]}
+            "stages": [{"name": s.name, "duration": s.duration, "users": s.users, "spawn_rate": s.spawn_rate,
+                        "rate": s.rate} for s in load.stages]}
 
 
 class Load:

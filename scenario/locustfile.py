@@ -7,7 +7,7 @@ Settings come from the runner, in the environment:
 
 ``SCENARIO_LOAD``
     JSON: ``{"user": "api" | "constant_rate", "path": "/api/data", "rate": 100,
-    "stages": [{"name", "duration", "users", "spawn_rate"}, ...]}`` (durations
+    "stages": [{"name", "duration", "users", "spawn_rate", "rate"}, ...]}`` (durations
     in seconds).
 ``SCENARIO_EVENTS``
     The file this writes, as JSON lines: first ``{"start": <unix time the
@@ -59,7 +59,7 @@ class ConstantRateUser(HttpUser):
 
     def wait_time(self):
         users = max(1, self.environment.runner.user_count if self.environment.runner else 1)
-        period = users / CONFIG["rate"]
+        period = users / stage_rate()
         ran = time.perf_counter() - self._cp_last_run - self._cp_last_wait_time
         self._cp_last_wait_time = max(0.0, period - ran)
         self._cp_last_run = time.perf_counter()
@@ -68,6 +68,17 @@ class ConstantRateUser(HttpUser):
     @task
     def get_data(self):
         self.client.get(PATH)
+
+
+def stage_rate():
+    """The running stage's `rate` (its own, else the load's)."""
+    elapsed = time.time() - COUNTS.start if COUNTS.start is not None else 0.0
+    end = 0.0
+    for stage in STAGES:
+        end += stage["duration"]
+        if elapsed < end:
+            break
+    return stage.get("rate") or CONFIG["rate"]
 
 
 # The scenario's one user, in a list: Locust takes every module-level name

@@ -48,12 +48,14 @@ def render_run(run_dir: Path) -> Path:
     return _write(run_dir / REPORT_NAME, payload)
 
 
-def render_compare(dir_a: Path, dir_b: Path, out_dir: Path) -> Path:
-    """Writes out_dir/report.html drawing the runs of dir_a and dir_b side by side."""
+def render_compare(dir_a: Path, dir_b: Path, out_dir: Path, comparison: dict | None = None) -> Path:
+    """Writes out_dir/report.html drawing the runs of dir_a and dir_b side by
+    side; `comparison` ({tolerance, rows} from scenario.baseline.compare) is
+    shown as a table of what changed beyond the tolerance."""
     dir_a, dir_b, out_dir = Path(dir_a), Path(dir_b), Path(out_dir)
     sources = [_source(d, load_summary(d), label) for d, label in ((dir_a, "A"), (dir_b, "B"))]
     out_dir.mkdir(parents=True, exist_ok=True)
-    return _write(out_dir / REPORT_NAME, {"mode": "compare", "sources": sources})
+    return _write(out_dir / REPORT_NAME, {"mode": "compare", "sources": sources, "comparison": comparison})
 
 
 def load_summary(run_dir: Path) -> dict:

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import figures as fig
-from . import gates as gates_mod
-from . import http, summary
+from . import http, judge, summary
 from .faults import Timeline
 from .load import STOP_TIMEOUT_S, Load
 from .progress import Progress
@@ -28,6 +27,14 @@ class Interrupted(Exception):
     """Ctrl-C or SIGTERM: stop, record what ran, exit 130."""
 
 
+class Aborted(Exception):
+    """An `abort_on_fail` gate can no longer pass: stop the load, judge what ran."""
+
+    def __init__(self, gate, at):
+        super().__init__(f"{gate.name} failed at {at:.0f}s (abort_on_fail)")
+        self.gate, self.at = gate, at
+
+
 @dataclass
 class Target:
     """Where a run goes. Local: binaries to start. Kubernetes: URLs to use."""
@@ -39,6 +46,7 @@ class Target:
     backend_urls: list | None = None
     token: str | None = None
     locust_bin: str | None = None
+    baselines: dict | None = None  # {variant: {gate index: the baseline run's figure}}
 
 
 class RunFailed(Exception):
@@ -63,6 +71,12 @@ def run_variant(scenario, variant, settings, target, log_dir, entry):
                     state["stopped_at"] = state["clock"]()
                 if "load" in state:
                     state["load"].stop()
+            except Aborted as e:
+                entry["verdict"], entry["error"] = "aborted", str(e)
+                entry["aborted_by"] = {"gate": e.gate.name, "at_s": round(e.at, 3)}
+                print(f"aborting: {e}", file=sys.stderr)
+                state["stopped_at"] = e.at
+                state["load"].stop()
             except (StartFailed, RunFailed, OSError) as e:
                 entry["verdict"], entry["error"] = "error", " ".join(str(e).split("\n")[0].split())
                 print(f"error: {e}", file=sys.stderr)
@@ -79,6 +93,8 @@ def run_variant(scenario, variant, settings, target, log_dir, entry):
 
 
 def _run(scenario, variant, settings, target, stack, state, entry):
+    state["baselines"] = (target.baselines or {}).get(variant)
+    state["gates"] = scenario.gates_for(variant)
     if target.kind == "local":
         gateway_url, backend_urls, token = _start_local(scenario, settings, stack)
         entry["gateway_settings"] = stack.gateway_settings()
@@ -104,6 +120,7 @@ def _run(scenario, variant, settings, target, stack, state, entry):
     state["timeline"] = timeline
     progress = Progress(scenario.name, variant, scenario.duration)
     state["progress"] = progress
+    watch = judge.AbortWatch(state["gates"], scenario.phases, scenario.duration, state["baselines"])
     next_sample = 1.0
     try:
         while load.alive():
@@ -111,10 +128,11 @@ def _run(scenario, variant, settings, target, stack, state, entry):
             if t >= next_sample:  # first: the sample closes the second before any fault due now
                 sampler.sample(t)
                 next_sample = float(int(t) + 1)
+                _watch(watch, scenario, state, t)
             timeline.due(t)
             load.read()
             _check_services(stack, timeline)
-            stage = fig._phase_of(scenario.load.stages, min(t, scenario.duration - 1e-9))
+            stage = fig.stage_at(scenario.load.stages, min(t, scenario.duration - 1e-9))
             progress.update(t, stage, load.seconds, timeline.next_event())
             if t > scenario.duration + OVERRUN_S:
                 raise RunFailed(f"Locust still running {OVERRUN_S}s after the last stage ended")
@@ -130,6 +148,20 @@ def _run(scenario, variant, settings, target, stack, state, entry):
         raise RunFailed(f"Locust exited with status {load.process.popen.returncode}; see locust.log: "
                         f"{load.process.tail(3)}")
     entry["verdict"] = "pass"
+
+
+def _watch(watch, scenario, state, t):
+    if not watch.watched:
+        return
+    load, sampler = state["load"], state["sampler"]
+    run_phase = scenario.phases[0]
+
+    def figures_of(phase):
+        return fig.figures([run_phase, phase], load.seconds, sampler.samples, t, state["backends"])
+
+    gate = watch.failed(t, fig.per_second(load.seconds, sampler.samples), figures_of)
+    if gate is not None:
+        raise Aborted(gate, t)
 
 
 def _start_local(scenario, settings, stack):
@@ -182,19 +214,21 @@ def _finish(scenario, state, entry, interrupted):
     """Final sample, figures, checks and gates from whatever ran."""
     load, sampler, clock = state["load"], state["sampler"], state["clock"]
     load.read()
-    elapsed = min(state.get("stopped_at", clock()), scenario.duration) if interrupted else scenario.duration
+    stopped = interrupted or entry["verdict"] == "aborted"
+    elapsed = min(state.get("stopped_at", clock()), scenario.duration) if stopped else scenario.duration
     gateway_ok = _settle(state)
     seconds, samples, backends = load.seconds, sampler.samples, state["backends"]
     entry["duration_s"] = round(elapsed, 3)
     entry["fault_events"] = state["timeline"].records if "timeline" in state else []
-    entry["figures"] = fig.figures(scenario.load.stages, seconds, samples, elapsed, backends)
+    entry["figures"] = fig.figures(scenario.phases, seconds, samples, elapsed, backends)
     entry["series"] = fig.series(seconds, samples, backends, elapsed)
     totals = load.locust_totals()
     client = (sum(r["n"] for r in seconds), sum(r["f"] for r in seconds))
     entry["checks"] = {"client_matches_locust": None if totals is None else totals == client,
                        "gateway_matches_stats": gateway_ok}
     state["locust_totals"], state["client_totals"] = totals, client
-    entry["gates"] = gates_mod.evaluate(scenario.gates, entry["figures"])
+    entry["gates"] = judge.evaluate(state["gates"], entry["figures"], fig.per_second(seconds, samples),
+                                    scenario.phases, scenario.duration, state.get("baselines"))
     if entry["verdict"] == "pass":
         entry["verdict"] = summary.verdict_of(entry["gates"])
     if entry["verdict"] in ("pass", "fail") and any(not r["ok"] for r in entry["fault_events"]):

@@ -1,7 +1,8 @@
 """The scenario file: read (JSON, or YAML when PyYAML is installed), checked
 key by key, and held as dataclasses with durations in seconds. Every problem
 is a SpecError naming the key path, raised before anything is started.
-Depends on scenario.durations and scenario.checks (the per-section rules).
+Depends on scenario.durations, scenario.checks and scenario.gates (the
+per-section rules) and scenario.phases.
 """
 
 import json
@@ -9,8 +10,9 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import durations
-from .checks import Keys, SpecError, check_faults, check_gateway, check_gates, check_variants
+from . import durations, phases
+from .checks import Keys, SpecError, check_faults, check_gateway, check_variants
+from .gates import check_gates
 
 try:  # optional: JSON needs no PyYAML, and the Kubernetes Job has none
     import yaml
@@ -31,6 +33,7 @@ class Stage:
     users: int
     spawn_rate: float
     start: float = 0.0
+    rate: float | None = None  # constant_rate: this stage's requests per second (else the load's)
 
     @property
     def end(self):
@@ -61,28 +64,7 @@ class FaultEvent:
 class Variant:
     name: str
     gateway: dict  # the scenario's `gateway` with this variant's settings laid over it
-
-
-@dataclass
-class Gate:
-    metric: str
-    op: str  # "<" | ">"
-    threshold: float  # ms for latencies, else as written
-    threshold_text: str
-    phase: str
-    source: str
-    backend: str | None = None
-
-    @property
-    def unit(self):
-        return {"p50": "ms", "p95": "ms", "p99": "ms", "max": "ms", "rps": "req/s", "requests": "requests"}.get(
-            self.metric, "ratio"
-        )
-
-    @property
-    def name(self):
-        what = f"share {self.backend}" if self.metric == "share" else self.metric
-        return f"{what} {self.op} {self.threshold_text} ({self.phase}, {self.source})"
+    gates: list = field(default_factory=list)  # judged on this variant only, after the scenario's
 
 
 @dataclass
@@ -94,6 +76,8 @@ class Scenario:
     gateway: dict
     load: Load
     faults: list
+    settle: float = 0.0
+    phases: list = field(default_factory=list)
     variants: list = field(default_factory=list)
     gates: list = field(default_factory=list)
 
@@ -101,8 +85,10 @@ class Scenario:
     def duration(self):
         return self.load.stages[-1].end
 
-    def phase_names(self):
-        return [s.name for s in self.load.stages]
+    def gates_for(self, variant):
+        """The gates a variant's run is judged on: the scenario's, then its own."""
+        own = next((v.gates for v in self.variants if v.name == variant), [])
+        return self.gates + own
 
     def runs(self):
         """(variant name, gateway settings) per run: one per variant, or `default`."""
@@ -118,6 +104,11 @@ class Scenario:
             stage["end"] = stage["start"] + stage["duration"]
         for gate, spec in zip(out["gates"], self.gates):
             gate["name"], gate["unit"] = spec.name, spec.unit
+        for variant, spec in zip(out["variants"], self.variants):
+            for gate, gspec in zip(variant["gates"], spec.gates):
+                gate["name"], gate["unit"] = gspec.name, gspec.unit
+        for phase, spec in zip(out["phases"], self.phases):
+            phase["judged_from"] = spec.judged_from
         return out
 
 
@@ -159,7 +150,7 @@ def validate(data, path, target="local"):
         kind = "empty" if data is None else f"a {type(data).__name__}"
         raise SpecError(None, f"must be a mapping of keys (name, description, load, ...), not {kind}")
     top = Keys(data, "", required=("description", "load"),
-               optional=("name", "backends", "gateway", "faults", "variants", "gates"))
+               optional=("name", "backends", "gateway", "settle", "faults", "variants", "gates"))
     name = top.get("name", Path(path).stem)
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise SpecError("name", f"{_show(name)} must be 1-64 of a-z, 0-9 and - (it names the run directory)")
@@ -174,9 +165,21 @@ def validate(data, path, target="local"):
         load=stages_load, faults=[],
     )
     scenario.faults = [FaultEvent(**e) for e in check_faults(top.get("faults", []), scenario, target)]
-    scenario.variants = [Variant(n, g) for n, g in check_variants(top.get("variants", []), gateway)]
-    scenario.gates = [Gate(**g) for g in check_gates(top.get("gates", []), scenario)]
+    scenario.settle = top.duration("settle") if "settle" in data else 0.0
+    scenario.phases = phases.build(stages_load.stages, scenario.faults, scenario.duration, scenario.settle)
+    _check_phase_names(scenario)
+    scenario.variants = [Variant(n, g, check_gates(own, scenario, f"variants[{i}].gates"))
+                         for i, (n, g, own) in enumerate(check_variants(top.get("variants", []), gateway))]
+    scenario.gates = check_gates(top.get("gates", []), scenario)
     return scenario
+
+
+def _check_phase_names(scenario):
+    made = [p.name for p in scenario.phases if p.kind == "faults"]
+    for i, stage in enumerate(scenario.load.stages):
+        if scenario.faults and stage.name in phases.FAULT_PHASES:
+            raise SpecError(f"load.stages[{i}].name", f'"{stage.name}" is a phase the fault events make '
+                            f"({', '.join(made)}); give the stage another name")
 
 
 def _backends(value):
@@ -201,18 +204,20 @@ def _load(value):
     if not isinstance(path, str) or not path.startswith("/") or any(c.isspace() or ord(c) < 32 for c in path):
         raise SpecError("load.path", f"{_show(path)} must be a path starting with / (no spaces)")
     rate = keys.get("rate")
-    if user == "constant_rate":
-        if not _number(rate) or rate <= 0:
-            raise SpecError("load.rate", "constant_rate needs `rate`, the total requests per second (a number > 0)")
-    elif rate is not None:
-        raise SpecError("load.rate", "only for user constant_rate (the api user waits 1-3 s between requests)")
     stages = keys.get("stages")
     if not isinstance(stages, list) or not stages:
         raise SpecError("load.stages", "must be a non-empty list of stages")
+    every_stage_rated = all(isinstance(st, dict) and "rate" in st for st in stages)
+    if user == "constant_rate":
+        if (rate is not None or not every_stage_rated) and (not _number(rate) or rate <= 0):
+            raise SpecError("load.rate", "constant_rate needs `rate`, the total requests per second (a number > 0), "
+                                         "here or on every stage")
+    elif rate is not None:
+        raise SpecError("load.rate", "only for user constant_rate (the api user waits 1-3 s between requests)")
     out, start, names = [], 0.0, set()
     for i, raw in enumerate(stages):
         where = f"load.stages[{i}]"
-        s = Keys(raw, where, required=("duration", "users"), optional=("name", "spawn_rate"))
+        s = Keys(raw, where, required=("duration", "users"), optional=("name", "spawn_rate", "rate"))
         stage_name = s.get("name", f"stage-{i + 1}")
         if not isinstance(stage_name, str) or not NAME.fullmatch(stage_name) or stage_name == "run":
             raise SpecError(f"{where}.name", f"{_show(stage_name)} must be 1-64 of a-z, 0-9 and - (and not `run`)")
@@ -228,7 +233,14 @@ def _load(value):
         spawn_rate = s.get("spawn_rate", max(users, 1))
         if not _number(spawn_rate) or spawn_rate <= 0:
             raise SpecError(f"{where}.spawn_rate", f"{_show(spawn_rate)} must be a number > 0 (users per second)")
-        out.append(Stage(stage_name, duration, users, float(spawn_rate), start))
+        stage_rate = s.get("rate")
+        if stage_rate is not None:
+            if user != "constant_rate":
+                raise SpecError(f"{where}.rate", "only for user constant_rate (the api user waits 1-3 s between requests)")
+            if not _number(stage_rate) or stage_rate <= 0:
+                raise SpecError(f"{where}.rate", f"{_show(stage_rate)} must be a number > 0 (requests per second)")
+        out.append(Stage(stage_name, duration, users, float(spawn_rate), start,
+                         float(stage_rate) if stage_rate is not None else None))
         start += duration
     if not any(st.users for st in out):
         raise SpecError("load.stages", "every stage has 0 users: the scenario sends nothing")
@@ -245,7 +257,10 @@ def _show(v):
 
 def summary_line(scenario):
     """`N stages, M faults, K gates, 50s per variant` for `check`."""
-    n = len(scenario.load.stages), len(scenario.faults), len(scenario.gates)
+    n = len(scenario.load.stages), len(scenario.faults), len(scenario.gates) + sum(
+        len(v.gates) for v in scenario.variants)
     variants = f", {len(scenario.variants)} variants" if scenario.variants else ""
-    return (f"{n[0]} stages, {n[1]} faults, {n[2]} gates{variants}, "
+    made = [p.name for p in scenario.phases if p.kind == "faults"]
+    from_faults = f", phases {'/'.join(made)} from the faults" if made else ""
+    return (f"{n[0]} stages, {n[1]} faults{from_faults}, {n[2]} gates{variants}, "
             f"{durations.humanize(scenario.duration)} per variant")

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 SCHEMA = 1
-EXIT_CODES = {"pass": 0, "fail": 1, "error": 3, "interrupted": 130}
+EXIT_CODES = {"pass": 0, "fail": 1, "error": 3, "aborted": 4, "interrupted": 130}
 
 
 def utc_now():
@@ -44,7 +44,8 @@ def run_entry(variant, gateway_settings, scenario):
         "error": None,
         "gateway_settings": gateway_settings,
         "duration_s": 0.0,
-        "phases": [{"name": s.name, "start_s": s.start, "end_s": s.end} for s in scenario.load.stages],
+        "phases": [{"name": p.name, "kind": p.kind, "start_s": p.start, "end_s": p.end,
+                    "judged_from_s": p.judged_from} for p in scenario.phases],
         "fault_events": [],
         "figures": {},
         "series": {"t": [], "client": {}, "gateway": {}},
@@ -58,9 +59,9 @@ def verdict_of(gates):
 
 
 def overall(runs):
-    """The worst of the runs' verdicts: interrupted, error, fail, pass."""
+    """The worst of the runs' verdicts: interrupted, error, aborted, fail, pass."""
     verdicts = {r["verdict"] for r in runs}
-    for v in ("interrupted", "error", "fail"):
+    for v in ("interrupted", "error", "aborted", "fail"):
         if v in verdicts:
             return v
     return "pass" if runs else "error"

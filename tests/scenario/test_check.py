@@ -22,7 +22,7 @@ from unittest import mock
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from scenario import cli, histogram, spec  # noqa: E402
+from scenario import baseline, cli, figures, histogram, judge, spec  # noqa: E402
 
 GATEWAY = ROOT / "target" / "release" / "gateway"
 BASE = {
@@ -30,7 +30,7 @@ BASE = {
     "load": {"user": "constant_rate", "rate": 5,
              "stages": [{"name": "a", "duration": "5s", "users": 1}, {"name": "b", "duration": "5s", "users": 1}]},
     "faults": [{"at": "5s", "backend": "server2", "action": "set", "faults": {"latency": "25ms"}}],
-    "gates": [{"metric": "p99", "below": "50ms", "phase": "b"}],
+    "gates": [{"gate": "p99 < 50ms", "phase": "b"}],
 }
 
 
@@ -93,8 +93,12 @@ class Refused(unittest.TestCase):
         self.assertRefused(edited(lambda d: put(d, "load", "stages", 0, "duration", "10")),
                            "load.stages[0].duration", ['"10" is not a duration', "10s"])
         self.assertRefused(edited(lambda d: put(d, "faults", 0, "at", "soon")), "faults[0].at", ["not a duration"])
-        self.assertRefused(edited(lambda d: put(d, "gates", 0, "below", "fast")), "gates[0].below",
-                           ["not a duration"])
+        self.assertRefused(edited(lambda d: put(d, "gates", 0, "gate", "p99 < fast")), "gates[0].gate",
+                           ['"fast" is not a duration'])
+        self.assertRefused(edited(lambda d: put(d, "gates", 0, "gate", "p99 < 50")), "gates[0].gate",
+                           ['"50" is a number', "50ms"])
+        self.assertRefused(edited(lambda d: put(d, "gates", 0, "window", "2.5s")), "gates[0].window",
+                           ["whole seconds"])
 
     def test_numbers_are_not_durations(self):
         self.assertRefused(edited(lambda d: put(d, "load", "stages", 0, "duration", 10)),
@@ -108,15 +112,60 @@ class Refused(unittest.TestCase):
 
     def test_unknown_phase(self):
         self.assertRefused(edited(lambda d: put(d, "gates", 0, "phase", "later")), "gates[0].phase",
-                           ['"later" is not a stage'])
+                           ['"later" is not a phase (run, a, b, baseline, fault)'])
 
-    def test_unknown_metric(self):
-        self.assertRefused(edited(lambda d: put(d, "gates", 0, "metric", "p98")), "gates[0].metric",
-                           ['"p98" is unknown', "p50, p95, p99, max, error_rate, rps, requests, share"])
+    def test_gate_grammar(self):
+        cases = {
+            "p98 < 50ms": ['"p98" is unknown', "p50, p95, p99, max, error_rate, rps, requests, share"],
+            "p99 50ms": ["is not a threshold", "p99 < 50ms"],
+            "p99 == 50ms": ['"==" is not a comparison'],
+            "share < 10%": ["share needs its backend: share(server2)"],
+            "share(server9) < 10%": ['"server9" is not one of the backends'],
+            "p99(server1) < 10ms": ["p99 takes no backend"],
+            "error_rate < 2": ["error_rate is a ratio from 0 to 1", "2%"],
+            "error_rate < 150%": ["at most 100%"],
+            "rps > 10%": ["rps is not a ratio"],
+            "rps >": ["has no threshold"],
+            "p99 < baseline * 2": ['"baseline * 2" is not a duration'],
+        }
+        for text, words in cases.items():
+            with self.subTest(gate=text):
+                self.assertRefused(edited(lambda d: put(d, "gates", 0, "gate", text)), "gates[0].gate", words)
+        self.assertRefused(edited(lambda d: put(d, "gates", 0, 7)), "gates[0]", ["must be a mapping"])
+        self.assertRefused(edited(lambda d: put(d, "gates", 0, {"phase": "b"})), "gates[0].gate", ["is missing"])
 
-    def test_both_below_and_above(self):
-        self.assertRefused(edited(lambda d: put(d, "gates", 0, "above", "1ms")), "gates[0]",
-                           ["exactly one of below and above"])
+    def test_gates_read_as_written(self):
+        doc = edited(lambda d: put(d, "gates", ["error_rate < 1%", "share(server2) >= 0.25",
+                                                {"gate": "p99 <= baseline + 10%", "phase": "fault"},
+                                                {"gate": "p95<20ms", "window": "2s", "for": "2s",
+                                                 "abort_on_fail": True}]))
+        gates = spec.validate(doc, "x.json").gates
+        self.assertEqual([(g.metric, g.op, g.threshold, g.phase, g.source) for g in gates],
+                         [("error_rate", "<", 0.01, "run", "client"), ("share", ">=", 0.25, "run", "gateway"),
+                          ("p99", "<=", None, "fault", "client"), ("p95", "<", 20.0, "run", "client")])
+        self.assertEqual([g.name for g in gates],
+                         ["error_rate < 1% (run, client)", "share(server2) >= 0.25 (run, gateway)",
+                          "p99 <= baseline + 10% (fault, client)", "p95 < 20ms (run, client, 2s windows, for 2s)"])
+        self.assertAlmostEqual(gates[2].baseline_change, 0.10)
+        self.assertEqual((gates[3].window, gates[3].for_s, gates[3].abort_on_fail), (2.0, 2.0, True))
+
+    def test_windows_must_fit_their_phase(self):
+        self.assertRefused(edited(lambda d: put(d, "gates", 0, "window", "6s")), "gates[0].window",
+                           ["6s is longer than b (5s judged)"])
+        self.assertRefused(edited(lambda d: put(d, "gates", 0, "for", "2s")), "gates[0].for", ["needs a window"])
+        doc = edited(lambda d: (put(d, "gates", 0, "window", "3s"), put(d, "gates", 0, "for", "4s")))
+        self.assertRefused(doc, "gates[0].for", ["from 1s to 3s"])
+        self.assertRefused(edited(lambda d: put(d, "settle", "5s")), "gates[0].phase",
+                           ['"b" has nothing left after the settle time'])
+
+    def test_a_stage_named_as_a_fault_phase(self):
+        self.assertRefused(edited(lambda d: put(d, "load", "stages", 1, "name", "fault")), "load.stages[1].name",
+                           ['"fault" is a phase the fault events make'])
+
+    def test_variant_gates(self):
+        doc = edited(lambda d: put(d, "variants", [{"name": "x", "gates": ["rps > 1"]},
+                                                   {"name": "y", "gates": [{"gate": "p99 < 1ms", "phase": "z"}]}]))
+        self.assertRefused(doc, "variants[1].gates[0].phase", ['"z" is not a phase'])
 
     def test_fault_after_the_end(self):
         self.assertRefused(edited(lambda d: put(d, "faults", 0, "at", "10s")), "faults[0].at",
@@ -191,6 +240,104 @@ class Accepted(unittest.TestCase):
             path.write_text("description: yaml\n")
             with self.assertRaisesRegex(spec.SpecError, "PyYAML"):
                 spec.load(path)
+
+
+class Phases(unittest.TestCase):
+    def phases(self, faults, settle=None):
+        doc = edited(lambda d: put(d, "faults", faults))
+        doc["load"]["stages"][1]["duration"] = "15s"  # a 5s stage and a 15s one: 20s in all
+        if settle:
+            doc["settle"] = settle
+        return {p.name: (p.start, p.end, p.judged_from) for p in spec.validate(doc, "x.json").phases}
+
+    def test_phases_from_stages_and_fault_events(self):
+        self.assertEqual(self.phases([]), {"run": (0, 20, 0), "a": (0, 5, 0), "b": (5, 20, 5)})
+        set_at = {"backend": "server2", "action": "set", "faults": {"latency": "5ms"}}
+        self.assertEqual(self.phases([{"at": "3s", **set_at},
+                                      {"at": "8s", "backend": "server2", "action": "clear"}], settle="1s"),
+                         {"run": (0, 20, 0), "a": (0, 5, 1), "b": (5, 20, 6), "baseline": (0, 3, 1),
+                          "fault": (3, 8, 4), "recovery": (8, 20, 9)})
+        # A fault that clears itself ends where its duration does; one that
+        # never clears lasts to the end and leaves no recovery.
+        timed = {"at": "4s", "backend": "server1", "action": "set", "faults": {"mode": "refuse", "duration": "3s"}}
+        self.assertEqual(self.phases([{"at": "3s", **set_at}, {"at": "9s", "backend": "server2", "action": "clear"},
+                                      timed])["fault"], (3, 9, 3))
+        self.assertEqual(self.phases([timed, {"at": "12s", **set_at}])["fault"], (4, 20, 4))
+        self.assertNotIn("recovery", self.phases([timed, {"at": "12s", **set_at}]))
+        self.assertNotIn("baseline", self.phases([{"at": "0s", **set_at}]))
+
+
+class Judging(unittest.TestCase):
+    """Gates judged on per-second figures, without running anything."""
+
+    def judged(self, gates, per_second_n, failures=None, latency=None, settle=None):
+        doc = edited(lambda d: put(d, "gates", gates))
+        if settle:
+            doc["settle"] = settle
+        scenario = spec.validate(doc, "x.json")
+        records = []
+        for t, n in enumerate(per_second_n):
+            ms = (latency or {}).get(t, 5.0)
+            records.append({"t": t, "n": n, "f": (failures or {}).get(t, 0),
+                            "h": {histogram.index(ms): n} if n else {}, "max": ms if n else 0.0})
+        figs = figures.figures(scenario.phases, records, [], 10.0, scenario.backends)
+        per = figures.per_second(records, [])
+        return judge.evaluate(scenario.gates, figs, per, scenario.phases, scenario.duration)
+
+    def test_a_phase_with_no_requests_fails(self):
+        (r,) = self.judged([{"gate": "p99 < 50ms", "phase": "b"}], [10] * 5 + [0] * 5)
+        self.assertEqual((r["pass"], r["value"]), (False, None))
+        self.assertEqual(r["reason"], "nothing measured")
+
+    def test_a_burst_diluted_in_the_totals_is_caught_by_a_window(self):
+        failures = {7: 5}  # 5 of 10 requests fail in one second out of ten: 5% over the run
+        whole, windowed, lasting = self.judged(
+            ["error_rate < 10%", {"gate": "error_rate < 10%", "window": "2s"},
+             {"gate": "error_rate < 10%", "window": "2s", "for": "3s"}], [10] * 10, failures)
+        self.assertTrue(whole["pass"])
+        self.assertEqual((windowed["pass"], windowed["value"], windowed["breached_s"], windowed["windows"]),
+                         (False, 0.25, 2, 9))
+        self.assertTrue(lasting["pass"], "two breaching windows in a row are not three")
+
+    def test_settle_leaves_the_start_of_a_phase_out(self):
+        slow_start = {5: 100.0}  # the first second of stage b is slow
+        plain, settled = self.judged([{"gate": "max < 50ms", "phase": "b"}], [10] * 10, latency=slow_start), \
+            self.judged([{"gate": "max < 50ms", "phase": "b"}], [10] * 10, latency=slow_start, settle="1s")
+        self.assertFalse(plain[0]["pass"])
+        self.assertTrue(settled[0]["pass"])
+
+    def test_abort_watch_stops_on_a_breach_only_once_its_seconds_are_in(self):
+        doc = edited(lambda d: put(d, "gates", [{"gate": "error_rate < 10%", "window": "2s", "abort_on_fail": True}]))
+        scenario = spec.validate(doc, "x.json")
+        watch = judge.AbortWatch(scenario.gates, scenario.phases, scenario.duration)
+        records = [{"t": t, "n": 10, "f": 5 if t == 3 else 0, "h": {}, "max": 1.0} for t in range(6)]
+        per = figures.per_second(records, [])
+        self.assertIsNone(watch.failed(4.5, per, None), "second 3 is not complete until 2s after it")
+        self.assertIs(watch.failed(5.5, per, None), scenario.gates[0])
+
+    def test_relative_gates(self):
+        doc = edited(lambda d: put(d, "gates", [{"gate": "p99 < baseline + 10%", "phase": "b"}]))
+        scenario = spec.validate(doc, "x.json")
+        summary = {"runs": [{"variant": "default", "gates": [
+            {"metric": "p99", "backend": None, "phase": "b", "source": "client", "window_s": None, "for_s": None,
+             "value": 4.0}]}]}
+        self.assertEqual(baseline.gate_figures(summary, scenario, ["default"]), {"default": {0: 4.0}})
+        self.assertEqual(judge.resolve(scenario.gates[0], 4.0), (4.4, 4.0))
+        summary["runs"][0]["variant"] = "other"
+        self.assertEqual(baseline.gate_figures(summary, scenario, ["default"]), {"default": {0: 4.0}},
+                         "a baseline with one run is compared whatever its variant")
+        summary["runs"].append({"variant": "third", "gates": []})
+        with self.assertRaisesRegex(baseline.BaselineError, "no run of variant default"):
+            baseline.gate_figures(summary, scenario, ["default"])
+
+    def test_compare_with_a_tolerance(self):
+        def run(p99, errors):
+            return {"runs": [{"variant": "default", "figures": {"run": {"client": {
+                "p50_ms": 1.0, "p95_ms": 2.0, "p99_ms": p99, "error_rate": errors, "rps": 10.0}}}, "gates": []}]}
+        rows = {r["what"]: r["verdict"] for r in baseline.compare(run(10.0, 0.0), run(10.9, 0.0005), 0.10)}
+        self.assertEqual((rows["p99 (run, client)"], rows["error_rate (run, client)"]), ("same", "same"))
+        rows = {r["what"]: r["verdict"] for r in baseline.compare(run(10.0, 0.0), run(12.0, 0.01), 0.10)}
+        self.assertEqual((rows["p99 (run, client)"], rows["error_rate (run, client)"]), ("worse", "worse"))
 
 
 class Histograms(unittest.TestCase):

@@ -1,6 +1,7 @@
 """deploy/scenarios/smoke.yaml run end to end by `python3 -m scenario run`:
 the release gateway and backends and a real Locust, on loopback. Checks the
-exit codes (0 pass, 1 a failed gate, 130 Ctrl-C), summary.json's shape, that
+exit codes (0 pass, 1 a failed gate, 4 an abort_on_fail gate, 130 Ctrl-C),
+summary.json's shape, gates judged against a baseline run, that
 the client's counts equal Locust's own totals and the gateway's equal its
 access log, and that an interrupted run stops every process it started and
 still writes its summary.
@@ -36,7 +37,9 @@ RUN_KEYS = {"variant", "verdict", "error", "gateway_settings", "duration_s", "ph
 CLIENT_KEYS = {"requests", "failures", "error_rate", "rps", "p50_ms", "p95_ms", "p99_ms", "max_ms"}
 GATEWAY_KEYS = {"requests", "errors", "error_rate", "rps", "backends"}
 EVENT_KEYS = {"at_s", "applied_s", "backend", "action", "faults", "ok", "error"}
-GATE_KEYS = {"name", "metric", "phase", "source", "op", "threshold", "unit", "value", "pass"}
+GATE_KEYS = {"name", "gate", "metric", "backend", "phase", "source", "op", "threshold", "threshold_text", "unit",
+             "window_s", "for_s", "abort_on_fail", "baseline", "value", "pass"}
+WINDOW_KEYS = {"windows", "breached_s"}
 
 
 def runner(scenario, out, **popen):
@@ -90,7 +93,7 @@ class SmokeRun(unittest.TestCase):
         # the run directory, so the runner must not hand them relative ones.
         code, stdout, stderr = finish(runner(SMOKE.relative_to(ROOT), os.path.relpath(out, ROOT)))
         self.assertEqual(code, 0, f"{stdout}\n{stderr}")
-        self.assertRegex(stdout, r"(?m)^pass error_rate < 0.01 \(run, client\): 0$")
+        self.assertRegex(stdout, r"(?m)^pass error_rate < 1% \(run, client\): 0%$")
         summary = json.loads((out / "summary.json").read_text())
         self.assertEqual(set(summary), TOP_KEYS)
         self.assertEqual((summary["schema"], summary["target"], summary["verdict"]), (1, "local", "pass"))
@@ -99,9 +102,10 @@ class SmokeRun(unittest.TestCase):
         self.assertEqual(set(run), RUN_KEYS)
         self.assertEqual((run["variant"], run["verdict"], run["error"]), ("default", "pass", None))
         self.assertEqual(run["gateway_settings"]["listen"]["host"], "127.0.0.1")
-        phases = [p["name"] for p in run["phases"]]
-        self.assertEqual(phases, ["warm-up", "fault", "recovery"])
-        self.assertEqual(list(run["figures"]), ["run"] + phases)
+        phases = [(p["name"], p["kind"], p["start_s"], p["end_s"]) for p in run["phases"]]
+        self.assertEqual(phases, [("run", "run", 0, 20), ("steady", "stage", 0, 20), ("baseline", "faults", 0, 5),
+                                  ("fault", "faults", 5, 15), ("recovery", "faults", 15, 20)])
+        self.assertEqual(list(run["figures"]), [p[0] for p in phases])
         for name, fig in run["figures"].items():
             with self.subTest(phase=name):
                 self.assertEqual(set(fig["client"]), CLIENT_KEYS)
@@ -111,7 +115,9 @@ class SmokeRun(unittest.TestCase):
         self.assertEqual([(e["action"], e["backend"], e["ok"]) for e in run["fault_events"]],
                          [("set", "server2", True), ("clear", "server2", True)])
         self.assertTrue(all(set(e) == EVENT_KEYS for e in run["fault_events"]))
-        self.assertTrue(run["gates"] and all(set(g) == GATE_KEYS and g["pass"] for g in run["gates"]))
+        self.assertTrue(run["gates"] and all(g["pass"] for g in run["gates"]))
+        for g in run["gates"]:
+            self.assertEqual(set(g), GATE_KEYS | (WINDOW_KEYS if g["window_s"] else set()), g)
         series = run["series"]
         self.assertEqual(set(series), {"t", "client", "gateway"})
         for side in (series["client"], series["gateway"]):
@@ -132,22 +138,50 @@ class SmokeRun(unittest.TestCase):
         for name in ("server1.log", "server2.log", "server3.log", "locust.log"):
             self.assertTrue((out / name).is_file(), name)
 
-    def test_a_failed_gate_exits_1_and_is_named(self):
+    def short_smoke(self, name, gates):
+        """smoke.yaml cut to 6s with `gates` added: the gates, not the load, are under test."""
         data = yaml.safe_load(SMOKE.read_text())
-        # Shorter than the smoke test itself: the gate, not the load, is under test.
-        for stage in data["load"]["stages"]:
-            stage["duration"] = "2s"
+        data["load"]["stages"][0]["duration"] = "6s"
         data["faults"] = [{"at": "2s", "backend": "server2", "action": "set", "faults": {"latency": "5ms"}},
                           {"at": "4s", "backend": "server2", "action": "clear"}]
-        data["gates"].append({"metric": "requests", "above": 1000000})
-        copy = self.dir / "impossible.yaml"
-        copy.write_text(yaml.safe_dump(data))
-        code, stdout, stderr = finish(runner(copy, self.dir / "impossible"))
+        data["gates"] = [g for g in data["gates"] if "window" not in g] + gates
+        path = self.dir / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    def test_failed_gates_exit_1_and_are_named(self):
+        # A baseline run whose p99 no real run can come within 1% of.
+        base = self.dir / "tiny-baseline"
+        base.mkdir()
+        (base / "summary.json").write_text(json.dumps({"runs": [{"variant": "default", "gates": [
+            {"metric": "p99", "backend": None, "phase": "run", "source": "client", "window_s": None, "for_s": None,
+             "value": 0.001}]}]}))
+        path = self.short_smoke("impossible", ["requests > 1000000", "p99 < baseline + 1%"])
+        proc = subprocess.Popen([sys.executable, "-m", "scenario", "run", str(path), "--out",
+                                 str(self.dir / "impossible"), "--baseline", str(base)], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        code, stdout, stderr = finish(proc)
         self.assertEqual(code, 1, f"{stdout}\n{stderr}")
         self.assertRegex(stdout, r"(?m)^FAIL requests > 1000000 \(run, client\): \d+$")
-        self.assertEqual(stdout.count("FAIL "), 1, stdout)
+        self.assertRegex(stdout, r"(?m)^FAIL p99 < baseline \+ 1% \(run, client\): [\d.]+ ms "
+                                 r"\(baseline 0.0 ms, limit 0.0 ms\)$")
+        self.assertEqual(stdout.count("FAIL "), 2, stdout)
         summary = json.loads((self.dir / "impossible" / "summary.json").read_text())
         self.assertEqual(summary["verdict"], "fail")
+        self.assertEqual(summary["runs"][0]["gates"][-1]["baseline"], 0.001)
+
+    def test_an_abort_on_fail_gate_stops_the_run_and_exits_4(self):
+        path = self.short_smoke("abort", [{"gate": "rps > 1000", "window": "2s", "abort_on_fail": True}])
+        started = time.monotonic()
+        code, stdout, stderr = finish(runner(path, self.dir / "abort"))
+        self.assertEqual(code, 4, f"{stdout}\n{stderr}")
+        self.assertIn("aborting: rps > 1000 (run, client, 2s windows) failed at", stderr)
+        summary = json.loads((self.dir / "abort" / "summary.json").read_text())
+        (run,) = summary["runs"]
+        self.assertEqual((summary["verdict"], run["verdict"]), ("aborted", "aborted"))
+        self.assertEqual(run["aborted_by"]["gate"], "rps > 1000 (run, client, 2s windows)")
+        self.assertLess(run["duration_s"], 6, "the load stopped before its end")
+        self.assertLess(time.monotonic() - started, 60)
 
     def test_ctrl_c_stops_everything_and_still_writes_the_summary(self):
         out = self.dir / "interrupted"
