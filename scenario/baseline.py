@@ -57,10 +57,10 @@ def gate_figures(summary, scenario, variants):
             names = ", ".join(str(r.get("variant")) for r in summary["runs"] if isinstance(r, dict))
             raise BaselineError(f"the baseline has no run of variant {variant} (it has {names})")
         theirs = {}
-        for g in run.get("gates") or []:
-            if isinstance(g, dict):
+        for g in _list(run.get("gates")):
+            if isinstance(g, dict) and _number(g.get("value")):
                 theirs[_key(g.get("metric"), g.get("backend"), g.get("phase"), g.get("source"), g.get("window_s"),
-                            g.get("for_s"))] = g.get("value")
+                            g.get("for_s"))] = g["value"]
         out[variant] = {i: theirs.get(g.figure_key) for i, g in enumerate(scenario.gates_for(variant))
                         if g.relative}
     return out
@@ -71,29 +71,44 @@ def compare(summary_a, summary_b, tolerance):
     `better`, `changed` (a figure with no better side moved beyond the
     tolerance) or `same`; `missing` when one run lacks the figure."""
     rows = []
-    variants_b = {r.get("variant"): r for r in summary_b["runs"] if isinstance(r, dict)}
+    variants_b = {str(r.get("variant")): r for r in summary_b["runs"] if isinstance(r, dict)}
     for run_a in summary_a["runs"]:
-        if not isinstance(run_a, dict) or run_a.get("variant") not in variants_b:
+        if not isinstance(run_a, dict) or str(run_a.get("variant")) not in variants_b:
             continue
-        variant, run_b = run_a["variant"], variants_b[run_a["variant"]]
-        fa, fb = run_a.get("figures") or {}, run_b.get("figures") or {}
+        variant = str(run_a.get("variant"))
+        run_b = variants_b[variant]
+        fa, fb = _dict(run_a.get("figures")), _dict(run_b.get("figures"))
         for phase in [p for p in fa if p in fb]:
-            ca, cb = (fa[phase] or {}).get("client") or {}, (fb[phase] or {}).get("client") or {}
+            ca, cb = _dict(_dict(fa[phase]).get("client")), _dict(_dict(fb[phase]).get("client"))
             for key, unit in {**LOWER_IS_BETTER, **NEUTRAL}.items():
                 rows.append(_row(variant, f"{key.removesuffix('_ms')} ({phase}, client)", ca.get(key), cb.get(key),
                                  unit, key in LOWER_IS_BETTER, tolerance))
-        gates_b = {g.get("name"): g for g in run_b.get("gates") or [] if isinstance(g, dict)}
-        for g in run_a.get("gates") or []:
-            if isinstance(g, dict) and g.get("name") in gates_b:
+        gates_b = {g["name"]: g for g in _list(run_b.get("gates"))
+                   if isinstance(g, dict) and isinstance(g.get("name"), str)}
+        for g in _list(run_a.get("gates")):
+            if isinstance(g, dict) and isinstance(g.get("name"), str) and g["name"] in gates_b:
                 lower = g.get("op") in ("<", "<=")
+                unit = g.get("unit") if g.get("unit") in ("ms", "ratio", "req/s", "requests") else "requests"
                 rows.append(_row(variant, f"gate {g['name']}", g.get("value"), gates_b[g["name"]].get("value"),
-                                 g.get("unit"), lower, tolerance, sided=True))
+                                 unit, lower, tolerance, sided=True))
     return rows
+
+
+def _number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _dict(v):
+    return v if isinstance(v, dict) else {}
+
+
+def _list(v):
+    return v if isinstance(v, list) else []
 
 
 def _row(variant, what, a, b, unit, lower_is_better, tolerance, sided=False):
     row = {"variant": variant, "what": what, "a": a, "b": b, "unit": unit, "change": None}
-    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+    if not _number(a) or not _number(b):
         row["verdict"] = "missing"
         return row
     row["change"] = (b - a) / a if a else None

@@ -94,10 +94,10 @@ def _gate(raw, where, scenario):
     metric, backend, op, threshold, threshold_text, change = _parse(text, text_at, scenario)
     phases = {p.name: p for p in scenario.phases}
     phase = keys.get("phase", "run")
-    if phase not in phases:
+    if not isinstance(phase, str) or phase not in phases:
         raise SpecError(f"{where}.phase", f"{_show(phase)} is not a phase ({', '.join(phases)})")
     source = keys.get("source", "gateway" if metric == "share" else "client")
-    if source not in SOURCES:
+    if not isinstance(source, str) or source not in SOURCES:
         raise SpecError(f"{where}.source", f"{_show(source)} is unknown ({', '.join(SOURCES)})")
     if metric == "share" and source != "gateway":
         raise SpecError(f"{where}.source", "share is the gateway's view only (source: gateway)")

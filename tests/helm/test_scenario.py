@@ -141,7 +141,7 @@ class ScenarioRender(unittest.TestCase):
                          {"name": "lo", "gateway": {"balancer": {"strategy": "least_outstanding"}}}],
             "load": {"user": "api", "stages": [{"duration": "1m30s", "users": 2, "spawn_rate": 2}]},
             "faults": [{"at": "10s", "backend": "beta", "action": "set", "faults": {"latency": "5ms"}}],
-            "gates": [{"metric": "share", "backend": "beta", "below": 0.5}],
+            "gates": [{"gate": "share(beta) < 50%"}],
         }
         path = self.write("mine.yaml", yaml.safe_dump(own))
         docs = c.render(extra=["--set-file", f"scenario.file={path}"],
@@ -288,7 +288,7 @@ class ScenarioRun(unittest.TestCase):
             "name": "unreachable",
             "description": "One user for 4 s, gated on a million requests.",
             "load": {"user": "api", "stages": [{"name": "only", "duration": "4s", "users": 1, "spawn_rate": 1}]},
-            "gates": [{"metric": "requests", "above": 1000000}],
+            "gates": ["requests > 1000000"],
         }))
         d = self.deploy(sets=["scenario.enabled=true"], extra=["--set-file", f"scenario.file={path}"])
         rc, log, reports = self.run_job(d)

@@ -22,7 +22,8 @@ runner, found through PYTHONPATH) instead of `locust ARGS...` (a SIGTERM passed
 on makes it stop the load and still write its summary and report);
 --print-html prints report.html and summary.json between their own marker
 lines; the exit code is the runner's (0 every gate passed, 1 a gate failed,
-2 invalid scenario, 3 the run could not be done, 143 stopped by SIGTERM).
+2 invalid scenario, 3 the run could not be done, 4 aborted by an
+abort_on_fail gate, 143 stopped by SIGTERM).
 
 Standard library only: it runs on the official locustio/locust image as is.
 """
@@ -50,6 +51,7 @@ SCENARIO_EXIT_CODES = {
     1: "a gate failed",
     2: "the scenario or the command line is invalid",
     3: "the run could not be done",
+    4: "aborted: an abort_on_fail gate could no longer pass",
     130: "interrupted (SIGINT)",
     143: "stopped (SIGTERM: the Job's deadline, or the Job deleted)",
 }
