@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .judge import show
 
-LOWER_IS_BETTER = {"p50_ms": "ms", "p95_ms": "ms", "p99_ms": "ms", "error_rate": "ratio"}
+LOWER_IS_BETTER = {"p50_ms": "ms", "p90_ms": "ms", "p95_ms": "ms", "p99_ms": "ms", "error_rate": "ratio"}
 NEUTRAL = {"rps": "req/s"}
 RATIO_FLOOR = 0.001  # ratios closer than 0.1 percentage point are the same
 

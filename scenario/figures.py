@@ -40,7 +40,7 @@ def _r(value, digits=3):
 
 
 def client_figures(phases, seconds, elapsed):
-    """{phase: {requests, failures, error_rate, rps, p50_ms, p95_ms, p99_ms, max_ms}}."""
+    """{phase: {requests, failures, error_rate, rps, p50_ms, p90_ms, p95_ms, p99_ms, max_ms}}."""
     spans = _spans(phases, elapsed)
     run_end = _run_end(phases)
     acc = {name: {"n": 0, "f": 0, "h": {}, "max": None} for name in spans}
@@ -60,6 +60,7 @@ def client_figures(phases, seconds, elapsed):
             "error_rate": _r(a["f"] / a["n"], 6) if a["n"] else 0.0,
             "rps": _r(a["n"] / span) if span > 0 else None,
             "p50_ms": _r(histogram.quantile(a["h"], 0.50, a["max"])),
+            "p90_ms": _r(histogram.quantile(a["h"], 0.90, a["max"])),
             "p95_ms": _r(histogram.quantile(a["h"], 0.95, a["max"])),
             "p99_ms": _r(histogram.quantile(a["h"], 0.99, a["max"])),
             "max_ms": _r(a["max"]),

@@ -5,7 +5,7 @@ small grammar (`p99 < 50ms`, `error_rate < 1%`, `share(server2) < 10%`,
 scenario.durations and scenario.checks (Keys, SpecError); scenario.judge
 evaluates what this makes.
 
-The grammar: METRIC OP THRESHOLD, where METRIC is p50, p95, p99, max,
+The grammar: METRIC OP THRESHOLD, where METRIC is p50, p90, p95, p99, max,
 error_rate, rps, requests or share(BACKEND); OP is <, <=, > or >=; and
 THRESHOLD is a duration for latencies (`50ms`), a ratio for error_rate and
 share (`1%` or `0.01`), a number for rps and requests, or `baseline`,
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from . import durations
 from .checks import Keys, SpecError
 
-METRICS = ("p50", "p95", "p99", "max", "error_rate", "rps", "requests", "share")
-LATENCY = ("p50", "p95", "p99", "max")
+METRICS = ("p50", "p90", "p95", "p99", "max", "error_rate", "rps", "requests", "share")
+LATENCY = ("p50", "p90", "p95", "p99", "max")
 RATIOS = ("error_rate", "share")
 SOURCES = ("client", "gateway")
 OPS = ("<=", ">=", "<", ">")

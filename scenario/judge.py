@@ -14,9 +14,9 @@ in any of its windows) fails: it proves nothing.
 
 from . import histogram
 
-FIGURE_KEYS = {"p50": "p50_ms", "p95": "p95_ms", "p99": "p99_ms", "max": "max_ms",
+FIGURE_KEYS = {"p50": "p50_ms", "p90": "p90_ms", "p95": "p95_ms", "p99": "p99_ms", "max": "max_ms",
                "error_rate": "error_rate", "rps": "rps", "requests": "requests"}
-QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
+QUANTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
 LAG_S = 2  # a second's figures are complete this long after it ended (the locustfile writes them once a second)
 
 
@@ -27,7 +27,7 @@ def phase_figure(gate, figures):
         return None
     if gate.metric == "share":
         return (side.get("backends", {}).get(gate.backend) or {}).get("share")
-    if gate.metric in ("p50", "p95", "p99", "max", "error_rate") and not side.get("requests"):
+    if gate.metric in ("p50", "p90", "p95", "p99", "max", "error_rate") and not side.get("requests"):
         return None
     return side.get(FIGURE_KEYS[gate.metric])
 

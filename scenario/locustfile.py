@@ -23,6 +23,7 @@ standard library and scenario.histogram.
 
 import json
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -55,13 +56,24 @@ class ApiUser(HttpUser):
 
 class ConstantRateUser(HttpUser):
     """Together the users send `rate` requests per second: each paces itself
-    to rate / (users running now), as locust's constant_throughput does."""
+    to rate / (users running now), as locust's constant_throughput does,
+    but each begins at a random point of its interval and each wait is
+    moved by up to a quarter of the interval either way (the rate stays the
+    same on average). Without that, users started together, or woken
+    together after any pause of Locust's event loop, stay in step for the
+    rest of the run and send their requests in one burst per interval: a
+    gateway's in-flight limit would see the bursts, not the rate."""
+
+    def on_start(self):
+        stage = stage_now()  # its users, not those started so far: all of them share the rate
+        gevent.sleep(random.uniform(0.0, max(1, stage["users"]) / (stage.get("rate") or CONFIG["rate"])))
 
     def wait_time(self):
         users = max(1, self.environment.runner.user_count if self.environment.runner else 1)
-        period = users / stage_rate()
+        stage = stage_now()
+        period = users / (stage.get("rate") or CONFIG["rate"])
         ran = time.perf_counter() - self._cp_last_run - self._cp_last_wait_time
-        self._cp_last_wait_time = max(0.0, period - ran)
+        self._cp_last_wait_time = max(0.0, period - ran + random.uniform(-0.25, 0.25) * period)
         self._cp_last_run = time.perf_counter()
         return self._cp_last_wait_time
 
@@ -70,15 +82,15 @@ class ConstantRateUser(HttpUser):
         self.client.get(PATH)
 
 
-def stage_rate():
-    """The running stage's `rate` (its own, else the load's)."""
+def stage_now():
+    """The running stage (the last one after the end)."""
     elapsed = time.time() - COUNTS.start if COUNTS.start is not None else 0.0
     end = 0.0
     for stage in STAGES:
         end += stage["duration"]
         if elapsed < end:
             break
-    return stage.get("rate") or CONFIG["rate"]
+    return stage
 
 
 # The scenario's one user, in a list: Locust takes every module-level name

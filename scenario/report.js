@@ -1,17 +1,19 @@
 // The report page: reads the JSON in #report-data ({mode, sources: [{label, dir,
-// summary}]}), lays every run of every source side by side as one "column"
-// each with its own colour, and writes the header, verdict banners, charts
-// (ReportCharts) and tables. Text is set with textContent only.
-// Uses ReportUtil and ReportCharts; sets data-report-ready="1" on <html> once
-// everything is drawn.
+// summary}], comparison}), lays every run of every source side by side as one
+// "column" each with its own colour, and writes the header, verdict banners,
+// what changed between two runs (compare mode), the gate table (ReportGates),
+// charts (ReportCharts) and the other tables. Text is set with textContent only.
+// Uses ReportUtil, ReportGates and ReportCharts; sets data-report-ready="1" on
+// <html> once everything is drawn.
 "use strict";
 (function () {
   var U = ReportUtil;
   var RUN_COLOURS = ["#1f6fb4", "#e8710a", "#12939a", "#7b4bb3", "#d81b7d", "#5a8f00"];
   var CLIENT_KEYS = [["requests", "requests", U.fmtNumber], ["failures", "failures", U.fmtNumber],
                      ["error_rate", "error rate", U.fmtPercent], ["rps", "req/s", U.fmtNumber],
-                     ["p50_ms", "p50 ms", U.fmtNumber], ["p95_ms", "p95 ms", U.fmtNumber],
-                     ["p99_ms", "p99 ms", U.fmtNumber], ["max_ms", "max ms", U.fmtNumber]];
+                     ["p50_ms", "p50 ms", U.fmtNumber], ["p90_ms", "p90 ms", U.fmtNumber],
+                     ["p95_ms", "p95 ms", U.fmtNumber], ["p99_ms", "p99 ms", U.fmtNumber],
+                     ["max_ms", "max ms", U.fmtNumber]];
   var GATEWAY_KEYS = [["requests", "requests", U.fmtNumber], ["errors", "errors", U.fmtNumber],
                       ["error_rate", "error rate", U.fmtPercent], ["rps", "req/s", U.fmtNumber]];
 
@@ -30,52 +32,8 @@
   });
   var many = columns.length > 1;
 
-  function section(parent, title) {
-    var s = U.el("section", {className: "block"});
-    s.appendChild(U.el("h2", {}, title));
-    parent.appendChild(s);
-    return s;
-  }
-
-  function table(parent, heads) {
-    var wrap = U.el("div", {className: "table-wrap"});
-    var t = U.el("table");
-    var tr = U.el("tr");
-    heads.forEach(function (h) { tr.appendChild(typeof h === "string" ? U.el("th", {}, h) : h); });
-    t.appendChild(U.el("thead")).appendChild(tr);
-    var body = t.appendChild(U.el("tbody"));
-    wrap.appendChild(t);
-    parent.appendChild(wrap);
-    return body;
-  }
-
-  function row(body, cells) {
-    var tr = U.el("tr");
-    cells.forEach(function (c) { tr.appendChild(c instanceof Node ? c : U.el("td", {}, c)); });
-    body.appendChild(tr);
-    return tr;
-  }
-
-  function labelCell(c) {
-    var td = U.el("td", {className: "run"});
-    td.appendChild(U.columnLabel(c));
-    return td;
-  }
-
-  function resultCell(pass) {
-    var word = pass === true ? "pass" : pass === false ? "FAIL" : "—";
-    return U.el("td", {className: "result " + (pass === true ? "pass" : pass === false ? "fail" : "none")}, word);
-  }
-
-  function unique(lists) {
-    var out = [];
-    lists.forEach(function (l) { l.forEach(function (x) { if (out.indexOf(x) < 0) out.push(x); }); });
-    return out;
-  }
-
-  function fmtValue(v, unit) {
-    return v == null ? "—" : U.fmtNumber(v) + (unit ? " " + unit : "");
-  }
+  var section = U.section, table = U.table, row = U.row, labelCell = U.labelCell, resultCell = U.resultCell,
+      unique = U.unique;
 
   function header() {
     var head = document.getElementById("head");
@@ -112,61 +70,118 @@
       banner.appendChild(U.el("strong", {}, (compare ? String(src.label) + ": " : "") + v.toUpperCase()));
       var runs = U.arr(s.runs).map(U.obj);
       if (!runs.length) banner.appendChild(U.el("div", {}, "no run was recorded"));
-      runs.forEach(function (run) {
-        var failed = U.arr(run.gates).map(U.obj).filter(function (g) { return g.pass === false; });
-        var line = String(run.variant == null ? "default" : run.variant) + ": " + String(run.verdict);
-        if (run.error) line += ": " + String(run.error);
-        else if (failed.length) line += ": " + failed.map(function (g) { return String(g.name) + " was " + fmtValue(U.num(g.value), g.unit); }).join("; ");
-        else {
-          var passed = U.arr(run.gates).filter(function (g) { return U.obj(g).pass === true; }).length;
-          var open = U.arr(run.gates).length - passed;
-          line += ", " + passed + " gates passed" + (open ? ", " + open + " not judged (no figure)" : "");
-        }
-        banner.appendChild(U.el("div", {}, line));
-      });
+      runs.forEach(function (run) { banner.appendChild(runLine(run)); });
       box.appendChild(banner);
     });
   }
 
-  function gates(parent) {
-    var s = section(parent, "Gates");
-    var names = unique(columns.map(function (c) { return U.arr(c.run.gates).map(function (g) { return String(U.obj(g).name); }); }));
-    if (!names.length) { s.appendChild(U.el("p", {className: "empty"}, "No gates.")); return; }
-    var heads = ["gate", "threshold"];
-    columns.forEach(function (c) {
-      var th = U.el("th", {colSpan: "2"});
-      th.appendChild(many ? U.columnLabel(c) : document.createTextNode("value"));
-      heads.push(th);
-    });
-    var body = table(s, heads);
-    names.forEach(function (name) {
-      var cells = [U.el("td", {}, name)], threshold = null;
-      columns.forEach(function (c) {
-        var g = U.obj(U.arr(c.run.gates).filter(function (x) { return String(U.obj(x).name) === name; })[0]);
-        if (threshold == null && g.threshold != null) threshold = (g.op ? g.op + " " : "") + fmtValue(U.num(g.threshold), g.unit);
-        cells.push(U.el("td", {className: "num"}, fmtValue(U.num(g.value), g.unit)));
-        cells.push(resultCell(g.pass));
-      });
-      cells.splice(1, 0, U.el("td", {className: "num"}, threshold || "—"));
-      row(body, cells);
+  function runLine(run) {
+    var gs = U.arr(run.gates).map(U.obj);
+    var failed = gs.filter(function (g) { return g.pass === false; });
+    var line = U.el("div", {}, String(run.variant == null ? "default" : run.variant) + ": " + String(run.verdict));
+    var by = U.obj(run.aborted_by);
+    if (run.verdict === "aborted" || by.gate != null) {
+      // Which gate stopped the run and when leads: the figures after it are of a cut-short run.
+      line.className = "aborted-by";
+      line.appendChild(document.createTextNode(by.gate != null
+        ? ": stopped at " + U.fmtSeconds(by.at_s) + " by gate " + String(by.gate) + " (abort_on_fail)"
+        : run.error ? ": " + String(run.error) : ""));
+      if (failed.length) line.appendChild(U.el("div", {className: "sub"}, "failed: " + failed.map(ReportGates.failedLine).join("; ")));
+    } else if (run.error) {
+      line.appendChild(document.createTextNode(": " + String(run.error)));
+    } else if (failed.length) {
+      line.appendChild(document.createTextNode(": " + failed.map(ReportGates.failedLine).join("; ")));
+    } else {
+      var passed = gs.filter(function (g) { return g.pass === true; }).length;
+      var open = gs.length - passed;
+      line.appendChild(document.createTextNode(", " + passed + " gates passed" + (open ? ", " + open + " not judged (no figure)" : "")));
+    }
+    return line;
+  }
+
+  // Compare mode: B's figures and gates against A's, as the compare command
+  // judged them (payload.comparison); a change within the tolerance is noise.
+  function changes(parent) {
+    var cmp = data.comparison;
+    if (cmp == null || typeof cmp !== "object") return;
+    cmp = U.obj(cmp);
+    var tol = U.num(cmp.tolerance);
+    var s = section(parent, "What changed" + (tol == null ? "" : " (tolerance ±" + Math.round(tol * 1000) / 10 + "%)"));
+    s.setAttribute("data-block", "comparison");
+    var rows = U.arr(cmp.rows).map(U.obj);
+    if (!rows.length) { s.appendChild(U.el("p", {className: "empty"}, "The two runs have no variant in common: nothing to compare figure by figure.")); return; }
+    var counts = {};
+    rows.forEach(function (r) { var v = String(r.verdict); counts[v] = (counts[v] || 0) + 1; });
+    s.appendChild(U.el("p", {}, "B against A: " + ["worse", "better", "changed", "same", "missing"].filter(function (v) { return counts[v]; })
+      .map(function (v) { return counts[v] + " " + v; }).join(", ") + "."));
+    // Figures within the tolerance are most rows and say nothing changed: they
+    // wait folded under the table of those that did.
+    var moved = rows.filter(function (r) { return r.verdict !== "same"; });
+    var same = rows.filter(function (r) { return r.verdict === "same"; });
+    if (moved.length) changeRows(table(s, CHANGE_HEADS), moved);
+    else s.appendChild(U.el("p", {className: "empty"}, "Nothing changed beyond the tolerance."));
+    if (same.length) {
+      var d = U.el("details");
+      d.appendChild(U.el("summary", {}, same.length + " figures within the tolerance"));
+      s.appendChild(d);
+      changeRows(table(d, CHANGE_HEADS), same);
+    }
+  }
+
+  var CHANGE_HEADS = ["", "variant", "what", "A", "B", "change"];
+
+  function changeRows(body, rows) {
+    rows.forEach(function (r) {
+      var v = String(r.verdict);
+      var known = ["worse", "better", "same", "changed", "missing"].indexOf(v) >= 0 ? v : "unknown";
+      row(body, [U.el("td", {className: "cmp-verdict"}, v),
+                 U.el("td", {}, r.variant == null ? "—" : String(r.variant)),
+                 U.el("td", {}, r.what == null ? "—" : String(r.what)),
+                 U.el("td", {className: "num"}, U.fmtUnit(r.a, r.unit)),
+                 U.el("td", {className: "num"}, U.fmtUnit(r.b, r.unit)),
+                 U.el("td", {className: "num"}, U.fmtChange(r.change))]).className = "cmp cmp-" + known;
     });
   }
 
+  // The phase's name as the figure tables show it; the fault-made ones with
+  // their colour in the charts' strip.
+  function phaseCell(phase, kind, extra) {
+    var td = U.el("td", {className: "phase" + extra});
+    if (kind === "faults") td.appendChild(U.swatch(U.faultPhaseColour(phase)));
+    td.appendChild(document.createTextNode(phase === "run" ? "whole run" : phase));
+    return td;
+  }
+
+  function kindOf(phase) {
+    for (var i = 0; i < columns.length; i++) {
+      var p = U.phases(columns[i].run).filter(function (x) { return x.name === phase; })[0];
+      if (p) return p.kind;
+    }
+    return phase === "run" ? "run" : "stage";
+  }
+
+  // The seconds a phase's figures cover in a run: after the settle time to its end.
+  function spanText(run, phase) {
+    var p = U.phases(run).filter(function (x) { return x.name === phase; })[0];
+    if (!p && phase === "run") return "whole run";
+    return p ? U.fmtClock(p.from) + "–" + U.fmtClock(p.end) : "—";
+  }
+
   function figures(parent) {
-    var phases = unique(columns.map(function (c) {
-      return ["run"].concat(U.arr(c.run.phases).map(function (p) { return String(U.obj(p).name); }));
-    }));
+    var phases = U.phaseOrder(columns);
     [["client", "Figures per phase, client (Locust)", CLIENT_KEYS], ["gateway", "Figures per phase, gateway", GATEWAY_KEYS]].forEach(function (part) {
       var s = section(parent, part[1]);
       var any = columns.some(function (c) { return Object.keys(U.obj(U.get(c.run, "figures", "run", part[0]))).length > 0; });
       if (!any) { s.appendChild(U.el("p", {className: "empty"}, "No figures were recorded.")); return; }
-      var heads = ["phase"].concat(many ? ["run"] : [], part[2].map(function (k) { return k[1]; }));
+      var heads = ["phase"].concat(many ? ["run"] : [], ["seconds"], part[2].map(function (k) { return k[1]; }));
       var body = table(s, heads);
       phases.forEach(function (phase) {
+        var kind = kindOf(phase);
         columns.forEach(function (c, ci) {
           var f = U.obj(U.get(c.run, "figures", phase, part[0]));
-          var cells = [U.el("td", {className: "phase" + (ci > 0 ? " repeat" : "")}, phase === "run" ? "whole run" : phase)];
+          var cells = [phaseCell(phase, kind, ci > 0 ? " repeat" : "")];
           if (many) cells.push(labelCell(c));
+          cells.push(U.el("td", {className: "num span"}, spanText(c.run, phase)));
           part[2].forEach(function (k) { cells.push(U.el("td", {className: "num"}, k[2](f[k[0]]))); });
           row(body, cells).className = ci === 0 ? "group-start" : "";
         });
@@ -176,7 +191,7 @@
 
   function backends(parent) {
     var s = section(parent, "Backends (gateway's view)");
-    var phases = unique(columns.map(function (c) { return U.arr(c.run.phases).map(function (p) { return String(U.obj(p).name); }); }));
+    var phases = U.phaseOrder(columns).slice(1); // the whole run has its own column
     var names = unique(columns.map(function (c) {
       return Object.keys(U.obj(U.get(c.run, "figures", "run", "gateway", "backends")))
         .concat(Object.keys(U.obj(U.get(c.run, "series", "gateway", "backends"))));
@@ -297,7 +312,8 @@
   header();
   verdicts();
   var main = document.getElementById("report");
-  gates(main);
+  if (compare) changes(main);
+  ReportGates.table(main, columns);
   var over = section(main, "Over time");
   var sampled = columns.some(function (c) { return U.arr(U.get(c.run, "series", "t")).length > 0; });
   if (sampled) ReportCharts.draw(over, columns);

@@ -1,17 +1,21 @@
 """report.html for scenario runs: one run directory (`render_run`) or two earlier
-runs side by side (`render_compare`).
+runs side by side (`render_compare`, with the compare command's table of
+what changed).
 
 The page is one self-contained file: the template (report_template.html) with
-its stylesheet (report.css), scripts (report_util.js, report_charts.js,
-report.js) and the vendored uPlot (vendor/uplot/) inlined, and the summary data embedded as JSON in a
-`<script type="application/json">` block. It opens from file:// with no
-network. Python puts no user-controlled string into the HTML itself: names,
-descriptions and settings travel only inside that JSON block (escaped so that
-no `</script>` or `<!--` can end it early), and report.js writes them into the
-page with textContent.
+its stylesheet (report.css), scripts (report_util.js, report_gates.js,
+report_charts.js, report.js) and the vendored uPlot (vendor/uplot/) inlined,
+and the summary data embedded as JSON in a `<script type="application/json">`
+block. It opens from file:// with no network. Python puts no user-controlled
+string into the HTML itself: names, descriptions and settings travel only
+inside that JSON block (escaped so that no `</script>` or `<!--` can end it
+early), and the scripts write them into the page with textContent.
 
-Reads summary.json as described by the run directory's contract (schema 1);
-figures or series that an interrupted or failed run lacks are drawn as gaps.
+Reads summary.json as described by the run directory's contract (schema 1):
+phases with their kind (run, stage, or made from the fault events), figures
+per phase, gates with how they were judged (windows, baseline, abort); older
+summaries whose phases have no kind are read as stages. Figures or series
+that an interrupted, aborted or failed run lacks are drawn as gaps.
 Standard library only: it also runs in the Kubernetes Job, which has Python
 and Locust and nothing else. Depends on nothing else in the scenario package.
 """
@@ -27,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 VENDOR = HERE / "vendor" / "uplot"
 SCHEMA = 1
 # The page's own scripts, in the order they run (each uses the ones before it).
-SCRIPTS = ("report_util.js", "report_charts.js", "report.js")
+SCRIPTS = ("report_util.js", "report_gates.js", "report_charts.js", "report.js")
 REPORT_NAME = "report.html"
 
 # Series values are per-second figures read on a chart: three decimals keep
@@ -50,8 +54,9 @@ def render_run(run_dir: Path) -> Path:
 
 def render_compare(dir_a: Path, dir_b: Path, out_dir: Path, comparison: dict | None = None) -> Path:
     """Writes out_dir/report.html drawing the runs of dir_a and dir_b side by
-    side; `comparison` ({tolerance, rows} from scenario.baseline.compare) is
-    shown as a table of what changed beyond the tolerance."""
+    side; `comparison` ({tolerance, rows}, rows as scenario.baseline.compare
+    makes them) is shown as a table of what changed beyond the tolerance, and
+    left out when None."""
     dir_a, dir_b, out_dir = Path(dir_a), Path(dir_b), Path(out_dir)
     sources = [_source(d, load_summary(d), label) for d, label in ((dir_a, "A"), (dir_b, "B"))]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -81,7 +86,7 @@ def load_summary(run_dir: Path) -> dict:
 
 
 def render_html(payload: dict) -> str:
-    """The whole page for a payload {"mode": "run"|"compare", "sources": [...]}."""
+    """The whole page for a payload {"mode": "run"|"compare", "sources": [...], "comparison": ...}."""
     parts = {
         "UPLOT_CSS": _read(VENDOR / "uPlot.min.css"),
         "REPORT_CSS": _read(HERE / "report.css"),

@@ -1,10 +1,14 @@
 // The report's charts (uPlot): one row per figure, one chart per run side by
-// side, all on the same x range and, within a row, the same y scale. Phases are
-// shaded bands, fault events vertical markers with a label. After each draw a
-// chart records what it drew on its element: data-points (values plotted) and
-// data-ink (plot-area pixels in the series' colours) and its scales' tops
-// (data-x-max, data-y-max), which the tests read.
-// Uses uPlot (inlined before this file) and ReportUtil (report_util.js).
+// side, all on the same x range and, within a row, the same y scale. Stages
+// are shaded bands, the phases made from the fault events (baseline, fault,
+// recovery) a strip above the plot, fault events vertical markers with a
+// label, and gates dashed lines at their thresholds (listed under the chart
+// too, as ul.gate-lines). After each draw a chart records what it drew on its
+// element: data-points (values plotted), data-ink (plot-area pixels in the
+// series' colours), its scales' tops (data-x-max, data-y-max), and
+// data-stage-bands, data-fault-phases and data-gate-lines (how many of each
+// it drew), which the tests read.
+// Uses uPlot (inlined before this file), ReportUtil and ReportGates.
 "use strict";
 var ReportCharts = (function () {
   var U = ReportUtil;
@@ -69,21 +73,39 @@ var ReportCharts = (function () {
     return 10 * p;
   }
 
+  // A threshold this many times above a row's highest value is not given
+  // room on its scale: the data would be squashed into the bottom of the
+  // chart. Its line is listed under the chart as above the scale instead.
+  var GATE_REACH = 4;
+
   function draw(container, columns) {
     var backends = backendNames(columns);
     var xm = xMax(columns);
-    var pad = topPadding(columns);
+    var faultNames = U.unique(columns.map(function (c) {
+      return U.phases(c.run).filter(function (p) { return p.kind === "faults"; }).map(function (p) { return p.name; });
+    }));
+    var strip = faultNames.length ? STRIP : 0;
+    var pad = topPadding(columns, strip);
     var charts = [];
+    container.appendChild(key(faultNames));
     ROWS.forEach(function (row) {
       var perColumn = columns.map(function (c) { return rowSeries(row, c, backends); });
+      var gateLines = columns.map(function (c) { return ReportGates.lines(c.run, row.id); });
       var ym = 1;
       if (!row.share) {
         var top = 0;
         perColumn.forEach(function (list) {
           list.forEach(function (s) { s.values.forEach(function (v) { if (v != null && v > top) top = v; }); });
         });
+        var reach = top > 0 ? top * GATE_REACH : Infinity;
+        gateLines.forEach(function (list) {
+          list.forEach(function (l) { if (l.threshold > top && l.threshold <= reach) top = l.threshold; });
+        });
         ym = niceMax(top);
       }
+      gateLines.forEach(function (list) {
+        list.forEach(function (l) { l.shown = l.threshold >= 0 && l.threshold <= ym; });
+      });
       var section = U.el("section", {className: "chart-row", "data-row": row.id});
       var title = U.el("h3", {}, row.title);
       title.appendChild(U.el("span", {className: "note"}, " — " + row.note));
@@ -105,7 +127,8 @@ var ReportCharts = (function () {
                       : !drawable ? "no chart: the sample times are not all numbers" : "no values in this run"));
           return;
         }
-        charts.push(makeChart(box, row, c, t, perColumn[ci], xm, ym, pad));
+        charts.push(makeChart(box, row, c, t, perColumn[ci], xm, ym, {pad: pad, strip: strip, gates: gateLines[ci]}));
+        gateList(box, gateLines[ci]);
       });
     });
     var resize = function () { charts.forEach(function (ch) { ch.u.setSize({width: chartWidth(ch.box), height: ch.u.height}); }); };
@@ -122,7 +145,44 @@ var ReportCharts = (function () {
     return Math.max(240, (box.clientWidth || 600) - 2);
   }
 
-  function makeChart(box, row, column, t, list, xm, ym, pad) {
+  // What the marks on the charts mean, once above them all.
+  function key(faultNames) {
+    var p = U.el("p", {className: "chart-key"});
+    p.appendChild(document.createTextNode("Shaded bands: the load's stages. "));
+    if (faultNames.length) {
+      p.appendChild(document.createTextNode("Strip above each chart: "));
+      faultNames.forEach(function (n) {
+        p.appendChild(U.swatch(U.faultPhaseColour(n)));
+        p.appendChild(document.createTextNode(n + " "));
+      });
+      p.appendChild(document.createTextNode("(outlined part: the settle time, not judged). "));
+    }
+    p.appendChild(document.createTextNode("Dashed lines: gate thresholds over the seconds they judge, green passed, red failed. " +
+                                          "Red vertical lines: fault events."));
+    return p;
+  }
+
+  // The gate lines of one chart as a list under it: the canvas label may be
+  // cut short where the phase is narrow, and a threshold above the scale is not drawn at all.
+  function gateList(box, lines) {
+    if (!lines.length) return;
+    var ul = U.el("ul", {className: "gate-lines"});
+    lines.forEach(function (l) {
+      var result = l.pass === true ? "pass" : l.pass === false ? "fail" : "none";
+      var li = U.el("li", {className: "gate-line " + result, "data-pass": result, "data-drawn": l.shown ? "1" : "0",
+                           "data-metric": U.unique([l.gates.map(function (g) { return String(g.metric); })]).join(" "),
+                           "data-phase": l.phase, "data-threshold": String(l.threshold)});
+      li.appendChild(U.swatch(l.colour, "dash"));
+      var where = (l.phase === "run" ? "the whole run" : l.phase) + " (" + U.fmtClock(l.x0) + "–" + U.fmtClock(l.x1) + ")";
+      li.appendChild(document.createTextNode(l.label + " over " + where + ": " + (l.pass === false ? "FAIL" : result) +
+                                             (l.shown ? "" : ", above this chart's scale")));
+      ul.appendChild(li);
+    });
+    box.appendChild(ul);
+  }
+
+  function makeChart(box, row, column, t, list, xm, ym, marks) {
+    var pad = marks.pad;
     var fmt = row.share ? U.fmtPercent : function (v) { return U.fmtNumber(v) + " " + row.unit; };
     var series = [{label: "time", value: function (u, v) { return v == null ? "—" : U.fmtClock(v); }}];
     list.forEach(function (s) {
@@ -149,8 +209,8 @@ var ReportCharts = (function () {
       cursor: {sync: {key: "scenario-report"}, drag: {x: false, y: false}},
       legend: {show: true},
       hooks: {
-        drawClear: [function (u) { drawPhases(u, column.run); }],
-        draw: [function (u) { record(u, box, list); drawFaults(u, column.run); }],
+        drawClear: [function (u) { drawPhases(u, box, column.run, marks.strip); }],
+        draw: [function (u) { record(u, box, list); drawFaults(u, column.run, marks.strip); drawGates(u, box, marks.gates); }],
       },
     };
     var data = [t].concat(list.map(function (s) { return s.values; }));
@@ -181,29 +241,34 @@ var ReportCharts = (function () {
   }
 
   // Labels live in a band above the plot (uPlot's top padding), so they never
-  // cover the data: phase names on its lowest line, fault labels on up to
-  // FAULT_LINES lines above that.
-  var PHASE_LINE = 15, LINE = 13, FAULT_LINES = 3;
+  // cover the data: from the plot up, the strip of fault-made phases (when any
+  // run has them), stage names on one line, fault labels on up to FAULT_LINES
+  // lines above that.
+  var PHASE_LINE = 15, STRIP = 13, LINE = 13, FAULT_LINES = 3;
 
-  function topPadding(columns) {
+  function topPadding(columns, strip) {
     var most = 0;
     columns.forEach(function (c) { most = Math.max(most, U.arr(c.run.fault_events).length); });
-    return PHASE_LINE + LINE * Math.min(FAULT_LINES, most) + 2;
+    return PHASE_LINE + strip + LINE * Math.min(FAULT_LINES, most) + 2;
   }
 
-  function drawPhases(u, run) {
+  function drawPhases(u, box, run, strip) {
     var ctx = u.ctx, b = u.bbox, pr = window.devicePixelRatio || 1;
-    var phases = [];
-    U.arr(run.phases).forEach(function (p) {
-      p = U.obj(p);
-      var s = U.num(p.start_s), e = U.num(p.end_s);
-      if (s != null && e != null) phases.push({name: String(p.name == null ? "" : p.name), x0: u.valToPos(s, "x", true), x1: u.valToPos(e, "x", true)});
+    var all = U.phases(run).map(function (p) {
+      return {name: p.name, kind: p.kind, x0: u.valToPos(p.start, "x", true), xf: u.valToPos(p.from, "x", true),
+              x1: u.valToPos(p.end, "x", true)};
     });
+    // The run phase is the whole x axis: drawn it would only box the chart in.
+    var stages = all.filter(function (p) { return p.kind === "stage"; });
+    var faults = strip ? all.filter(function (p) { return p.kind === "faults"; }) : [];
     ctx.save();
     ctx.beginPath();
     ctx.rect(b.left, 0, b.width, b.top + b.height);
     ctx.clip();
-    phases.forEach(function (p, i) {
+    ctx.font = Math.round(10 * pr) + "px sans-serif";
+    ctx.textAlign = "left"; // uPlot leaves the axes' alignment on the context
+    ctx.textBaseline = "bottom";
+    stages.forEach(function (p, i) {
       if (i % 2 === 1) {
         ctx.fillStyle = "#f3f4f5"; // opaque: printed PDFs draw translucent fills unevenly
         ctx.fillRect(p.x0, b.top, p.x1 - p.x0, b.height);
@@ -213,22 +278,37 @@ var ReportCharts = (function () {
         ctx.lineWidth = pr;
         ctx.setLineDash([2 * pr, 3 * pr]);
         ctx.beginPath();
-        ctx.moveTo(p.x0, b.top - PHASE_LINE * pr);
+        ctx.moveTo(p.x0, b.top - (PHASE_LINE + strip) * pr);
         ctx.lineTo(p.x0, b.top + b.height);
         ctx.stroke();
       }
-      ctx.font = Math.round(10 * pr) + "px sans-serif";
-      ctx.textAlign = "left"; // uPlot leaves the axes' alignment on the context
-      ctx.textBaseline = "bottom";
       ctx.fillStyle = "#616161";
-      ctx.fillText(U.clip(p.name, Math.max(0, (p.x1 - p.x0) / (6 * pr))), p.x0 + 4 * pr, b.top - 3 * pr);
+      ctx.fillText(U.clip(p.name, Math.max(0, (p.x1 - p.x0 - 6 * pr) / (6 * pr))), p.x0 + 4 * pr, b.top - (strip + 3) * pr);
+    });
+    var top = b.top - (strip - 1) * pr, h = (strip - 3) * pr;
+    ctx.setLineDash([]);
+    ctx.textBaseline = "middle";
+    ctx.font = Math.round(9 * pr) + "px sans-serif";
+    faults.forEach(function (p) {
+      var colour = U.faultPhaseColour(p.name);
+      var gap = Math.min(pr, (p.x1 - p.x0) / 2); // keeps two phases that meet apart
+      // The settle time is outlined, the judged part filled: figures begin where the fill does.
+      ctx.strokeStyle = colour;
+      ctx.lineWidth = pr;
+      if (p.xf > p.x0) ctx.strokeRect(p.x0 + pr / 2, top + pr / 2, Math.max(0, p.xf - p.x0 - pr), h - pr);
+      ctx.fillStyle = colour;
+      ctx.fillRect(p.xf, top, Math.max(0, p.x1 - p.xf - gap), h);
+      ctx.fillStyle = "#263238";
+      ctx.fillText(U.clip(p.name, Math.max(0, (p.x1 - p.x0) / (5.5 * pr))), p.x0 + 3 * pr, top + h / 2);
     });
     ctx.restore();
+    box.setAttribute("data-stage-bands", String(stages.length));
+    box.setAttribute("data-fault-phases", String(faults.length));
   }
 
-  function drawFaults(u, run) {
+  function drawFaults(u, run, strip) {
     var ctx = u.ctx, b = u.bbox, pr = window.devicePixelRatio || 1;
-    var lines = Math.max(1, Math.min(FAULT_LINES, Math.floor((b.top / pr - PHASE_LINE) / LINE)));
+    var lines = Math.max(1, Math.min(FAULT_LINES, Math.floor((b.top / pr - PHASE_LINE - strip) / LINE)));
     var room = Math.max(8, Math.floor(b.width / (3 * 6 * pr)));
     ctx.save();
     ctx.font = Math.round(10 * pr) + "px sans-serif";
@@ -243,7 +323,7 @@ var ReportCharts = (function () {
       if (x < b.left - 1 || x > b.left + b.width + 1) return;
       var failed = f.ok === false;
       var colour = failed ? FAULT_FAILED : FAULT_OK;
-      var y = b.top - (PHASE_LINE + LINE * (lines - i % lines)) * pr;
+      var y = b.top - (PHASE_LINE + strip + LINE * (lines - i % lines)) * pr;
       ctx.strokeStyle = colour;
       ctx.lineWidth = 1.5 * pr;
       ctx.setLineDash(failed ? [4 * pr, 3 * pr] : []);
@@ -260,6 +340,44 @@ var ReportCharts = (function () {
       ctx.fillText(label, lx + 3 * pr, y + pr);
     });
     ctx.restore();
+  }
+
+  // Each gate line across the seconds its gate judged, labelled at its right
+  // end (above the line, or below it when it runs along the top of the plot).
+  function drawGates(u, box, lines) {
+    var ctx = u.ctx, b = u.bbox, pr = window.devicePixelRatio || 1;
+    var drawn = 0;
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(b.left, b.top - pr, b.width, b.height + 2 * pr);
+    ctx.clip();
+    ctx.font = Math.round(10 * pr) + "px sans-serif";
+    ctx.textAlign = "right";
+    ctx.textBaseline = "bottom";
+    lines.forEach(function (l) {
+      if (!l.shown) return;
+      var y = u.valToPos(l.threshold, "y", true);
+      var x0 = Math.max(b.left, u.valToPos(l.x0, "x", true)), x1 = Math.min(b.left + b.width, u.valToPos(l.x1, "x", true));
+      if (!(x1 > x0)) return;
+      drawn++;
+      ctx.strokeStyle = l.colour;
+      ctx.lineWidth = 1.5 * pr;
+      ctx.setLineDash([7 * pr, 4 * pr]);
+      ctx.beginPath();
+      ctx.moveTo(x0, y);
+      ctx.lineTo(x1, y);
+      ctx.stroke();
+      var label = U.clip(l.label, (x1 - x0) / (6 * pr));
+      if (!label) return;
+      var w = ctx.measureText(label).width;
+      var base = y - 3 * pr - 12 * pr < b.top ? y + 14 * pr : y - 3 * pr;
+      ctx.fillStyle = "rgba(255, 255, 255, 0.85)";
+      ctx.fillRect(x1 - w - 6 * pr, base - 12 * pr, w + 4 * pr, 12 * pr);
+      ctx.fillStyle = l.colour;
+      ctx.fillText(label, x1 - 4 * pr, base - pr);
+    });
+    ctx.restore();
+    box.setAttribute("data-gate-lines", String(drawn));
   }
 
   return {draw: draw, ROWS: ROWS};

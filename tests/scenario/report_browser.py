@@ -2,7 +2,8 @@
 network blocked, and returns what a test needs to judge it:
 
 - dom: the page's DOM after its scripts ran (`--dump-dom` once the virtual
-  time budget is spent), parsed into elements and visible text;
+  time budget is spent), parsed into elements (each knowing its parent, so a
+  test can ask what is inside what) and visible text;
 - console: every console message and uncaught error (`--enable-logging=stderr`
   prints them as CONSOLE lines);
 - requests: every request the browser tried to send. All traffic goes to a
@@ -82,6 +83,15 @@ class Element:
     tag: str
     attrs: dict
     text: str = ""  # direct and nested text, script and style text left out
+    parent: "Element | None" = field(default=None, repr=False, compare=False)
+
+    def within(self, ancestor: "Element") -> bool:
+        e = self.parent
+        while e is not None:
+            if e is ancestor:
+                return True
+            e = e.parent
+        return False
 
 
 @dataclass
@@ -92,9 +102,10 @@ class Page:
     requests: list[str]
     root: dict = field(default_factory=dict)
 
-    def find(self, tag: str | None = None, cls: str | None = None) -> list[Element]:
+    def find(self, tag: str | None = None, cls: str | None = None, inside: Element | None = None) -> list[Element]:
         return [e for e in self.elements
-                if (tag is None or e.tag == tag) and (cls is None or cls in e.attrs.get("class", "").split())]
+                if (tag is None or e.tag == tag) and (cls is None or cls in e.attrs.get("class", "").split())
+                and (inside is None or e.within(inside))]
 
 
 class _DomParser(HTMLParser):
@@ -106,7 +117,7 @@ class _DomParser(HTMLParser):
         self.raw = 0  # inside script/style
 
     def handle_starttag(self, tag, attrs):
-        e = Element(tag, {k: (v if v is not None else "") for k, v in attrs})
+        e = Element(tag, {k: (v if v is not None else "") for k, v in attrs}, parent=self.open[-1] if self.open else None)
         self.elements.append(e)
         if tag in VOID:
             return

@@ -116,7 +116,7 @@ class Refused(unittest.TestCase):
 
     def test_gate_grammar(self):
         cases = {
-            "p98 < 50ms": ['"p98" is unknown', "p50, p95, p99, max, error_rate, rps, requests, share"],
+            "p98 < 50ms": ['"p98" is unknown', "p50, p90, p95, p99, max, error_rate, rps, requests, share"],
             "p99 50ms": ["is not a threshold", "p99 < 50ms"],
             "p99 == 50ms": ['"==" is not a comparison'],
             "share < 10%": ["share needs its backend: share(server2)"],

@@ -34,7 +34,7 @@ RUN_TIMEOUT_S = 90
 TOP_KEYS = {"schema", "scenario", "target", "started_at", "finished_at", "verdict", "runs"}
 RUN_KEYS = {"variant", "verdict", "error", "gateway_settings", "duration_s", "phases", "fault_events", "figures",
             "series", "gates", "checks"}
-CLIENT_KEYS = {"requests", "failures", "error_rate", "rps", "p50_ms", "p95_ms", "p99_ms", "max_ms"}
+CLIENT_KEYS = {"requests", "failures", "error_rate", "rps", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms"}
 GATEWAY_KEYS = {"requests", "errors", "error_rate", "rps", "backends"}
 EVENT_KEYS = {"at_s", "applied_s", "backend", "action", "faults", "ok", "error"}
 GATE_KEYS = {"name", "gate", "metric", "backend", "phase", "source", "op", "threshold", "threshold_text", "unit",
