@@ -10,6 +10,7 @@ import argparse
 import signal
 import sys
 import traceback
+import urllib.parse
 from pathlib import Path
 
 from . import baseline, spec, summary
@@ -169,6 +170,9 @@ def _target(args, scenario, runs):
         if not (args.gateway_url and args.backend_urls):
             return _usage("--target kubernetes needs --gateway-url and --backend-urls"), None
         urls = [u.strip() for u in args.backend_urls.split(",") if u.strip()]
+        for option, url in [("--gateway-url", args.gateway_url)] + [("--backend-urls", u) for u in urls]:
+            if not _http_url(url):
+                return _usage(f"{option}: {url!r} is not an http(s)://host[:port] URL"), None
         if len(urls) < len(scenario.backends):
             return _usage(f"--backend-urls: {len(urls)} URLs for {len(scenario.backends)} backends "
                           f"({', '.join(scenario.backends)})"), None
@@ -313,6 +317,15 @@ def cmd_compare(args):
         return NOT_DONE
     print(f"report: {path}")
     return 1 if worse else OK
+
+
+def _http_url(text):
+    try:
+        u = urllib.parse.urlsplit(text)
+        u.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
+    return u.scheme in ("http", "https") and bool(u.hostname)
 
 
 def _percent(text):

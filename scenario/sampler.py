@@ -60,6 +60,7 @@ class Sampler:
 
     def __init__(self, gateway_url, names=None):
         self.url = gateway_url.rstrip("/") + "/metrics"
+        self.conn = http.KeptAlive(self.url, timeout=2.0)
         self.names = names or {}
         self.samples = []  # [(t, totals)]
         self.failures = 0
@@ -69,7 +70,7 @@ class Sampler:
         """Reads /metrics now; a failed read is counted and skipped (the next
         sample's delta then covers both seconds)."""
         try:
-            status, body = http.request("GET", self.url, timeout=2.0)
+            status, body = self.conn.get()
             if status != 200:
                 raise OSError(f"HTTP {status}")
             totals = parse(body.decode("utf-8", "replace"), self.names)
