@@ -109,12 +109,37 @@ def gateway_figures(phases, samples, elapsed, backends):
     return out
 
 
-def figures(phases, seconds, samples, elapsed, backends):
-    """summary.json's `figures`: per phase (`run` first), client and gateway."""
+def backend_figures(phases, own_samples, elapsed):
+    """{phase: {backend: {requests, errors, rps}}}: what each backend counted
+    itself serving, from its own sampled totals (`own_samples`: {name:
+    [(t, totals)]}); a backend never read is left out."""
+    spans = _spans(phases, elapsed)
+    run_end = _run_end(phases)
+    out = {name: {} for name in spans}
+    for backend, samples in own_samples.items():
+        if not samples:
+            continue
+        for name in spans:
+            out[name][backend] = {"requests": 0, "errors": 0, "rps": None}
+        for (t0, a), (t1, b) in zip(samples, samples[1:]):
+            for name in _members(phases, (t0 + t1) / 2, run_end):
+                if name in out:
+                    out[name][backend]["requests"] += b["requests"] - a["requests"]
+                    out[name][backend]["errors"] += b["errors"] - a["errors"]
+        for name, span in spans.items():
+            if span > 0:
+                out[name][backend]["rps"] = _r(out[name][backend]["requests"] / span)
+    return out
+
+
+def figures(phases, seconds, samples, elapsed, backends, own_samples=None):
+    """summary.json's `figures`: per phase (`run` first), client, gateway and
+    the backends' own counts."""
     client = client_figures(phases, seconds, elapsed)
     gateway = gateway_figures(phases, samples, elapsed, backends)
-    return {p.name: {"client": client.get(p.name), "gateway": gateway.get(p.name)} for p in phases
-            if p.name in client or p.name in gateway}
+    own = backend_figures(phases, own_samples or {}, elapsed)
+    return {p.name: {"client": client.get(p.name), "gateway": gateway.get(p.name), "backends": own.get(p.name, {})}
+            for p in phases if p.name in client or p.name in gateway}
 
 
 def per_second(seconds, samples):

@@ -190,14 +190,17 @@
   }
 
   function backends(parent) {
-    var s = section(parent, "Backends (gateway's view)");
+    var s = section(parent, "Backends");
+    s.appendChild(U.el("p", {className: "note"}, "attempts, errors and shares: the gateway's view (retries are " +
+      "attempts on the backend that got them); served and 5xx: what the backend counted itself, sampled from its own " +
+      "/metrics (health checks left out)."));
     var phases = U.phaseOrder(columns).slice(1); // the whole run has its own column
     var names = unique(columns.map(function (c) {
       return Object.keys(U.obj(U.get(c.run, "figures", "run", "gateway", "backends")))
         .concat(Object.keys(U.obj(U.get(c.run, "series", "gateway", "backends"))));
     }));
     if (!names.length) { s.appendChild(U.el("p", {className: "empty"}, "No backend figures.")); return; }
-    var heads = ["backend"].concat(many ? ["run"] : [], ["requests", "errors", "share, whole run"],
+    var heads = ["backend"].concat(many ? ["run"] : [], ["attempts", "errors", "served", "5xx", "share, whole run"],
                                    phases.map(function (p) { return "share, " + p; }));
     var body = table(s, heads);
     names.forEach(function (name) {
@@ -207,6 +210,9 @@
         if (many) cells.push(labelCell(c));
         cells.push(U.el("td", {className: "num"}, U.fmtNumber(b.requests)));
         cells.push(U.el("td", {className: "num"}, U.fmtNumber(b.errors)));
+        var own = U.obj(U.get(c.run, "figures", "run", "backends", name));
+        cells.push(U.el("td", {className: "num"}, U.fmtNumber(own.requests)));
+        cells.push(U.el("td", {className: "num"}, U.fmtNumber(own.errors)));
         cells.push(U.el("td", {className: "num"}, U.fmtPercent(b.share)));
         phases.forEach(function (p) {
           cells.push(U.el("td", {className: "num"}, U.fmtPercent(U.get(c.run, "figures", p, "gateway", "backends", name, "share"))));

@@ -7,6 +7,7 @@ gates. Depends on every other runner module but the command line.
 
 import secrets
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from . import http, judge, summary
 from .faults import Timeline
 from .load import STOP_TIMEOUT_S, Load
 from .progress import Progress
-from .sampler import Sampler
+from .sampler import BackendSampler, Sampler
 from .stack import StartFailed, Stack
 
 SETTLE_S = 5.0  # a service books a request when its answer has ended, a moment after the client has it
@@ -105,13 +106,17 @@ def _run(scenario, variant, settings, target, stack, state, entry):
     sampler = Sampler(gateway_url, names)
     if not sampler.baseline():
         raise RunFailed(f"the gateway's metrics cannot be read: {sampler.last_error}")
-    state.update(sampler=sampler, gateway_url=gateway_url, names=names,
+    own = {name: BackendSampler(url) for name, url in backend_urls.items()}
+    for b in own.values():
+        b.sample(0.0)
+    state.update(sampler=sampler, gateway_url=gateway_url, names=names, own=own,
                  stats_before=_stats(gateway_url), backends=list(scenario.backends))
     load = Load(scenario, gateway_url, stack.log_dir, target.locust_bin).start(stack)
     state["load"] = load
     started = load.wait_started()
     clock = lambda: time.monotonic() - started  # noqa: E731 - seconds since the load began
     state["clock"] = clock
+    state["own_watch"] = _sample_backends_every_second(own, clock)
     kill = restart = None
     if target.kind == "local":
         kill = lambda name: stack.backends[name].kill()  # noqa: E731
@@ -139,6 +144,7 @@ def _run(scenario, variant, settings, target, stack, state, entry):
             wake = min([next_sample] + [e.at for e in timeline.pending[:1]])
             time.sleep(max(0.01, min(0.25, wake - clock())))
     finally:
+        state["own_watch"]()
         progress.done()
         if target.kind == "kubernetes":
             # The backends outlive the run, so however it ends (Ctrl-C and
@@ -148,6 +154,27 @@ def _run(scenario, variant, settings, target, stack, state, entry):
         raise RunFailed(f"Locust exited with status {load.process.popen.returncode}; see locust.log: "
                         f"{load.process.tail(3)}")
     entry["verdict"] = "pass"
+
+
+def _sample_backends_every_second(own, clock):
+    """Samples each backend's own counts once a second, in a thread: a
+    backend that hangs or is gone must not hold up the faults' timing.
+    Returns a function that stops it and waits for it."""
+    stop = threading.Event()
+
+    def loop():
+        while not stop.wait(max(0.0, 1.0 - clock() % 1.0)):
+            for b in own.values():
+                b.sample(clock())
+
+    thread = threading.Thread(target=loop, name="backend-sampler", daemon=True)
+    thread.start()
+
+    def stopped():
+        stop.set()
+        thread.join(timeout=2 * len(own))  # each sample times out after 0.5 s
+
+    return stopped
 
 
 def _watch(watch, scenario, state, t):
@@ -220,7 +247,13 @@ def _finish(scenario, state, entry, interrupted):
     seconds, samples, backends = load.seconds, sampler.samples, state["backends"]
     entry["duration_s"] = round(elapsed, 3)
     entry["fault_events"] = state["timeline"].records if "timeline" in state else []
-    entry["figures"] = fig.figures(scenario.phases, seconds, samples, elapsed, backends)
+    own = state.get("own", {})
+    if "own_watch" in state:
+        state["own_watch"]()
+    for b in own.values():
+        b.sample(clock())
+    entry["figures"] = fig.figures(scenario.phases, seconds, samples, elapsed, backends,
+                                   {name: b.samples for name, b in own.items()})
     entry["series"] = fig.series(seconds, samples, backends, elapsed)
     totals = load.locust_totals()
     client = (sum(r["n"] for r in seconds), sum(r["f"] for r in seconds))

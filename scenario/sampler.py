@@ -1,6 +1,6 @@
-"""The gateway's view, sampled: GET /metrics once per second, parse the
-request counters, keep the running totals with the time they were read.
-Depends on scenario.http.
+"""The gateway's view and each backend's own, sampled: GET /metrics once per
+second, parse the request counters, keep the running totals with the time
+they were read. Depends on scenario.http.
 
 Counted: `http_server_request_duration_seconds_count` of proxied requests
 (route `/*`: everything that is not one of the gateway's own routes, so the
@@ -8,7 +8,10 @@ sampling itself, /metrics and /api/stats, is never in it), by status; and
 `http_client_request_duration_seconds_count` by upstream, one per attempt
 (retries included). Errors are what /api/stats counts as errors: 5xx answers
 and requests without one (499: the client left); for an attempt, a 5xx or no
-answer at all (error_type set).
+answer at all (error_type set). On a backend: its
+`http_server_request_duration_seconds_count` on every route but its own API
+(the fault API, /metrics, /api/stats, the health probes), so what it served
+to the gateway, health checks left out.
 """
 
 import re
@@ -19,6 +22,7 @@ from . import http
 SERVER = "http_server_request_duration_seconds_count"
 CLIENT = "http_client_request_duration_seconds_count"
 PROXIED_ROUTE = "/*"
+BACKEND_OWN_ROUTES = {"/api/faults", "/metrics", "/api/stats/{window}", "/healthz", "/readyz"}
 _LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
@@ -52,6 +56,55 @@ def parse(text, names=None):
             if labels.get("error_type") or status.startswith("5"):
                 b["errors"] += count
     return totals
+
+
+def parse_backend(text):
+    """A backend's totals from its /metrics text: {"requests", "errors"}."""
+    totals = {"requests": 0, "errors": 0}
+    for line in text.splitlines():
+        if not line.startswith(SERVER):
+            continue
+        m = _LINE.match(line)
+        if not m or m.group(1) != SERVER:
+            continue
+        labels = dict(_LABEL.findall(m.group(2) or ""))
+        if labels.get("http_route") in BACKEND_OWN_ROUTES:
+            continue
+        try:
+            count = int(float(m.group(3)))
+        except ValueError:
+            continue
+        totals["requests"] += count
+        if labels.get("http_response_status_code", "").startswith("5"):
+            totals["errors"] += count
+    return totals
+
+
+class BackendSampler:
+    """A backend's own counts, sampled. A backend started again (a `restart`)
+    counts from zero: what its earlier process served is kept, so the totals
+    only grow. A backend that does not answer (killed, refusing) is skipped."""
+
+    def __init__(self, url):
+        self.conn = http.KeptAlive(url.rstrip("/") + "/metrics", timeout=0.5)
+        self.samples = []  # [(t, {"requests", "errors"})], running totals
+        self.before = {"requests": 0, "errors": 0}  # what earlier processes served
+        self.last = None  # the current process's latest reading
+
+    def sample(self, t):
+        try:
+            status, body = self.conn.get()
+            if status != 200:
+                return None
+            now = parse_backend(body.decode("utf-8", "replace"))
+        except OSError:
+            return None
+        if self.last is not None and now["requests"] < self.last["requests"]:
+            self.before = {k: self.before[k] + self.last[k] for k in self.before}
+        self.last = now
+        totals = {k: self.before[k] + now[k] for k in now}
+        self.samples.append((t, totals))
+        return totals
 
 
 class Sampler:

@@ -111,6 +111,7 @@ class SmokeRun(unittest.TestCase):
                 self.assertEqual(set(fig["client"]), CLIENT_KEYS)
                 self.assertEqual(set(fig["gateway"]), GATEWAY_KEYS)
                 self.assertEqual(set(fig["gateway"]["backends"]), {"server1", "server2", "server3"})
+                self.assertEqual(set(fig["backends"]), {"server1", "server2", "server3"})
                 self.assertGreater(fig["client"]["requests"], 0)
         self.assertEqual([(e["action"], e["backend"], e["ok"]) for e in run["fault_events"]],
                          [("set", "server2", True), ("clear", "server2", True)])
@@ -130,6 +131,10 @@ class SmokeRun(unittest.TestCase):
         locust = json.loads((out / "locust.json").read_text())
         self.assertEqual((client["requests"], client["failures"]),
                          (sum(e["num_requests"] for e in locust), sum(e["num_failures"] for e in locust)))
+        # Each backend's own count of what it served is the gateway's count of
+        # the attempts it sent there (nothing failed, so nothing was retried).
+        for name, own in run["figures"]["run"]["backends"].items():
+            self.assertEqual(own["requests"], run["figures"]["run"]["gateway"]["backends"][name]["requests"], name)
         # ... and the gateway's are its /api/stats/1h (checked by the runner)
         # and its access log (one line per proxied request).
         self.assertEqual(run["checks"], {"client_matches_locust": True, "gateway_matches_stats": True})
