@@ -7,7 +7,8 @@ A baseline gate's figure is the same gate's in the baseline run (same metric,
 backend, phase, source, window and `for`), in the run of the same variant,
 or the baseline's only run. The comparison takes, per variant both runs
 have, the client's figures for the whole run and each phase both have, and
-every gate both have; a change within the tolerance is noise.
+every gate both have; a change within the tolerance (or within 0.1
+percentage point for ratios, 0.5 ms for latencies) is noise.
 """
 
 import json
@@ -18,6 +19,9 @@ from .judge import show
 LOWER_IS_BETTER = {"p50_ms": "ms", "p90_ms": "ms", "p95_ms": "ms", "p99_ms": "ms", "error_rate": "ratio"}
 NEUTRAL = {"rps": "req/s"}
 RATIO_FLOOR = 0.001  # ratios closer than 0.1 percentage point are the same
+# Latencies closer than this are the same: sub-millisecond figures move by
+# more than 20% between two runs of the same code on a shared machine.
+LATENCY_FLOOR_MS = 0.5
 
 
 class BaselineError(ValueError):
@@ -115,6 +119,8 @@ def _row(variant, what, a, b, unit, lower_is_better, tolerance, sided=False):
     noise = tolerance * abs(a)
     if unit == "ratio":
         noise = max(noise, RATIO_FLOOR)
+    elif unit == "ms":
+        noise = max(noise, LATENCY_FLOOR_MS)
     if abs(b - a) <= noise:
         row["verdict"] = "same"
     elif unit == "req/s" and not sided:

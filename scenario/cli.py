@@ -62,7 +62,8 @@ def _parser():
     cmp_.add_argument("dir_b", type=Path, metavar="DIR_B")
     cmp_.add_argument("--out", type=Path, help="where report.html goes (default target/scenarios/compare/<UTC time>)")
     cmp_.add_argument("--tolerance", default="10%", help="changes within this share of A's figure are noise "
-                      "(default 10%%; ratios also within 0.1 percentage point); exit 1 when one is worse beyond it")
+                      "(default 10%%; ratios also within 0.1 percentage point, latencies within 0.5 ms); "
+                      "exit 1 when one is worse beyond it")
     cmp_.set_defaults(func=cmd_compare)
     return p
 

@@ -176,7 +176,7 @@ def series(seconds, samples, backends, elapsed):
     ts = list(range(1, last + 1))
     pos = {t: i for i, t in enumerate(ts)}
     none = [None] * len(ts)
-    client = {k: list(none) for k in ("rps", "p50_ms", "p99_ms", "failures", "users")}
+    client = {k: list(none) for k in ("rps", "p50_ms", "p90_ms", "p99_ms", "failures", "users")}
     for rec in seconds:
         i = pos.get(rec["t"] + 1)
         if i is None:
@@ -186,6 +186,7 @@ def series(seconds, samples, backends, elapsed):
         client["failures"][i] = rec["f"]
         client["users"][i] = rec.get("users")
         client["p50_ms"][i] = _r(histogram.quantile(hist, 0.50, rec["max"]))
+        client["p90_ms"][i] = _r(histogram.quantile(hist, 0.90, rec["max"]))
         client["p99_ms"][i] = _r(histogram.quantile(hist, 0.99, rec["max"]))
     names = list(backends)
     counts = {"requests": [0] * len(ts), "errors": [0] * len(ts), "span": [0.0] * len(ts)}

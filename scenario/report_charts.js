@@ -20,8 +20,9 @@ var ReportCharts = (function () {
   var ROWS = [
     {id: "rps", title: "Requests per second", note: "solid: client (Locust), dashed: gateway", unit: "req/s",
      series: [{label: "client", path: ["client", "rps"]}, {label: "gateway", path: ["gateway", "rps"], dash: [6, 4]}]},
-    {id: "latency", title: "Latency, client", note: "solid: p99, dashed: p50", unit: "ms",
-     series: [{label: "p99", path: ["client", "p99_ms"]}, {label: "p50", path: ["client", "p50_ms"], dash: [3, 3], width: 1.5}]},
+    {id: "latency", title: "Latency, client", note: "solid: p99, long dashes: p90, short dashes: p50", unit: "ms",
+     series: [{label: "p99", path: ["client", "p99_ms"]}, {label: "p90", path: ["client", "p90_ms"], dash: [8, 4], width: 1.5},
+              {label: "p50", path: ["client", "p50_ms"], dash: [3, 3], width: 1.5}]},
     {id: "errors", title: "Failures per second", note: "solid: client failures, dashed: gateway errors", unit: "/s", counts: true,
      series: [{label: "client failures", path: ["client", "failures"]}, {label: "gateway errors", path: ["gateway", "errors"], dash: [6, 4]}]},
     {id: "share", title: "Share of traffic per backend, gateway", note: "one colour per backend, the same in every run", unit: "%",

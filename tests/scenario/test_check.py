@@ -338,6 +338,8 @@ class Judging(unittest.TestCase):
         self.assertEqual((rows["p99 (run, client)"], rows["error_rate (run, client)"]), ("same", "same"))
         rows = {r["what"]: r["verdict"] for r in baseline.compare(run(10.0, 0.0), run(12.0, 0.01), 0.10)}
         self.assertEqual((rows["p99 (run, client)"], rows["error_rate (run, client)"]), ("worse", "worse"))
+        rows = {r["what"]: r["verdict"] for r in baseline.compare(run(0.6, 0.0), run(0.9, 0.0), 0.10)}
+        self.assertEqual(rows["p99 (run, client)"], "same", "0.3 ms is within the latency floor")
 
 
 class Histograms(unittest.TestCase):
