@@ -106,6 +106,39 @@ class Refused(unittest.TestCase):
         self.assertRefused(edited(lambda d: put(d, "faults", 0, "faults", "latency", 25)),
                            "faults[0].faults.latency", ["number", "write 25s"])
 
+    def test_files_nested_too_deeply_or_too_large(self):
+        deep_json = '{"description": "d", "load": ' + '{"a": ' * 5000 + "1" + "}" * 5000 + "}"
+        self.assertRefused(None, None, ["nested too deeply"], text=deep_json)
+        if spec.yaml is None:
+            self.skipTest("PyYAML not installed")
+        self.assertRefused(None, None, ["nested too deeply"], text="description: d\ngates: " + "[" * 3000 + "]" * 3000)
+        # Nine mappings of nine, eight levels deep: 9^8 values from nine short lines.
+        bomb = ["  a0: &a0 {" + ", ".join(f"k{j}: 1" for j in range(9)) + "}"]
+        bomb += ["  a%d: &a%d {" % (i, i) + ", ".join(f"k{j}: *a{i - 1}" for j in range(9)) + "}" for i in range(1, 9)]
+        text = "description: d\nload: {stages: [{duration: 5s, users: 1}]}\ngateway:\n" + "\n".join(bomb) + "\n"
+        self.assertRefused(None, None, ["more than 100000 values", "aliases"], text=text)
+
+    def test_numbers_that_are_not_finite_or_of_no_sane_size(self):
+        nines = "9" * 400
+        cases = [
+            ("load.rate", ["constant_rate needs `rate`"], lambda d: put(d, "load", "rate", float("nan"))),
+            ("load.rate", ["constant_rate needs `rate`"], lambda d: put(d, "load", "rate", float("inf"))),
+            ("load.stages[0].spawn_rate", ["inf must be a number > 0"],
+             lambda d: put(d, "load", "stages", 0, "spawn_rate", float("inf"))),
+            ("load.stages[0].rate", ["must be a number > 0"], lambda d: put(d, "load", "stages", 0, "rate", 10 ** 400)),
+            ("load.stages[0].duration", ["longer than 24h"], lambda d: put(d, "load", "stages", 0, "duration", nines + "h")),
+            ("load.stages[0].duration", ["is not a duration"], lambda d: put(d, "load", "stages", 0, "duration", "\uff15s")),
+            ("faults[0].faults.latency", ["longer than 24h"], lambda d: put(d, "faults", 0, "faults", "latency", nines + "s")),
+            ("gates[0].window", ["longer than 24h"], lambda d: put(d, "gates", 0, "window", nines + "s")),
+            ("gates[0].gate", ["longer than 24h"], lambda d: put(d, "gates", 0, "gate", f"p99 < {nines}s")),
+            ("gates[0].gate", ["too large"], lambda d: put(d, "gates", 0, "gate", f"requests > {nines}")),
+            ("gates[0].gate", ["too large"], lambda d: put(d, "gates", 0, "gate", f"p99 < baseline + {nines}%")),
+        ]
+        for key, words, change in cases:
+            with self.subTest(key=key, words=words):
+                # json.dumps writes NaN and Infinity, which json.loads reads back (as YAML's .nan and .inf)
+                self.assertRefused(edited(change), key, words)
+
     def test_unknown_backend(self):
         self.assertRefused(edited(lambda d: put(d, "faults", 0, "backend", "server9")), "faults[0].backend",
                            ['"server9" is not one of the backends (server1, server2, server3)'])
