@@ -139,6 +139,15 @@ class Refused(unittest.TestCase):
                 # json.dumps writes NaN and Infinity, which json.loads reads back (as YAML's .nan and .inf)
                 self.assertRefused(edited(change), key, words)
 
+    def test_fault_durations_the_backends_would_refuse(self):
+        self.assertRefused(edited(lambda d: put(d, "faults", 0, "faults", "duration", "2h")), "faults[0].faults.duration",
+                           ["longer than the backends' fault API takes (1h)"])
+        long_refuse = edited(lambda d: (put(d, "load", "stages", 1, "duration", "2h"),
+                                        put(d, "faults", 0, "faults", {"mode": "refuse"})))
+        self.assertRefused(long_refuse, "faults[0].faults", ["refuse lasts until", "give it a `duration`"])
+        put(long_refuse, "faults", 0, "faults", "duration", "1h")
+        self.assertEqual(self.check(long_refuse), (0, []))
+
     def test_unknown_backend(self):
         self.assertRefused(edited(lambda d: put(d, "faults", 0, "backend", "server9")), "faults[0].backend",
                            ['"server9" is not one of the backends (server1, server2, server3)'])
