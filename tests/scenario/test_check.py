@@ -259,6 +259,22 @@ class Refused(unittest.TestCase):
             self.assertFalse(Path(tmp, "out").exists(), "a refused scenario must change nothing")
 
 
+    def test_out_that_cannot_be_a_directory(self):
+        if not GATEWAY.exists():
+            self.skipTest("target/release/gateway not built")
+        with tempfile.TemporaryDirectory() as tmp:
+            path, taken = Path(tmp) / "ok.json", Path(tmp) / "a-file"
+            path.write_text(json.dumps(BASE))
+            taken.write_text("")
+            for args in (["run", str(path), "--out", str(taken)], ["run", str(path), "--out", f"{taken}/x"]):
+                with self.subTest(args=args):
+                    done = subprocess.run([sys.executable, "-m", "scenario", *args], cwd=ROOT, capture_output=True,
+                                          text=True, timeout=60)
+                    self.assertEqual(done.returncode, 2, done.stderr)
+                    self.assertEqual(len(done.stderr.splitlines()), 1, done.stderr)
+                    self.assertIn(f"--out {args[-1]}: cannot be made a directory", done.stderr)
+
+
 class Accepted(unittest.TestCase):
     def test_every_shipped_scenario_checks(self):
         files = sorted((ROOT / "deploy" / "scenarios").glob("*.yaml"))
