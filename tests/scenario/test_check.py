@@ -347,6 +347,16 @@ class Judging(unittest.TestCase):
         self.assertEqual((r["pass"], r["value"]), (False, None))
         self.assertEqual(r["reason"], "nothing measured")
 
+    def test_requests_and_rps_over_a_phase_with_no_requests_fail(self):
+        results = self.judged([{"gate": "requests < 5", "phase": "b"}, {"gate": "rps < 100", "phase": "b"},
+                               {"gate": "rps < 100", "phase": "b", "window": "2s"},
+                               {"gate": "requests > 0", "phase": "b"}], [10] * 5 + [0] * 5)
+        self.assertEqual([(r["pass"], r["value"], r["reason"]) for r in results],
+                         [(False, None, "nothing measured")] * 4)
+        # An empty window among others is a real 0 (a gateway gone quiet must breach `rps > 1`)
+        (r,) = self.judged([{"gate": "rps > 1", "window": "1s"}], [10] * 5 + [0] * 5)
+        self.assertEqual((r["pass"], r["value"], r["breached_s"]), (False, 0.0, 5))
+
     def test_a_burst_diluted_in_the_totals_is_caught_by_a_window(self):
         failures = {7: 5}  # 5 of 10 requests fail in one second out of ten: 5% over the run
         whole, windowed, lasting = self.judged(
