@@ -11,6 +11,7 @@ every gate both have; a change within the tolerance is noise.
 """
 
 import json
+import math
 from pathlib import Path
 
 from .judge import show
@@ -95,7 +96,9 @@ def compare(summary_a, summary_b, tolerance):
 
 
 def _number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A finite number: summary.json is read with json.loads, which takes NaN
+    and Infinity, and an Infinity baseline would pass every `<` gate."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _dict(v):

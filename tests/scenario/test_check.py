@@ -398,6 +398,21 @@ class Judging(unittest.TestCase):
         with self.assertRaisesRegex(baseline.BaselineError, "no run of variant default"):
             baseline.gate_figures(summary, scenario, ["default"])
 
+    def test_a_baseline_figure_that_is_not_finite_is_no_figure(self):
+        doc = edited(lambda d: put(d, "gates", [{"gate": "p99 < baseline + 10%", "phase": "b"}]))
+        scenario = spec.validate(doc, "x.json")
+        for text in ("Infinity", "NaN", "-Infinity", "1e999"):
+            with self.subTest(value=text), tempfile.TemporaryDirectory() as tmp:
+                gate = ('{"metric": "p99", "backend": null, "phase": "b", "source": "client", "window_s": null, '
+                        f'"for_s": null, "value": {text}}}')
+                Path(tmp, "summary.json").write_text('{"runs": [{"variant": "default", "gates": [' + gate + ']}]}')
+                figures_ = baseline.gate_figures(baseline.read_summary(tmp), scenario, ["default"])
+                self.assertEqual(figures_, {"default": {0: None}})
+                row = baseline.compare({"runs": [{"variant": "v", "figures": {"run": {"client": {"p99_ms": 1.0}}}}]},
+                                       {"runs": [{"variant": "v", "figures": {"run": {"client": {
+                                           "p99_ms": json.loads(text)}}}}]}, 0.1)[3]
+                self.assertEqual((row["what"], row["verdict"]), ("p99 (run, client)", "missing"))
+
     def test_compare_with_a_tolerance(self):
         def run(p99, errors):
             return {"runs": [{"variant": "default", "figures": {"run": {"client": {
