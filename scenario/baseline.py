@@ -12,6 +12,7 @@ percentage point for ratios, 0.5 ms for latencies) is noise.
 """
 
 import json
+import math
 from pathlib import Path
 
 from .judge import show
@@ -99,7 +100,9 @@ def compare(summary_a, summary_b, tolerance):
 
 
 def _number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A finite number: summary.json is read with json.loads, which takes NaN
+    and Infinity, and an Infinity baseline would pass every `<` gate."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _dict(v):

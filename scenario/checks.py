@@ -15,6 +15,7 @@ MODES = ("serve", "hang", "reset", "refuse")
 # the backends it registers): a scenario cannot change them.
 RUNNER_OWNED = {("listen",), ("servers",), ("admin", "token"), ("admin", "token_file"), ("admin", "listen")}
 VARIANT_NAME = re.compile(r"[a-z0-9-]{1,64}")
+LONGEST_FAULT_S = 3600.0  # the backends' fault API takes a `duration` of at most 1h
 
 
 class SpecError(Exception):
@@ -108,7 +109,20 @@ def check_faults(value, scenario, target):
         events.append(dict(index=i, at=at, backend=backend, action=action, faults=faults))
     events.sort(key=lambda e: (e["at"], e["index"]))
     _check_order(events)
+    _check_refuse_lengths(events, scenario.duration)
     return events
+
+
+def _check_refuse_lengths(events, run_end):
+    """`refuse` without a `duration` is given one up to the backend's next
+    event or the run's end (scenario.faults); it must be one the API takes."""
+    for e in events:
+        if e["action"] == "set" and e["faults"].get("mode") == "refuse" and "duration" not in e["faults"]:
+            later = [x["at"] for x in events if x["backend"] == e["backend"] and x["at"] > e["at"]]
+            if min(later, default=run_end) - e["at"] > LONGEST_FAULT_S:
+                raise SpecError(f"faults[{e['index']}].faults", "refuse lasts until the backend's next event "
+                                f"or the run's end, longer than the fault API takes "
+                                f"({durations.humanize(LONGEST_FAULT_S)}): give it a `duration`")
 
 
 def _fault_settings(value, where):
@@ -119,6 +133,9 @@ def _fault_settings(value, where):
             seconds = keys.duration(key)
             if key == "duration" and seconds <= 0:
                 raise SpecError(f"{where}.duration", "must be more than 0s")
+            if key == "duration" and seconds > LONGEST_FAULT_S:
+                raise SpecError(f"{where}.duration", f"{durations.humanize(seconds)} is longer than the "
+                                                     f"backends' fault API takes ({durations.humanize(LONGEST_FAULT_S)})")
             out[key] = durations.as_millis(seconds)
     if "error_rate" in value:
         rate = value["error_rate"]

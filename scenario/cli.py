@@ -141,7 +141,9 @@ def cmd_run(args):
     target.baselines = baselines
     started = summary.utc_now()
     run_dir = args.out or Path("target") / "scenarios" / scenario.name / started.strftime("%Y%m%dT%H%M%SZ")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    problem = _make_dir(run_dir)
+    if problem:
+        return _usage(f"--out {problem}") if args.out else _not_done(problem)
     record = summary.new(scenario, args.target, started)
     code = None
     for variant in runs:
@@ -163,6 +165,20 @@ def cmd_run(args):
     _print_outcome(record, path)
     _render(run_dir)
     return code if code is not None else summary.EXIT_CODES[record["verdict"]]
+
+
+def _make_dir(path):
+    """Creates the directory `path`; None, or one line saying why it cannot be."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"{path}: cannot be made a directory: {e.strerror or e}"
+    return None
+
+
+def _not_done(problem):
+    print(f"error: {problem}", file=sys.stderr)
+    return NOT_DONE
 
 
 def _target(args, scenario, runs):
@@ -310,7 +326,9 @@ def cmd_compare(args):
         print("error: scenario.report is not installed here", file=sys.stderr)
         return NOT_DONE
     out = args.out or Path("target") / "scenarios" / "compare" / summary.utc_now().strftime("%Y%m%dT%H%M%SZ")
-    out.mkdir(parents=True, exist_ok=True)
+    problem = _make_dir(out)
+    if problem:
+        return _usage(f"--out {problem}") if args.out else _not_done(problem)
     try:
         path = report.render_compare(args.dir_a, args.dir_b, out, {"tolerance": tolerance, "rows": rows})
     except Exception as e:  # noqa: BLE001

@@ -5,11 +5,13 @@ Bare numbers are refused on purpose: `10` could mean seconds or milliseconds,
 and a scenario that says `10s` cannot be misread.
 """
 
+import math
 import re
 
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)")
-_WHOLE = re.compile(r"(?:\d+(?:\.\d+)?(?:us|ms|s|m|h))+")
+_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(us|ms|s|m|h)")
+_WHOLE = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?(?:us|ms|s|m|h))+")
+LONGEST = 24 * 3600.0  # no duration in a scenario is longer than a day
 
 
 class DurationError(ValueError):
@@ -25,7 +27,10 @@ def parse(value):
     text = value.strip()
     if not _WHOLE.fullmatch(text):
         raise DurationError(f"{_show(value)} is not a duration (write e.g. 10s)")
-    return sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
+    seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
+    if not math.isfinite(seconds) or seconds > LONGEST:
+        raise DurationError(f"{_show(value)} is longer than {humanize(LONGEST)}")
+    return seconds
 
 
 def humanize(seconds):

@@ -13,6 +13,7 @@ optionally `+ N%` or `- N%`: the same gate's figure in a baseline run given
 with `--baseline`.
 """
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -25,8 +26,9 @@ RATIOS = ("error_rate", "share")
 SOURCES = ("client", "gateway")
 OPS = ("<=", ">=", "<", ">")
 _GATE = re.compile(r"\s*(?P<metric>[a-z_0-9]+)(?:\((?P<backend>[^()]*)\))?\s*(?P<op><=|>=|<|>|=+|!=)\s*(?P<rest>.*?)\s*")
-_BASELINE = re.compile(r"baseline(?:\s*(?P<sign>[+-])\s*(?P<pct>\d+(?:\.\d+)?)\s*%)?")
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_BASELINE = re.compile(r"baseline(?:\s*(?P<sign>[+-])\s*(?P<pct>[0-9]+(?:\.[0-9]+)?)\s*%)?")
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+LARGEST = 1e12  # thresholds and baseline changes beyond this are typos, and float() makes inf of longer ones
 
 
 @dataclass
@@ -151,6 +153,8 @@ def _parse(text, where, scenario):
         raise SpecError(where, f"{_show(text)} has no threshold after {op}")
     b = _BASELINE.fullmatch(rest)
     if b:
+        if b["pct"] and float(b["pct"]) > LARGEST:
+            raise SpecError(where, f'"{b["pct"]}%" is too large a change')
         change = (float(b["pct"]) / 100.0) * (-1 if b["sign"] == "-" else 1) if b["sign"] else 0.0
         shown = f"baseline {b['sign']} {_trim(float(b['pct']))}%" if b["sign"] else "baseline"
         return metric, backend, op, None, shown, change
@@ -173,6 +177,8 @@ def _threshold(metric, text, where):
         kind = "a ratio (1% or 0.01)" if metric in RATIOS else "a number"
         raise SpecError(where, f'"{text}" is not {kind}')
     value = float(number)
+    if value > LARGEST:
+        raise SpecError(where, f'"{text}" is too large (at most {LARGEST:g})')
     if percent:
         if metric not in RATIOS:
             raise SpecError(where, f"{metric} is not a ratio; write a number without %")

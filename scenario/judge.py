@@ -27,7 +27,7 @@ def phase_figure(gate, figures):
         return None
     if gate.metric == "share":
         return (side.get("backends", {}).get(gate.backend) or {}).get("share")
-    if gate.metric in ("p50", "p90", "p95", "p99", "max", "error_rate") and not side.get("requests"):
+    if not side.get("requests"):  # `requests < 5` or `rps < 100` over nothing proves nothing either
         return None
     return side.get(FIGURE_KEYS[gate.metric])
 
@@ -68,6 +68,12 @@ def window_figure(gate, seconds, per_second):
     attempts = sum(v["requests"] for r in recs for v in r["backends"].values())
     mine = sum(r["backends"].get(gate.backend, {}).get("requests", 0) for r in recs)
     return mine / attempts if attempts else None
+
+
+def _requests_in(gate, seconds, per_second):
+    """Requests the gate's side saw over these seconds."""
+    key = "n" if gate.source == "client" else "requests"
+    return sum((per_second[gate.source].get(s) or {}).get(key, 0) for s in seconds)
 
 
 def windows(gate, phase_secs):
@@ -120,8 +126,11 @@ def evaluate(gates, figures, per_second, phases, run_end, baselines=None):
             result.update(value=None, pass_=False, reason="the baseline run has no figure for this gate")
         elif gate.window:
             streak = Streak()
-            for secs in windows(gate, phase_seconds(by_name[gate.phase], run_end, last)):
-                streak.add(gate, window_figure(gate, secs, per_second), threshold)
+            secs = phase_seconds(by_name[gate.phase], run_end, last)
+            for window in windows(gate, secs):
+                streak.add(gate, window_figure(gate, window, per_second), threshold)
+            if not _requests_in(gate, secs, per_second):  # every window empty: no figure, as for the phase
+                streak = Streak()
             result.update(value=streak.value, windows=streak.judged, breached_s=streak.longest,
                           pass_=streak.judged > 0 and not streak.failed(gate))
         else:

@@ -58,7 +58,11 @@ class Load:
                "PYTHONUNBUFFERED": "1"}
         argv = [self.locust_bin, "-f", LOCUSTFILE, "--headless", "--only-summary", "-H", self.gateway_url,
                 "--stop-timeout", str(STOP_TIMEOUT_S), "--json-file", self.json_prefix, "--loglevel", "INFO"]
-        self.process = stack.start(Process("locust", argv, env, self.log_dir / "locust.log", cwd=self.log_dir))
+        # SIGINT, not SIGTERM: with a shape class, headless Locust installs
+        # its SIGTERM handler only once the shape is over, so a SIGTERM
+        # before that kills it with no totals written.
+        self.process = stack.start(Process("locust", argv, env, self.log_dir / "locust.log", cwd=self.log_dir,
+                                           stop_signal=signal.SIGINT))
         return self
 
     def wait_started(self, timeout=60.0):
@@ -109,9 +113,10 @@ class Load:
         return not self.alive()
 
     def stop(self, grace=15.0):
-        """Asks Locust to stop (SIGTERM: it stops its users and writes its totals)."""
+        """Asks Locust to stop (SIGINT: it stops its users, writes its totals
+        and the locustfile its last second)."""
         if self.alive():
-            self.process.send(signal.SIGTERM)
+            self.process.send(self.process.stop_signal)
             if not self.wait(grace):
                 self.process.kill()
         self.read()

@@ -6,6 +6,7 @@ per-section rules) and scenario.phases.
 """
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ BACKEND_NAME = re.compile(r"[A-Za-z0-9_.-]{1,63}")  # the gateway's rule for ser
 DEFAULT_BACKENDS = ["server1", "server2", "server3"]
 USERS = ("api", "constant_rate")
 TARGETS = ("local", "kubernetes")
+MAX_VALUES = 100_000  # values in a file, YAML aliases expanded: far beyond any scenario, well before a bomb
+MAX_DEPTH = 50  # mappings and lists inside each other
 
 
 @dataclass
@@ -126,8 +129,16 @@ def load(path, target="local"):
 
 
 def _parse(text):
+    data = _parse_text(text)
+    _check_size(data)
+    return data
+
+
+def _parse_text(text):
     try:
         return json.loads(text)
+    except RecursionError:
+        raise SpecError(None, f"is nested too deeply (at most {MAX_DEPTH} levels)") from None
     except ValueError as json_error:
         if yaml is None:
             raise SpecError(
@@ -135,11 +146,31 @@ def _parse(text):
             ) from None
     try:
         return yaml.safe_load(text)
+    except RecursionError:
+        raise SpecError(None, f"is nested too deeply (at most {MAX_DEPTH} levels)") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise SpecError(None, f"is not valid YAML{where}: {problem}") from None
+
+
+def _check_size(data):
+    """Refuses a file whose values, YAML aliases expanded, are too many or
+    too deeply nested (an alias bomb takes a few lines and billions of
+    values); stops counting at the limit, so it costs little either way."""
+    count, todo = 0, [(data, 0)]
+    while todo:
+        value, depth = todo.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise SpecError(None, f"holds more than {MAX_VALUES} values (YAML aliases expanded): too large")
+        if depth > MAX_DEPTH:
+            raise SpecError(None, f"is nested too deeply (at most {MAX_DEPTH} levels)")
+        if isinstance(value, dict):
+            todo.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            todo.extend((v, depth + 1) for v in value)
 
 
 def validate(data, path, target="local"):
@@ -248,7 +279,14 @@ def _load(value):
 
 
 def _number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    """A number, finite and of a sane size (YAML's .nan and .inf are floats
+    too, and a 400-digit int cannot become one)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v) and abs(v) <= 1e12
+    except OverflowError:
+        return False
 
 
 def _show(v):

@@ -3,7 +3,7 @@ gateway (and Locust, started by scenario.load) with their logs, readiness,
 kill, restart and stop. Depends on scenario.http.
 
 Everything a Stack starts is stopped when the Stack's `with` block ends,
-however it ends (return, exception, Ctrl-C): SIGTERM, then SIGKILL after a
+however it ends (return, exception, Ctrl-C): SIGTERM (SIGINT for Locust), then SIGKILL after a
 grace time, and reaped. Children also get PR_SET_PDEATHSIG=SIGKILL, so even a
 SIGKILLed runner leaves nothing behind; that signal follows the *thread* that
 started the child, which is why the runner starts (and restarts) processes
@@ -106,8 +106,9 @@ def _print_config(argv, env=None):
 class Process:
     """One started process: argv, env and where its output goes."""
 
-    def __init__(self, name, argv, env, log_path, port=None, cwd=None):
+    def __init__(self, name, argv, env, log_path, port=None, cwd=None, stop_signal=signal.SIGTERM):
         self.name, self.argv, self.env, self.port = name, [str(a) for a in argv], env, port
+        self.stop_signal = stop_signal  # what asks it to end cleanly
         self.log_path, self.cwd = Path(log_path), cwd
         self.popen = None
 
@@ -230,14 +231,14 @@ class Stack:
         return [p.pid for p in self.processes if p.pid is not None]
 
     def stop_all(self):
-        """SIGTERM to every live process (Locust first, so it writes its
+        """Each live process's stop signal (Locust first, so it writes its
         totals while the gateway still answers), SIGKILL after the grace time;
         a second Ctrl-C meanwhile is held back until all are reaped."""
         old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             for proc in sorted(self.processes, key=lambda p: p.name != "locust"):
                 proc.send(signal.SIGCONT)
-                proc.send(signal.SIGTERM)
+                proc.send(proc.stop_signal)
             deadline = time.monotonic() + self.grace
             for proc in self.processes:
                 if proc.popen is None:

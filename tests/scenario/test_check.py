@@ -106,6 +106,48 @@ class Refused(unittest.TestCase):
         self.assertRefused(edited(lambda d: put(d, "faults", 0, "faults", "latency", 25)),
                            "faults[0].faults.latency", ["number", "write 25s"])
 
+    def test_files_nested_too_deeply_or_too_large(self):
+        deep_json = '{"description": "d", "load": ' + '{"a": ' * 5000 + "1" + "}" * 5000 + "}"
+        self.assertRefused(None, None, ["nested too deeply"], text=deep_json)
+        if spec.yaml is None:
+            self.skipTest("PyYAML not installed")
+        self.assertRefused(None, None, ["nested too deeply"], text="description: d\ngates: " + "[" * 3000 + "]" * 3000)
+        # Nine mappings of nine, eight levels deep: 9^8 values from nine short lines.
+        bomb = ["  a0: &a0 {" + ", ".join(f"k{j}: 1" for j in range(9)) + "}"]
+        bomb += ["  a%d: &a%d {" % (i, i) + ", ".join(f"k{j}: *a{i - 1}" for j in range(9)) + "}" for i in range(1, 9)]
+        text = "description: d\nload: {stages: [{duration: 5s, users: 1}]}\ngateway:\n" + "\n".join(bomb) + "\n"
+        self.assertRefused(None, None, ["more than 100000 values", "aliases"], text=text)
+
+    def test_numbers_that_are_not_finite_or_of_no_sane_size(self):
+        nines = "9" * 400
+        cases = [
+            ("load.rate", ["constant_rate needs `rate`"], lambda d: put(d, "load", "rate", float("nan"))),
+            ("load.rate", ["constant_rate needs `rate`"], lambda d: put(d, "load", "rate", float("inf"))),
+            ("load.stages[0].spawn_rate", ["inf must be a number > 0"],
+             lambda d: put(d, "load", "stages", 0, "spawn_rate", float("inf"))),
+            ("load.stages[0].rate", ["must be a number > 0"], lambda d: put(d, "load", "stages", 0, "rate", 10 ** 400)),
+            ("load.stages[0].duration", ["longer than 24h"], lambda d: put(d, "load", "stages", 0, "duration", nines + "h")),
+            ("load.stages[0].duration", ["is not a duration"], lambda d: put(d, "load", "stages", 0, "duration", "\uff15s")),
+            ("faults[0].faults.latency", ["longer than 24h"], lambda d: put(d, "faults", 0, "faults", "latency", nines + "s")),
+            ("gates[0].window", ["longer than 24h"], lambda d: put(d, "gates", 0, "window", nines + "s")),
+            ("gates[0].gate", ["longer than 24h"], lambda d: put(d, "gates", 0, "gate", f"p99 < {nines}s")),
+            ("gates[0].gate", ["too large"], lambda d: put(d, "gates", 0, "gate", f"requests > {nines}")),
+            ("gates[0].gate", ["too large"], lambda d: put(d, "gates", 0, "gate", f"p99 < baseline + {nines}%")),
+        ]
+        for key, words, change in cases:
+            with self.subTest(key=key, words=words):
+                # json.dumps writes NaN and Infinity, which json.loads reads back (as YAML's .nan and .inf)
+                self.assertRefused(edited(change), key, words)
+
+    def test_fault_durations_the_backends_would_refuse(self):
+        self.assertRefused(edited(lambda d: put(d, "faults", 0, "faults", "duration", "2h")), "faults[0].faults.duration",
+                           ["longer than the backends' fault API takes (1h)"])
+        long_refuse = edited(lambda d: (put(d, "load", "stages", 1, "duration", "2h"),
+                                        put(d, "faults", 0, "faults", {"mode": "refuse"})))
+        self.assertRefused(long_refuse, "faults[0].faults", ["refuse lasts until", "give it a `duration`"])
+        put(long_refuse, "faults", 0, "faults", "duration", "1h")
+        self.assertEqual(self.check(long_refuse), (0, []))
+
     def test_unknown_backend(self):
         self.assertRefused(edited(lambda d: put(d, "faults", 0, "backend", "server9")), "faults[0].backend",
                            ['"server9" is not one of the backends (server1, server2, server3)'])
@@ -217,6 +259,22 @@ class Refused(unittest.TestCase):
             self.assertFalse(Path(tmp, "out").exists(), "a refused scenario must change nothing")
 
 
+    def test_out_that_cannot_be_a_directory(self):
+        if not GATEWAY.exists():
+            self.skipTest("target/release/gateway not built")
+        with tempfile.TemporaryDirectory() as tmp:
+            path, taken = Path(tmp) / "ok.json", Path(tmp) / "a-file"
+            path.write_text(json.dumps(BASE))
+            taken.write_text("")
+            for args in (["run", str(path), "--out", str(taken)], ["run", str(path), "--out", f"{taken}/x"]):
+                with self.subTest(args=args):
+                    done = subprocess.run([sys.executable, "-m", "scenario", *args], cwd=ROOT, capture_output=True,
+                                          text=True, timeout=60)
+                    self.assertEqual(done.returncode, 2, done.stderr)
+                    self.assertEqual(len(done.stderr.splitlines()), 1, done.stderr)
+                    self.assertIn(f"--out {args[-1]}: cannot be made a directory", done.stderr)
+
+
 class Accepted(unittest.TestCase):
     def test_every_shipped_scenario_checks(self):
         files = sorted((ROOT / "deploy" / "scenarios").glob("*.yaml"))
@@ -289,6 +347,16 @@ class Judging(unittest.TestCase):
         self.assertEqual((r["pass"], r["value"]), (False, None))
         self.assertEqual(r["reason"], "nothing measured")
 
+    def test_requests_and_rps_over_a_phase_with_no_requests_fail(self):
+        results = self.judged([{"gate": "requests < 5", "phase": "b"}, {"gate": "rps < 100", "phase": "b"},
+                               {"gate": "rps < 100", "phase": "b", "window": "2s"},
+                               {"gate": "requests > 0", "phase": "b"}], [10] * 5 + [0] * 5)
+        self.assertEqual([(r["pass"], r["value"], r["reason"]) for r in results],
+                         [(False, None, "nothing measured")] * 4)
+        # An empty window among others is a real 0 (a gateway gone quiet must breach `rps > 1`)
+        (r,) = self.judged([{"gate": "rps > 1", "window": "1s"}], [10] * 5 + [0] * 5)
+        self.assertEqual((r["pass"], r["value"], r["breached_s"]), (False, 0.0, 5))
+
     def test_a_burst_diluted_in_the_totals_is_caught_by_a_window(self):
         failures = {7: 5}  # 5 of 10 requests fail in one second out of ten: 5% over the run
         whole, windowed, lasting = self.judged(
@@ -329,6 +397,21 @@ class Judging(unittest.TestCase):
         summary["runs"].append({"variant": "third", "gates": []})
         with self.assertRaisesRegex(baseline.BaselineError, "no run of variant default"):
             baseline.gate_figures(summary, scenario, ["default"])
+
+    def test_a_baseline_figure_that_is_not_finite_is_no_figure(self):
+        doc = edited(lambda d: put(d, "gates", [{"gate": "p99 < baseline + 10%", "phase": "b"}]))
+        scenario = spec.validate(doc, "x.json")
+        for text in ("Infinity", "NaN", "-Infinity", "1e999"):
+            with self.subTest(value=text), tempfile.TemporaryDirectory() as tmp:
+                gate = ('{"metric": "p99", "backend": null, "phase": "b", "source": "client", "window_s": null, '
+                        f'"for_s": null, "value": {text}}}')
+                Path(tmp, "summary.json").write_text('{"runs": [{"variant": "default", "gates": [' + gate + ']}]}')
+                figures_ = baseline.gate_figures(baseline.read_summary(tmp), scenario, ["default"])
+                self.assertEqual(figures_, {"default": {0: None}})
+                row = baseline.compare({"runs": [{"variant": "v", "figures": {"run": {"client": {"p99_ms": 1.0}}}}]},
+                                       {"runs": [{"variant": "v", "figures": {"run": {"client": {
+                                           "p99_ms": json.loads(text)}}}}]}, 0.1)[3]
+                self.assertEqual((row["what"], row["verdict"]), ("p99 (run, client)", "missing"))
 
     def test_compare_with_a_tolerance(self):
         def run(p99, errors):

@@ -187,6 +187,8 @@ class SmokeRun(unittest.TestCase):
         self.assertEqual(run["aborted_by"]["gate"], "rps > 1000 (run, client, 2s windows)")
         self.assertLess(run["duration_s"], 6, "the load stopped before its end")
         self.assertLess(time.monotonic() - started, 60)
+        # Locust stopped cleanly: its own totals were written and equal the client's figures
+        self.assertIs(run["checks"]["client_matches_locust"], True, run["checks"])
 
     def test_ctrl_c_stops_everything_and_still_writes_the_summary(self):
         out = self.dir / "interrupted"
@@ -211,6 +213,7 @@ class SmokeRun(unittest.TestCase):
         summary = json.loads((out / "summary.json").read_text())
         self.assertEqual((summary["verdict"], summary["runs"][0]["verdict"]), ("interrupted", "interrupted"))
         self.assertGreater(summary["runs"][0]["figures"]["run"]["client"]["requests"], 0)
+        self.assertIs(summary["runs"][0]["checks"]["client_matches_locust"], True, summary["runs"][0]["checks"])
 
 
 class KubernetesTarget(unittest.TestCase):
