@@ -141,6 +141,8 @@ def cmd_run(args):
     target.baselines = baselines
     started = summary.utc_now()
     run_dir = args.out or Path("target") / "scenarios" / scenario.name / started.strftime("%Y%m%dT%H%M%SZ")
+    if (run_dir / "summary.json").exists():
+        return _usage(f"--out {run_dir}: holds an earlier run (summary.json); give a new directory")
     problem = _make_dir(run_dir)
     if problem:
         return _usage(f"--out {problem}") if args.out else _not_done(problem)
@@ -266,7 +268,9 @@ def _print_outcome(record, path):
         for check, ok in run["checks"].items():
             if ok is False:
                 print(f"{label}warning: {check} is false (see summary.json)", file=sys.stderr)
-        if run["verdict"] != "error":
+        if run["verdict"] != "error" and not run["gates"]:
+            print(f"{label}{run['verdict']}: no gates, so nothing was judged (the figures are in the summary)")
+        elif run["verdict"] != "error":
             passed = sum(g["pass"] for g in run["gates"])
             print(f"{label}{run['verdict']}: {passed}/{len(run['gates'])} gates passed")
     print(f"summary: {path}")

@@ -273,6 +273,15 @@ class Refused(unittest.TestCase):
                     self.assertEqual(done.returncode, 2, done.stderr)
                     self.assertEqual(len(done.stderr.splitlines()), 1, done.stderr)
                     self.assertIn(f"--out {args[-1]}: cannot be made a directory", done.stderr)
+            earlier = Path(tmp) / "earlier"
+            earlier.mkdir()
+            (earlier / "summary.json").write_text("{}")
+            done = subprocess.run([sys.executable, "-m", "scenario", "run", str(path), "--out", str(earlier)],
+                                  cwd=ROOT, capture_output=True, text=True, timeout=60)
+            self.assertEqual((done.returncode, done.stderr.strip()),
+                             (2, f"python3 -m scenario: --out {earlier}: holds an earlier run (summary.json); "
+                                 "give a new directory"))
+            self.assertEqual((earlier / "summary.json").read_text(), "{}", "an earlier run is never overwritten")
 
 
 class Accepted(unittest.TestCase):
