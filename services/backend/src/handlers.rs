@@ -14,7 +14,7 @@ use std::sync::Arc;
 use futures_util::future::Either;
 use http::{HeaderValue, Request, StatusCode};
 use hyper::body::Incoming;
-use observability::stats::Recorder;
+use observability::stats::{self, Recorder, Window};
 use prometheus::Registry;
 use serde::Serialize;
 use serving::connection::Connection;
@@ -172,13 +172,24 @@ pub fn metrics_reply(registry: &Registry) -> Response {
     response
 }
 
-/// The 404 for `/api/stats/{window}` with an unknown window.
-pub fn unknown_window(window: &str) -> Response {
-    json_error(
-        StatusCode::NOT_FOUND,
-        "unknown_window",
-        &format!("unknown stats window {window:?}: use 1m, 5m or 1h"),
-    )
+/// `/api/stats/{window}`, with the per-bucket series under `?series=true`:
+/// a 404 for an unknown window, a 400 naming the parameter for a query it
+/// does not take (as the gateway answers).
+pub fn stats_reply(state: &AppState, window: &str, query: Option<&str>) -> Response {
+    let Some(w) = Window::parse(window) else {
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "unknown_window",
+            &format!("unknown stats window {window:?}: use 1m, 5m or 1h"),
+        );
+    };
+    match stats::wants_series(query) {
+        Ok(series) => json_response(
+            StatusCode::OK,
+            &state.stats.summary_at(w, state.stats.now_secs(), series),
+        ),
+        Err(e) => json_error(StatusCode::BAD_REQUEST, "invalid_query", &e.to_string()),
+    }
 }
 
 #[derive(Serialize)]

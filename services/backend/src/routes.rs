@@ -9,7 +9,7 @@
 //! | `GET /healthz` | alive |
 //! | `GET /readyz` | ready for traffic (503 once shutdown starts) |
 //! | `GET /metrics` | Prometheus text |
-//! | `GET /api/stats/{1m,5m,1h}` | windowed stats of this instance's own traffic |
+//! | `GET /api/stats/{1m,5m,1h}[?series=true]` | windowed stats of this instance's own traffic, with the per-bucket series when asked |
 //!
 //! Routing, the `Allow` header of a 405 and the metric route label all come
 //! from the table; every GET route answers HEAD too.
@@ -23,7 +23,6 @@ use std::sync::Arc;
 
 use http::{HeaderValue, Method, Request, StatusCode};
 use hyper::body::Incoming;
-use observability::stats::Window;
 use serving::connection::Connection;
 use serving::errors::json_response;
 use serving::methods::{self, Param, Template};
@@ -32,7 +31,7 @@ use serving::server::Response;
 
 use crate::faults::api as faults_api;
 use crate::handlers::{
-    data, echo, later, metrics_reply, now, readiness_reply, unknown_window, Answer, AppState, Call,
+    data, echo, later, metrics_reply, now, readiness_reply, stats_reply, Answer, AppState, Call,
     Handler,
 };
 
@@ -110,10 +109,7 @@ pub const ROUTES: &[Route] = &[
         template: Template::new("/api/stats/{window}"),
         counted: false,
         methods: Methods::Only(&[(Method::GET, |c| {
-            now(match Window::parse(c.param()) {
-                Some(w) => json_response(StatusCode::OK, &c.state.stats.summary(w)),
-                None => unknown_window(c.param()),
-            })
+            now(stats_reply(&c.state, c.param(), c.request.uri().query()))
         })]),
     },
 ];

@@ -13,6 +13,9 @@
 //!   records over 3,600 seconds, with latencies from 100 µs to 50 ms so the
 //!   histograms are not trivially small). `1h` is the largest window; `1m`
 //!   and `5m` are read the same way and shown for comparison.
+//! - `series/<window>`: the same read with the per-bucket series
+//!   (`?series=true`), which adds each of the 60 buckets' p50 and p99; a
+//!   gateway answer costs this once for itself and once per backend.
 //!
 //! Run with `cargo bench -p gateway --bench stats`.
 
@@ -95,6 +98,18 @@ fn summary(c: &mut Criterion) {
             BenchmarkId::from_parameter(window.name()),
             &window,
             |b, &w| b.iter(|| black_box(recorder.summary(black_box(w)))),
+        );
+    }
+    group.finish();
+    let mut group = c.benchmark_group("series");
+    for window in Window::ALL {
+        group.bench_with_input(
+            BenchmarkId::from_parameter(window.name()),
+            &window,
+            |b, &w| {
+                let now = recorder.now_secs();
+                b.iter(|| black_box(recorder.summary_at(black_box(w), now, true)))
+            },
         );
     }
     group.finish();

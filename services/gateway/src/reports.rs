@@ -6,7 +6,7 @@
 //! answers in its table.
 
 use http::StatusCode;
-use observability::stats::Window;
+use observability::stats::{self, Window};
 use serde::Serialize;
 use serving::server::Response;
 use serving::shutdown::Readiness;
@@ -15,18 +15,27 @@ use prometheus::Registry as MetricsRegistry;
 
 use crate::proxy::ProxyState;
 
-/// `/api/stats/{window}`.
-pub fn stats(proxy: &ProxyState, window: &str) -> Response {
+/// `/api/stats/{window}`, with the per-bucket series under `?series=true`.
+/// A feature switched off or an unknown window is a 404 whatever the
+/// query; a query it does not take is a 400 naming the parameter.
+pub fn stats(proxy: &ProxyState, window: &str, query: Option<&str>) -> Response {
     if !proxy.record_stats {
         return switched_off("stats");
     }
-    match Window::parse(window) {
-        Some(w) => serving::errors::json_response(StatusCode::OK, &stats_report(proxy, w)),
-        None => serving::errors::json_error(
+    let Some(w) = Window::parse(window) else {
+        return serving::errors::json_error(
             StatusCode::NOT_FOUND,
             "unknown_window",
             &format!("unknown stats window {window:?}: use 1m, 5m or 1h"),
-        ),
+        );
+    };
+    match stats::wants_series(query) {
+        Ok(series) => {
+            serving::errors::json_response(StatusCode::OK, &stats_report(proxy, w, series))
+        }
+        Err(e) => {
+            serving::errors::json_error(StatusCode::BAD_REQUEST, "invalid_query", &e.to_string())
+        }
     }
 }
 
@@ -39,7 +48,8 @@ fn switched_off(feature: &str) -> Response {
     )
 }
 
-/// `/api/stats/{window}`: gateway totals plus the same figures per backend.
+/// `/api/stats/{window}`: gateway totals plus the same figures per backend
+/// (each with its own `series` when asked for).
 #[derive(Serialize)]
 struct StatsReport {
     #[serde(flatten)]
@@ -55,7 +65,10 @@ struct ServerStats {
     url: String,
 }
 
-fn stats_report(proxy: &ProxyState, window: Window) -> StatsReport {
+fn stats_report(proxy: &ProxyState, window: Window, series: bool) -> StatsReport {
+    // One reading of the clock for every recorder, so that each server's
+    // buckets start when the gateway's do.
+    let now = proxy.stats.now_secs();
     let servers = proxy
         .registry
         .snapshot()
@@ -66,7 +79,7 @@ fn stats_report(proxy: &ProxyState, window: Window) -> StatsReport {
             (
                 b.name.clone(),
                 ServerStats {
-                    summary: b.stats.summary(window),
+                    summary: b.stats.summary_at(window, now, series),
                     state: view.state.as_str(),
                     url: view.url,
                 },
@@ -74,7 +87,7 @@ fn stats_report(proxy: &ProxyState, window: Window) -> StatsReport {
         })
         .collect();
     StatsReport {
-        total: proxy.stats.summary(window),
+        total: proxy.stats.summary_at(window, now, series),
         servers,
     }
 }

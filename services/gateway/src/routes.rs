@@ -138,7 +138,9 @@ pub const ROUTES: &[Route] = &[
     Route {
         template: Template::new("/api/stats/{window}"),
         on: On::Public,
-        methods: &[(Method::GET, |c| now(stats(&c.state.proxy, c.param())))],
+        methods: &[(Method::GET, |c| {
+            now(stats(&c.state.proxy, c.param(), c.request.uri().query()))
+        })],
     },
     Route {
         template: Template::new("/metrics"),

@@ -14,8 +14,13 @@
 //! as varints of mostly one byte, so a series' memory is small and stops
 //! growing once its rings are full. A
 //! bucket is reused (cleared, keeping its allocation) when its slot comes
-//! round again, so a reader only sums the buckets whose epoch lies inside the
-//! window, plus the shards' current seconds.
+//! round again.
+//!
+//! A reader first seals every shard's figures so far, the current second
+//! included, so that the ring alone holds the whole answer; it then copies
+//! the window's buckets under one lock and works on the copy (`series`):
+//! the totals and the per-bucket series come from that one copy and agree
+//! exactly.
 //!
 //! Time comes from a [`Clock`] so that tests can move it by hand.
 //!
@@ -29,9 +34,12 @@ use hdrhistogram::Histogram;
 use crate::clock::Clock;
 
 mod cells;
+mod series;
 mod summary;
 
 use cells::Cells;
+use series::Snapshot;
+pub use series::{wants_series, QueryError, Series};
 pub use summary::{Latency, StatusCounts, Summary};
 
 /// Highest latency the histograms resolve, in microseconds (10 minutes).
@@ -219,13 +227,6 @@ impl Ring {
         bucket.counts.add(counts);
         bucket.cells.add(cells);
     }
-
-    fn live_buckets(&self, now: u64) -> impl Iterator<Item = &Sealed> {
-        let current = now / self.window.bucket_secs();
-        self.buckets
-            .iter()
-            .filter(move |b| b.epoch <= current && current - b.epoch < BUCKETS as u64)
-    }
 }
 
 /// Request statistics for one series (the whole service, or one backend).
@@ -328,34 +329,57 @@ impl Recorder {
         }
     }
 
+    /// This series' clock, in Unix seconds: the `now` to pass to
+    /// [`Recorder::summary_at`].
+    pub fn now_secs(&self) -> u64 {
+        self.clock.now_secs()
+    }
+
     /// Summarizes the requests inside `window`, as of now.
     pub fn summary(&self, window: Window) -> Summary {
-        let now = self.clock.now_secs();
-        let mut merged = new_histogram();
-        let mut counts = Counts::default();
+        self.summary_at(window, self.clock.now_secs(), false)
+    }
+
+    /// Summarizes the requests inside the `window` that ends at `now` (a
+    /// reading of [`Recorder::now_secs`]), with the per-bucket [`Series`]
+    /// when `series` is set. Recorders read with the same `now` give their
+    /// buckets the same start times.
+    pub fn summary_at(&self, window: Window, now: u64, series: bool) -> Summary {
+        let snapshot = self.snapshot(window, now);
+        // No lock is held from here on: merging cells and reading
+        // percentiles never delays a request being recorded.
+        let (counts, merged) = snapshot.totals();
+        let covered = (now.saturating_sub(self.started) + 1).min(window.span_secs());
+        let mut summary = Summary::new(window, covered, &counts, &merged);
+        if series {
+            summary.series = Some(snapshot.series());
+        }
+        summary
+    }
+
+    /// Seals what every shard holds, then copies `window`'s buckets.
+    ///
+    /// Reading the shards and then the rings, as two steps, could count a
+    /// second twice (a shard seals it in between) or not at all. Sealing
+    /// the current second too puts everything recorded so far into the
+    /// rings: the rest of that second is sealed later into the same
+    /// bucket, where the two parts add up. The copy, under one lock, is
+    /// then the one consistent view both the totals and the series are
+    /// computed from. Each shard is held only for its own seal, as when a
+    /// second ends; the history lock only for the copy of 60 buckets.
+    fn snapshot(&self, window: Window, now: u64) -> Snapshot {
         for shard in self.shards.iter() {
             let mut current = shard.lock().unwrap_or_else(|p| p.into_inner());
-            if current.second < now {
-                // A shard that went quiet: its last second is history now.
-                self.seal(&mut current);
-            } else if current.counts.requests > 0 {
-                counts.add(&current.counts);
-                if let Some(h) = &current.latency {
-                    // Same bounds everywhere, so adding cannot fail.
-                    let _ = merged.add(h);
-                }
-            }
+            self.seal(&mut current);
         }
         let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
-        for bucket in history[window.index()].live_buckets(now) {
-            counts.add(&bucket.counts);
-            bucket.cells.record_into(&mut merged);
-        }
+        let snapshot = Snapshot::copy(&history[window.index()], now);
         drop(history);
-        let covered = (now.saturating_sub(self.started) + 1).min(window.span_secs());
-        Summary::new(window, covered, &counts, &merged)
+        snapshot
     }
 }
 
+#[cfg(test)]
+mod series_tests;
 #[cfg(test)]
 mod tests;

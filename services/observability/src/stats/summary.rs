@@ -1,12 +1,13 @@
 //! What a window's figures look like when served: counts by status class,
 //! rates and latency percentiles, from the window's merged buckets.
 //!
-//! Depends on the windows' figures in [`super`] only.
+//! Depends on the windows' figures in [`super`] and the per-bucket
+//! [`Series`] type of `series`.
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::{Counts, Window};
+use super::{Counts, Series, Window};
 
 /// Figures for one window, as served in JSON.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -30,6 +31,10 @@ pub struct Summary {
     pub status: StatusCounts,
     /// Latency percentiles in milliseconds.
     pub latency_ms: Latency,
+    /// The window bucket by bucket, when asked for (`?series=true`); read
+    /// from the same copy of the buckets as the figures above.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub series: Option<Series>,
 }
 
 /// Requests by status class.
@@ -98,6 +103,7 @@ impl Summary {
                 no_response: none,
             },
             latency_ms: Latency::default(),
+            series: None,
         };
         if counts.requests == 0 {
             return summary;
@@ -122,7 +128,7 @@ impl Summary {
     }
 }
 
-fn round3(x: f64) -> f64 {
+pub(super) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
