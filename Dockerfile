@@ -19,6 +19,9 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY .cargo ./.cargo
 COPY services ./services
+# The dashboards embed the vendored uPlot from here (include_bytes!), the one
+# copy the scenario report inlines too.
+COPY scenario/vendor ./scenario/vendor
 # The release profile of Cargo.toml (fat LTO, one codegen unit), without the
 # line tables: they are most of the binary's size (gateway: 36 MB -> 8 MB).
 ENV CARGO_PROFILE_RELEASE_STRIP=debuginfo \

@@ -22,7 +22,7 @@ release: ## Release build: target/release/gateway and target/release/backend
 run: deps release ## Start 3 backends + gateway, register, run a short Locust load, print stats; Ctrl-C stops all
 	deploy/scripts/run-local.sh
 
-test: deps lint test-unit bench-compile test-e2e test-scenario test-tracing test-observability test-helm test-images compose-check test-resilience ## The whole test suite (what CI runs)
+test: deps lint test-unit bench-compile test-e2e test-scenario test-dashboard test-tracing test-observability test-helm test-images compose-check test-resilience ## The whole test suite (what CI runs)
 
 test-unit: ## Unit and integration tests (real servers on port 0)
 	$(CARGO) test --workspace --locked
@@ -117,3 +117,8 @@ compose-check: release ## Validate deploy/compose.yaml offline: compose config, 
 .PHONY: test-resilience
 test-resilience: release ## SIGKILL/SIGSTOP a backend and SIGTERM the gateway under load, 200+ malformed admin requests, state file, slow clients, access log under load
 	python3 tests/resilience/run.py
+
+# --- Live dashboards: /dashboard on both services (services/serving/src/dashboard, tests/dashboard) ---
+.PHONY: test-dashboard
+test-dashboard: release ## /dashboard of gateway and backend in headless Chromium under a small load: no console error, charts, hostile names as text, drain, refused action, killed backend, page weight
+	python3 tests/dashboard/test_dashboard.py

@@ -15,12 +15,15 @@
 //!   shutdown; `main.rs` only parses flags and calls it.
 //! - [`routes`]: the route table and the dispatch of every request;
 //!   [`handlers`]: what each route answers, and the state they share.
+//! - [`dashboard`]: the live page at `/dashboard` (its own HTML and script;
+//!   the shared files come from `serving::dashboard`).
 //! - [`faults`]: injected latency, errors, hangs, resets and refused
 //!   connections: configured, set at run time (`/api/faults`), or per
 //!   request.
 //! - [`config`]: typed settings and their validation.
 
 pub mod config;
+pub mod dashboard;
 pub mod faults;
 pub mod handlers;
 pub mod routes;

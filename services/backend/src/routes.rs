@@ -10,12 +10,14 @@
 //! | `GET /readyz` | ready for traffic (503 once shutdown starts) |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /api/stats/{1m,5m,1h}[?series=true]` | windowed stats of this instance's own traffic, with the per-bucket series when asked |
+//! | `GET /dashboard`, `/dashboard/{file}` | the live page of those stats and the faults ([`crate::dashboard`]) |
 //!
 //! Routing, the `Allow` header of a 405 and the metric route label all come
 //! from the table; every GET route answers HEAD too.
 //!
 //! Depends on the backend's `handlers` (the answers, the state they share
-//! and how they are called) and `faults` (the fault API's answers), and on
+//! and how they are called), `faults` (the fault API's answers) and
+//! `dashboard` (the page), and on
 //! `serving` and `observability`.
 
 use std::future::Future;
@@ -29,6 +31,7 @@ use serving::methods::{self, Param, Template};
 use serving::metrics::RouteInfo;
 use serving::server::Response;
 
+use crate::dashboard;
 use crate::faults::api as faults_api;
 use crate::handlers::{
     data, echo, later, metrics_reply, now, readiness_reply, stats_reply, Answer, AppState, Call,
@@ -110,6 +113,18 @@ pub const ROUTES: &[Route] = &[
         counted: false,
         methods: Methods::Only(&[(Method::GET, |c| {
             now(stats_reply(&c.state, c.param(), c.request.uri().query()))
+        })]),
+    },
+    Route {
+        template: Template::new("/dashboard"),
+        counted: false,
+        methods: Methods::Only(&[(Method::GET, |_| now(dashboard::PAGE.index()))]),
+    },
+    Route {
+        template: Template::new("/dashboard/{file}"),
+        counted: false,
+        methods: Methods::Only(&[(Method::GET, |c| {
+            now(dashboard::PAGE.asset(c.param(), c.request.uri().query()))
         })]),
     },
 ];
@@ -220,6 +235,8 @@ mod tests {
             ("/api/stats", "/api/stats/{window}", false),
             ("/healthz", "/healthz", false),
             ("/metrics", "/metrics", false),
+            ("/dashboard", "/dashboard", false),
+            ("/dashboard/uplot.js", "/dashboard/{file}", false),
             ("/api/echox", "/*", true),
             ("/nowhere", "/*", true),
         ] {

@@ -10,8 +10,9 @@
 //! ```text
 //!  wiring       startup, routes              the listeners, the route table, run()
 //!  on top       proxy/  admin  reports       the request path, the admin API, the
-//!               errors                       stats/metrics/probe answers; every
-//!                                            error mapped to its status
+//!               errors  dashboard/           stats/metrics/probe answers; every
+//!                                            error mapped to its status; the
+//!                                            live page at /dashboard
 //!  around the   balancer  health/  metrics   pick a backend; watch and eject;
 //!  backend set  state_file  discovery        count; persist; follow DNS;
 //!               policy  upstream/  headers   what may be registered; the client
@@ -50,6 +51,7 @@ pub mod admin;
 pub mod backends;
 pub mod balancer;
 pub mod config;
+pub mod dashboard;
 pub mod discovery;
 pub mod errors;
 pub mod headers;

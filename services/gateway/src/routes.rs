@@ -9,7 +9,8 @@
 //! still the gateway's own: a 404, never proxied. Adding a route is a row
 //! here plus its handler.
 //!
-//! Depends on [`admin`], [`proxy`] and [`crate::reports`] (the handlers),
+//! Depends on [`admin`], [`proxy`], [`crate::reports`] and
+//! [`crate::dashboard`] (the handlers),
 //! `upstream` (each worker's client, handed to the proxy);
 //! `serving::methods` for templates and 405s, `serving::server` for the
 //! handler trait.
@@ -28,8 +29,9 @@ use serving::server::Response;
 use serving::shutdown::Readiness;
 
 use crate::admin::{self, AdminState, Changes};
+use crate::dashboard;
 use crate::proxy::{self, ProxyState};
-use crate::reports::{healthz, metrics, readyz, stats};
+use crate::reports::{healthz, metrics, readyz, settings, stats, About};
 use crate::upstream::Upstream;
 
 /// Everything the routes share.
@@ -43,6 +45,8 @@ pub struct AppState {
     pub metrics_registry: MetricsRegistry,
     /// What `/readyz` reports.
     pub readiness: Readiness,
+    /// What `/api/settings` reports.
+    pub about: About,
 }
 
 /// One of the gateway's own routes.
@@ -135,11 +139,30 @@ pub const ROUTES: &[Route] = &[
             (Method::DELETE, |c| named(c, admin::delete)),
         ],
     },
+    // On both listeners, read-only: the dashboard served on the admin
+    // listener polls it there.
     Route {
         template: Template::new("/api/stats/{window}"),
-        on: On::Public,
+        on: On::Both,
         methods: &[(Method::GET, |c| {
             now(stats(&c.state.proxy, c.param(), c.request.uri().query()))
+        })],
+    },
+    Route {
+        template: Template::new("/api/settings"),
+        on: On::Both,
+        methods: &[(Method::GET, |c| now(settings(&c.state.about, c.changes)))],
+    },
+    Route {
+        template: Template::new("/dashboard"),
+        on: On::Both,
+        methods: &[(Method::GET, |_| now(dashboard::PAGE.index()))],
+    },
+    Route {
+        template: Template::new("/dashboard/{file}"),
+        on: On::Both,
+        methods: &[(Method::GET, |c| {
+            now(dashboard::PAGE.asset(c.param(), c.request.uri().query()))
         })],
     },
     Route {
@@ -330,6 +353,11 @@ mod tests {
             ("/metrics", "/metrics"),
             ("/healthz", "/healthz"),
             ("/readyz", "/readyz"),
+            ("/api/settings", "/api/settings"),
+            ("/dashboard", "/dashboard"),
+            ("/dashboard/", "/dashboard"),
+            ("/dashboard/app.js", "/dashboard/{file}"),
+            ("/dashboard/a/b", "/dashboard/{file}"),
         ] {
             assert_eq!(label(path), template, "{path}");
         }

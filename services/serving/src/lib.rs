@@ -19,6 +19,9 @@
 //!   the bearer token admin calls may require.
 //! - [`body`]: reading request bodies with a hard size limit;
 //!   [`response`]: every answer's type, bytes or a stream.
+//! - [`dashboard`]: the live page both services serve at `/dashboard`: the
+//!   files every page shares (uPlot, stylesheet, polling and charts) and the
+//!   answers that serve a page's files under a strict Content-Security-Policy.
 //! - [`shutdown`]: turning SIGTERM/SIGINT into a future, and the readiness
 //!   flag that `/readyz` reports.
 //!
@@ -33,6 +36,7 @@
 pub mod body;
 pub mod coalesce;
 pub mod connection;
+pub mod dashboard;
 pub mod errors;
 pub mod methods;
 pub mod metrics;

@@ -23,6 +23,7 @@ use crate::metrics::GatewayMetrics;
 use crate::policy::Policy;
 use crate::proxy::retry::RetryBudget;
 use crate::proxy::ProxyState;
+use crate::reports::About;
 use crate::routes::{self, AppState};
 use crate::upstream::resolve::Resolver;
 use crate::upstream::Upstream;
@@ -158,6 +159,7 @@ impl Gateway {
             }),
             metrics_registry,
             readiness: Readiness::new(),
+            about: About::new(&settings),
         });
         let server_metrics = Some(server_metrics).filter(|_| settings.metrics.enabled);
         let observer = ServerObserver::new(server_metrics, routes::classify, None);
