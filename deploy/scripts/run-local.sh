@@ -131,7 +131,7 @@ find_locust() {
   elif command -v locust >/dev/null; then
     command -v locust
   else
-    echo "error: locust not found (run 'make deps', or pip install -r requirements.txt)" >&2
+    echo "error: locust not found (run 'make deps-run', or pip install -r requirements.txt)" >&2
     return 1
   fi
 }

@@ -342,6 +342,25 @@ class ValuesAndOptions(unittest.TestCase):
     def test_impossible_combinations_fail_with_a_reason(self):
         self.assert_rejected(["gateway.backends.mode=register", "locust.enabled=false"], "nothing else registers")
         self.assert_rejected(["gateway.backends.mode=register", "gateway.replicaCount=2"], "one gateway replica")
+        self.assert_rejected(["gateway.backends.mode=register", "locust.register=false"], "locust.register=false")
+        self.assert_rejected(["locust.register=maybe"], "/locust/register")
+
+    def test_registration_only_where_the_backends_mode_needs_it(self):
+        def register(docs):
+            values = set()
+            for d, _, spec in workloads(docs):
+                if (d["metadata"]["labels"]["app.kubernetes.io/component"]).startswith("locust"):
+                    values.add(c.resolve_env(docs, spec["containers"][0], "pod")["REGISTER"])
+            self.assertEqual(len(values), 1, values)
+            return values.pop()
+        self.assertEqual(register(RENDERED["defaults"]), "false")
+        self.assertEqual(register(RENDERED["distributed-values"]), "false")
+        self.assertEqual(register(RENDERED["register-values"]), "true")
+        self.assertEqual(register(RENDERED["interactive-values"]), "false")
+        self.assertEqual(register(c.render(sets=["gateway.backends.mode=dns"])), "false")
+        self.assertEqual(register(c.render(sets=["gateway.backends.mode=dns", "locust.register=true"])), "true")
+        self.assertEqual(register(c.render(sets=["gateway.backends.mode=register", "locust.register=true",
+                                                 "locust.distributed.enabled=true"])), "true")
 
     def test_admin_token_given_existing_or_generated(self):
         docs = c.render(sets=["admin.token=s3cret"])

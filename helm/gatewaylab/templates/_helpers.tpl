@@ -165,6 +165,8 @@ values.schema.json restricts durations to this form.
       fieldPath: metadata.namespace
 - name: BACKENDS
   value: {{ include "gatewaylab.locust.backends" . | quote }}
+- name: REGISTER
+  value: {{ include "gatewaylab.locust.register" . | quote }}
 - name: GATEWAY_ADMIN_TOKEN
   valueFrom:
     secretKeyRef:
@@ -172,6 +174,15 @@ values.schema.json restricts durations to this form.
       key: {{ .Values.admin.secretKey }}
 {{- with .Values.locust.extraEnv }}
 {{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* REGISTER for the locustfile: locust.register, or by default only in backends.mode register. */}}
+{{- define "gatewaylab.locust.register" -}}
+{{- if kindIs "invalid" .Values.locust.register }}
+{{- eq .Values.gateway.backends.mode "register" }}
+{{- else }}
+{{- .Values.locust.register }}
 {{- end }}
 {{- end }}
 
@@ -239,6 +250,9 @@ Call with (dict "ctx" $ "component" "gateway" "values" .Values.gateway).
 {{- end }}
 {{- if gt (int .Values.gateway.replicaCount) 1 }}
 {{- fail "gateway.backends.mode=register works with one gateway replica only: registrations reach one pod (use static or dns)" }}
+{{- end }}
+{{- if eq (toString .Values.locust.register) "false" }}
+{{- fail "gateway.backends.mode=register needs locust.register (true or null): with locust.register=false nothing registers the backends" }}
 {{- end }}
 {{- end }}
 {{- end }}
