@@ -32,8 +32,9 @@ test: deps-test test-deps lint test-unit bench-compile test-e2e test-scenario te
 test-unit: ## Unit and integration tests (real servers on port 0)
 	$(CARGO) test --workspace --locked
 
-test-e2e: release ## Release binaries + a real headless Locust run
+test-e2e: release ## Release binaries + a real headless Locust run; make run's script and its summary table
 	tests/e2e/locust_e2e.sh
+	python3 -m unittest discover -s tests/e2e -p 'test_*.py' -v
 
 test-tracing: release ## OpenTelemetry traces across gateway and backend, checked by a real OTLP/HTTP receiver
 	python3 tests/tracing/test_traces.py
