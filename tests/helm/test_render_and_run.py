@@ -402,7 +402,7 @@ class RenderAndRun(unittest.TestCase):
     def test_dns_discovery_with_a_distributed_run_lists_each_backend_once(self):
         d = self.deploy(c.CI_DIR / "dns-discovery-values.yaml",
                         sets=["locust.enabled=true", "locust.distributed.enabled=true", "locust.distributed.workers=2",
-                              "locust.users=6", "locust.spawnRate=6"])
+                              "locust.users=6", "locust.spawnRate=6", "locust.fastHttpUser=true"])
         hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
         port = free_port(hosts=(*hosts, "0.0.0.0"))
         d.start_backends(hosts=hosts, shared_port=port)
@@ -414,6 +414,38 @@ class RenderAndRun(unittest.TestCase):
         servers = d.servers()
         self.assertEqual(sorted(s["url"] for s in servers.values()), sorted(f"http://{h}:{port}" for h in hosts),
                          f"each backend listed once: {sorted(servers)}")
+
+    def test_a_locustfile_from_the_users_configmap_runs(self):
+        # The user's own ConfigMap (made with `kubectl create configmap my-load --from-file=...`):
+        # a locustfile under another key, importing a module beside it.
+        d = self.deploy(sets=["locust.locustfile.existingConfigMap=my-load",
+                              "locust.locustfile.existingConfigMapKey=shop.py",
+                              "locust.extraArgs={--tags,browse}",
+                              "locust.extraEnv[0].name=SHOP_PATH", "locust.extraEnv[0].value=/api/data?from=shop"])
+        d.docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "my-load"}, "data": {
+            "shoplib.py": "import os\nPATH = os.environ['SHOP_PATH']\n",
+            "shop.py": (
+                "from locust import HttpUser, constant, tag, task\n"
+                "import shoplib\n\n"
+                "class Shopper(HttpUser):\n"
+                "    wait_time = constant(0.5)\n\n"
+                "    @tag('browse')\n"
+                "    @task\n"
+                "    def browse(self):\n"
+                "        self.client.get(shoplib.PATH, name='browse')\n\n"
+                "    @tag('buy')\n"
+                "    @task\n"
+                "    def buy(self):\n"
+                "        self.client.post('/checkout', name='buy')\n"),
+        }})
+        d.start_backends()
+        d.start_gateway()
+        log, reports = d.run_locust()
+        with open(reports / "locust_stats.csv") as f:
+            rows = {(r["Type"], r["Name"]): int(r["Request Count"]) for r in csv.DictReader(f)}
+        self.assertGreater(rows.pop(("GET", "browse")), 10, log[-3000:])
+        self.assertEqual(set(rows), {("", "Aggregated")}, "only the user's task ran (--tags browse from extraArgs)")
+        self.assertEqual(d.registrations(), 0)
 
     def test_dns_discovery_resolves_the_headless_service(self):
         d = self.deploy(c.CI_DIR / "dns-discovery-values.yaml")

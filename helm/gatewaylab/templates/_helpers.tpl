@@ -167,6 +167,10 @@ values.schema.json restricts durations to this form.
   value: {{ include "gatewaylab.locust.backends" . | quote }}
 - name: REGISTER
   value: {{ include "gatewaylab.locust.register" . | quote }}
+{{- if .Values.locust.fastHttpUser }}
+- name: LOCUST_FAST_HTTP
+  value: "true"
+{{- end }}
 - name: GATEWAY_ADMIN_TOKEN
   valueFrom:
     secretKeyRef:
@@ -237,6 +241,19 @@ Call with (dict "ctx" $ "component" "gateway" "values" .Values.gateway).
 
 {{/* Checks of value combinations the schema cannot express. */}}
 {{- define "gatewaylab.validate" -}}
+{{- $f := .Values.locust.locustfile }}
+{{- if and $f.existingConfigMap (or $f.content $f.extraFiles) }}
+{{- fail "locust.locustfile.existingConfigMap cannot be combined with locust.locustfile.content or extraFiles: put every file in your ConfigMap" }}
+{{- end }}
+{{- if or (hasKey $f.extraFiles "locustfile.py") (hasKey $f.extraFiles "run_locust.py") }}
+{{- fail "locust.locustfile.extraFiles: locustfile.py and run_locust.py are taken (give your locustfile as locust.locustfile.content)" }}
+{{- end }}
+{{- if and .Values.locust.fastHttpUser (or $f.content $f.existingConfigMap) }}
+{{- fail "locust.fastHttpUser switches the shipped locustfile's users; in your own locustfile (locust.locustfile) subclass locust.FastHttpUser instead" }}
+{{- end }}
+{{- if and .Values.scenario.enabled (or $f.content $f.existingConfigMap $f.extraFiles) }}
+{{- fail "locust.locustfile cannot be combined with scenario.enabled: the scenario runner drives Locust with its own locustfile" }}
+{{- end }}
 {{- include "gatewaylab.scenario.validate" . }}
 {{- if and .Values.tracing.enabled (not .Values.tracing.endpoint) }}
 {{- fail "tracing.enabled=true needs tracing.endpoint, the OTLP/HTTP receiver's base URL (e.g. http://tempo.monitoring:4318)" }}
