@@ -5,13 +5,18 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export PATH := $(CURDIR)/.cache/bin:$(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: help deps build release run test test-unit test-e2e test-tracing lint fmt clean
+.PHONY: help deps deps-run deps-test build release run test test-unit test-e2e test-tracing test-deps lint fmt clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-deps: ## Install system packages, Locust, helm (idempotent; needs root or sudo)
-	deploy/scripts/install-deps.sh
+deps: deps-test ## Everything the tests need (what CI runs before `make test`); same as deps-test
+
+deps-run: ## What `make run` needs: curl, python3-venv, Locust in .venv (idempotent; root or sudo when a package is missing)
+	deploy/scripts/install-deps.sh run
+
+deps-test: ## What the tests and benchmarks need: also podman, Prometheus, NGINX, HAProxy, Chromium, helm, ... (idempotent)
+	deploy/scripts/install-deps.sh test
 
 build: ## Debug build of both services
 	$(CARGO) build --workspace
@@ -19,19 +24,23 @@ build: ## Debug build of both services
 release: ## Release build: target/release/gateway and target/release/backend
 	$(CARGO) build --workspace --release --locked
 
-run: deps release ## Start 3 backends + gateway, register, run a short Locust load, print stats; Ctrl-C stops all
+run: deps-run release ## Start 3 backends + gateway, register, run a short Locust load, print stats; Ctrl-C stops all
 	deploy/scripts/run-local.sh
 
-test: deps lint test-unit bench-compile test-e2e test-scenario test-dashboard test-tracing test-observability test-helm test-images compose-check test-resilience ## The whole test suite (what CI runs)
+test: deps-test test-deps lint test-unit bench-compile test-e2e test-scenario test-dashboard test-tracing test-observability test-helm test-images compose-check test-resilience ## The whole test suite (what CI runs)
 
 test-unit: ## Unit and integration tests (real servers on port 0)
 	$(CARGO) test --workspace --locked
 
-test-e2e: release ## Release binaries + a real headless Locust run
+test-e2e: release ## Release binaries + a real headless Locust run; make run's script and its summary table
 	tests/e2e/locust_e2e.sh
+	python3 -m unittest discover -s tests/e2e -p 'test_*.py' -v
 
 test-tracing: release ## OpenTelemetry traces across gateway and backend, checked by a real OTLP/HTTP receiver
 	python3 tests/tracing/test_traces.py
+
+test-deps: ## install-deps.sh with stand-ins for apt-get and pip: what each size installs, no process stopped
+	python3 -m unittest discover -s tests/deps -v
 
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
@@ -47,7 +56,7 @@ clean: ## Remove build outputs
 .PHONY: scenario scenario-check scenario-compare test-scenario
 SCENARIO ?= deploy/scenarios/slow-backend.yaml
 
-scenario: deps release ## Run a scenario file (SCENARIO=..., VARIANT=name): load, timed faults, SLO gates; report in target/scenarios/
+scenario: deps-run release ## Run a scenario file (SCENARIO=..., VARIANT=name): load, timed faults, SLO gates; report in target/scenarios/
 	python3 -m scenario run $(SCENARIO) $(if $(VARIANT),--variant $(VARIANT))
 
 scenario-check: ## Validate scenario files without running them (SCENARIO=..., default every shipped one)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make run`: start three backends and the gateway from target/release, let a
 # short headless Locust load register the backends and send traffic, print the
-# gateway's /api/stats/1m, then keep everything running until Ctrl-C.
+# gateway's /api/stats/1m as a short table (the JSON is saved beside the logs),
+# then keep everything running until Ctrl-C.
 # Every process this script starts is stopped when it exits, however it exits.
 #
 # Settings (environment):
@@ -11,6 +12,8 @@
 #   LOCUST_SPAWN_RATE  users started per second (5)
 #   LOCUST_RUN_TIME    length of the load (20s)
 #   GATEWAY_ADMIN_TOKEN  if set, the gateway's admin API requires it and Locust sends it
+#   STATS_JSON         1: print the gateway's full stats JSON after the summary table
+#   RUN_LOG_DIR        where the logs and the stats JSON go (target/run/local; emptied first)
 #
 # Everything listens on 127.0.0.1 only: this is a local demo, and load goes to
 # loopback only.
@@ -131,7 +134,7 @@ find_locust() {
   elif command -v locust >/dev/null; then
     command -v locust
   else
-    echo "error: locust not found (run 'make deps', or pip install -r requirements.txt)" >&2
+    echo "error: locust not found (run 'make deps-run', or pip install -r requirements.txt)" >&2
     return 1
   fi
 }
@@ -153,7 +156,7 @@ main() {
   # Accept "5000,5001,5002" as well as "5000 5001 5002".
   IFS=', ' read -r -a backend_ports <<<"${BACKEND_PORTS:-5000 5001 5002}"
   local users=${LOCUST_USERS:-10} spawn_rate=${LOCUST_SPAWN_RATE:-5} run_time=${LOCUST_RUN_TIME:-20s}
-  local log_dir=target/run/local
+  local log_dir=${RUN_LOG_DIR:-target/run/local}
   local gateway_url="http://127.0.0.1:$gateway_port"
 
   cd "$REPO_ROOT"
@@ -197,7 +200,13 @@ main() {
 
   echo
   echo "Gateway stats, last minute ($gateway_url/api/stats/1m):"
-  curl -fsS "$gateway_url/api/stats/1m" | python3 -m json.tool
+  local stats_json=$log_dir/stats-1m.json
+  curl -fsS "$gateway_url/api/stats/1m" >"$stats_json"
+  python3 deploy/scripts/stats_table.py "$stats_json" || cat "$stats_json"
+  if [[ ${STATS_JSON:-0} == 1 ]]; then
+    python3 -m json.tool "$stats_json"
+  fi
+  echo "Full JSON: $stats_json (STATS_JSON=1 prints it here)"
 
   cat <<EOF
 

@@ -342,6 +342,103 @@ class ValuesAndOptions(unittest.TestCase):
     def test_impossible_combinations_fail_with_a_reason(self):
         self.assert_rejected(["gateway.backends.mode=register", "locust.enabled=false"], "nothing else registers")
         self.assert_rejected(["gateway.backends.mode=register", "gateway.replicaCount=2"], "one gateway replica")
+        self.assert_rejected(["gateway.backends.mode=register", "locust.register=false"], "locust.register=false")
+        self.assert_rejected(["locust.register=maybe"], "/locust/register")
+
+    def test_bring_your_own_locustfile(self):
+        def locust_pods(docs):
+            return [(d, spec) for d, _, spec in workloads(docs)
+                    if d["metadata"]["labels"]["app.kubernetes.io/component"].startswith("locust")]
+
+        def locustfile_arg(spec):
+            args = spec["containers"][0]["args"]
+            return args[args.index("-f") + 1]
+
+        # From values: the text and a module beside it, in the chart's ConfigMap.
+        docs = c.render(sets=["locust.locustfile.content=from locust import HttpUser",
+                              "locust.locustfile.extraFiles.helpers\\.py=X = 1", "locust.ui.enabled=true",
+                              "locust.distributed.enabled=true"])
+        cm = c.one(docs, "ConfigMap", name="gatewaylab-locust")
+        self.assertEqual(cm["data"]["locustfile.py"], "from locust import HttpUser\n")
+        self.assertEqual(cm["data"]["helpers.py"], "X = 1\n")
+        self.assertEqual(len(locust_pods(docs)), 3)
+        for d, spec in locust_pods(docs):
+            self.assertEqual(locustfile_arg(spec), "/mnt/locustfile/locustfile.py", d["metadata"]["name"])
+        default_sum = c.one(RENDERED["defaults"], "Job")["spec"]["template"]["metadata"]["annotations"]
+        custom_sum = c.one(docs, "Job", component="locust-master")["spec"]["template"]["metadata"]["annotations"]
+        self.assertNotEqual(default_sum["checksum/locustfile"], custom_sum["checksum/locustfile"])
+        # From the user's ConfigMap, mounted as a directory.
+        docs = c.render(sets=["locust.locustfile.existingConfigMap=my-load",
+                              "locust.locustfile.existingConfigMapKey=shop.py", "locust.distributed.enabled=true"])
+        self.assertNotIn("locustfile.py", c.one(docs, "ConfigMap", name="gatewaylab-locust")["data"])
+        for d, spec in locust_pods(docs):
+            self.assertEqual(locustfile_arg(spec), "/mnt/locustfile/shop.py")
+            vol = [v for v in spec["volumes"] if v["name"] == "locustfile"][0]
+            self.assertEqual(vol["configMap"]["name"], "my-load")
+        # The shipped file stays the default.
+        cm = c.one(RENDERED["defaults"], "ConfigMap", name="gatewaylab-locust")
+        self.assertEqual(cm["data"]["locustfile.py"], (c.ROOT / "deploy" / "locust" / "locustfile.py").read_text())
+        # FastHttpUser for the shipped file.
+        job = c.one(c.render(sets=["locust.fastHttpUser=true"]), "Job")
+        env = c.resolve_env(docs, job["spec"]["template"]["spec"]["containers"][0], "pod")
+        self.assertEqual(env["LOCUST_FAST_HTTP"], "true")
+        self.assertNotIn("LOCUST_FAST_HTTP", c.resolve_env(
+            RENDERED["defaults"], c.one(RENDERED["defaults"], "Job")["spec"]["template"]["spec"]["containers"][0], "pod"))
+
+    def test_bring_your_own_locustfile_refuses_what_cannot_work(self):
+        self.assert_rejected(["locust.locustfile.existingConfigMap=my-load", "locust.locustfile.content=x"],
+                             "cannot be combined with locust.locustfile.content")
+        self.assert_rejected(["locust.locustfile.extraFiles.run_locust\\.py=x"], "are taken")
+        self.assert_rejected(["locust.locustfile.content=x", "locust.fastHttpUser=true"], "subclass locust.FastHttpUser")
+        self.assert_rejected(["scenario.enabled=true", "scenario.name=smoke", "locust.locustfile.content=x"],
+                             "cannot be combined with scenario.enabled")
+        self.assert_rejected(["locust.locustfile.extraFiles.a/b=x"], "invalid propertyName 'a/b'")
+        self.assert_rejected(["locust.locustfile.existingConfigMap=My_Load"], "/locust/locustfile/existingConfigMap")
+
+    def test_each_runs_jobs_are_kept_across_upgrades_and_notes_say_how_to_remove_them(self):
+        # Helm deletes what the previous revision rendered and the new one does not (the
+        # previous run's Job, named -r<revision>) unless it carries resource-policy keep.
+        for name, docs in RENDERED.items():
+            for d in docs:
+                kept = (d["metadata"].get("annotations") or {}).get("helm.sh/resource-policy")
+                component = d["metadata"]["labels"]["app.kubernetes.io/component"]
+                if d["kind"] == "Job" and component.startswith("locust"):
+                    self.assertEqual(kept, "keep", f"{name}: {d['metadata']['name']}")
+                elif d["kind"] != "Secret":  # the admin Secret has its own policy
+                    self.assertIsNone(kept, f"{name}: {d['kind']} {d['metadata']['name']}")
+        docs = c.render(sets=["locust.keepRuns=false", "locust.distributed.enabled=true"])
+        for job in c.find(docs, "Job"):
+            self.assertNotIn("helm.sh/resource-policy", job["metadata"].get("annotations") or {})
+        notes = notes_for(c.CI_DIR / "distributed-values.yaml")
+        selectors = re.findall(r"kubectl -n \S+ (?:get|delete) jobs -l '([^']+)'", notes)
+        self.assertEqual(len(selectors), 2, notes)
+        jobs = c.find(RENDERED["distributed-values"], "Job")
+        for selector in selectors:
+            equal, rest = selector.split(",", 1)
+            key, value = equal.split("=")
+            m = re.fullmatch(r"(\S+) in \(([^)]*)\)", rest)
+            picked = [j["metadata"]["name"] for j in jobs if j["metadata"]["labels"].get(key) == value
+                      and j["metadata"]["labels"].get(m.group(1)) in m.group(2).split(",")]
+            self.assertEqual(sorted(picked), ["gatewaylab-locust-r1", "gatewaylab-locust-r1-worker"])
+        self.assertIn("delete job gatewaylab-locust-r1 gatewaylab-locust-r1-worker", notes)
+        self.assertNotIn("Earlier runs stay", notes_for(c.CI_DIR / "dns-discovery-values.yaml"))
+
+    def test_registration_only_where_the_backends_mode_needs_it(self):
+        def register(docs):
+            values = set()
+            for d, _, spec in workloads(docs):
+                if (d["metadata"]["labels"]["app.kubernetes.io/component"]).startswith("locust"):
+                    values.add(c.resolve_env(docs, spec["containers"][0], "pod")["REGISTER"])
+            self.assertEqual(len(values), 1, values)
+            return values.pop()
+        self.assertEqual(register(RENDERED["defaults"]), "false")
+        self.assertEqual(register(RENDERED["distributed-values"]), "false")
+        self.assertEqual(register(RENDERED["register-values"]), "true")
+        self.assertEqual(register(RENDERED["interactive-values"]), "false")
+        self.assertEqual(register(c.render(sets=["gateway.backends.mode=dns"])), "false")
+        self.assertEqual(register(c.render(sets=["gateway.backends.mode=dns", "locust.register=true"])), "true")
+        self.assertEqual(register(c.render(sets=["gateway.backends.mode=register", "locust.register=true",
+                                                 "locust.distributed.enabled=true"])), "true")
 
     def test_admin_token_given_existing_or_generated(self):
         docs = c.render(sets=["admin.token=s3cret"])
@@ -377,6 +474,38 @@ class ValuesAndOptions(unittest.TestCase):
         self.assertEqual(set(sm["spec"]) - {"selector", "namespaceSelector", "endpoints", "jobLabel"}, set())
         for d in c.find(docs, "StatefulSet") + c.find(docs, "Deployment"):
             self.assertNotIn("prometheus.io/scrape", d["spec"]["template"]["metadata"].get("annotations") or {})
+
+    def test_service_monitor_and_rule_forced_without_the_api_for_gitops_rendering(self):
+        sets = ["monitoring.serviceMonitor.enabled=true", "monitoring.serviceMonitor.force=true",
+                "monitoring.serviceMonitor.namespace=monitoring", "monitoring.serviceMonitor.interval=30s",
+                "monitoring.serviceMonitor.labels.release=prom",
+                "monitoring.serviceMonitor.relabelings[0].action=labeldrop",
+                "monitoring.serviceMonitor.relabelings[0].regex=container",
+                "monitoring.serviceMonitor.metricRelabelings[0].action=drop",
+                "monitoring.serviceMonitor.metricRelabelings[0].sourceLabels[0]=__name__",
+                "monitoring.serviceMonitor.metricRelabelings[0].regex=process_threads",
+                "monitoring.prometheusRule.enabled=true", "monitoring.prometheusRule.force=true",
+                "monitoring.prometheusRule.namespace=monitoring"]
+        docs = c.render(sets=sets)  # no --api-versions: as Argo CD or Flux render
+        sm = c.one(docs, "ServiceMonitor")
+        self.assertEqual(sm["metadata"]["namespace"], "monitoring")
+        self.assertEqual(sm["metadata"]["labels"]["release"], "prom")
+        self.assertEqual(sm["spec"]["namespaceSelector"], {"matchNames": [c.NAMESPACE]})
+        [endpoint] = sm["spec"]["endpoints"]
+        self.assertEqual(endpoint["interval"], "30s")
+        self.assertEqual(endpoint["relabelings"], [{"action": "labeldrop", "regex": "container"}])
+        self.assertEqual(endpoint["metricRelabelings"],
+                         [{"action": "drop", "sourceLabels": ["__name__"], "regex": "process_threads"}])
+        self.assertEqual(c.one(docs, "PrometheusRule")["metadata"]["namespace"], "monitoring")
+        # Not forced: the release namespace, and no relabelings unless given.
+        sm = c.one(RENDERED["servicemonitor-values"], "ServiceMonitor")
+        self.assertEqual(sm["metadata"]["namespace"], c.NAMESPACE)
+        self.assertNotIn("relabelings", sm["spec"]["endpoints"][0])
+        notes = notes_for(c.CI_DIR / "servicemonitor-values.yaml")
+        self.assertIn("set monitoring.serviceMonitor.force=true to render it anyway", notes)
+        self.assertNotIn("WARNING", c.helm("install", c.RELEASE, str(c.CHART), "--dry-run=client", "-n", c.NAMESPACE,
+                                           *sum((["--set", x] for x in sets), [])).stdout)
+        self.assert_rejected(["monitoring.serviceMonitor.namespace=Monitoring"], "/monitoring/serviceMonitor/namespace")
 
     def test_prometheus_annotations_point_at_the_metrics_port(self):
         for d in c.find(RENDERED["defaults"], "Deployment") + c.find(RENDERED["defaults"], "StatefulSet"):

@@ -67,10 +67,10 @@ class Remap:
         self.pairs = {}   # "host:port" -> "127.0.0.1:port"
         self.hosts = {}   # "host" -> "127.0.0.1"
 
-    def add(self, host, port, local_port, also_short=None):
-        self.pairs[f"{host}:{port}"] = f"127.0.0.1:{local_port}"
+    def add(self, host, port, local_port, also_short=None, local_host="127.0.0.1"):
+        self.pairs[f"{host}:{port}"] = f"{local_host}:{local_port}"
         if also_short:
-            self.pairs[f"{also_short}:{port}"] = f"127.0.0.1:{local_port}"
+            self.pairs[f"{also_short}:{port}"] = f"{local_host}:{local_port}"
 
     def __call__(self, text):
         keys = sorted(self.pairs, key=len, reverse=True)
@@ -155,7 +155,7 @@ class Deployment:
             pod = f"{sts['metadata']['name']}-{i}"
             host = hosts[i] if hosts else "127.0.0.1"
             port = shared_port or free_port()
-            self.remap.add(f"{pod}.{headless}.{c.NAMESPACE}.svc.cluster.local", container_port, port)
+            self.remap.add(f"{pod}.{headless}.{c.NAMESPACE}.svc.cluster.local", container_port, port, local_host=host)
             mounts = c.materialize_mounts(self.docs, spec, ctr, self.workdir / pod)
             env = self.env(ctr, pod, mounts)
             # Remapped, not added: the chart must set the listen port itself.
@@ -233,6 +233,18 @@ class Deployment:
             served.add(json.loads(body)["instance"]["name"])
         self.t.assertEqual(served, set(self.backend_names), "not every backend pod answered through the gateway")
 
+    def registrations(self):
+        """POST /api/servers requests the gateway has accepted (2xx), from its /metrics."""
+        status, _, body = fetch(f"{self.gateway_url}/metrics")
+        self.t.assertEqual(status, 200)
+        total = 0
+        for line in body.decode().splitlines():
+            if line.startswith("http_server_request_duration_seconds_count{") \
+                    and 'http_route="/api/servers"' in line and 'http_request_method="POST"' in line \
+                    and 'http_response_status_code="2' in line:
+                total += int(float(line.rsplit(" ", 1)[1]))
+        return total
+
     def assert_admin_token_required(self):
         intruder = {"name": "intruder", "url": "http://127.0.0.1:9"}
         status, _, _ = fetch(f"{self.gateway_url}/api/servers", "POST", intruder)
@@ -298,14 +310,17 @@ class Deployment:
                 self.t.fail(f"{w.name} did not stop after the master:\n{log(w)}")
         return output, Path(mounts["/reports"])
 
-    def assert_locust_report(self, log, reports):
+    def assert_locust_report(self, log, reports, registrations=0):
+        """The CSV and HTML reports, with `registrations` POST /api/servers in
+        Locust's figures (once per run, not per user or worker)."""
         with open(reports / "locust_stats.csv") as f:
             rows = {(r["Type"], r["Name"]): r for r in csv.DictReader(f)}
         total = rows[("", "Aggregated")]
         self.t.assertGreater(int(total["Request Count"]), 0)
         self.t.assertEqual(int(total["Failure Count"]), 0)
         self.t.assertGreater(int(rows[("GET", "/api/data")]["Request Count"]), 0)
-        self.t.assertGreater(int(rows[("POST", "/api/servers [register]")]["Request Count"]), 0)
+        registered = rows.get(("POST", "/api/servers [register]"), {}).get("Request Count", 0)
+        self.t.assertEqual(int(registered), registrations, "registrations in Locust's report")
         self.t.assertTrue((reports / "report.html").exists())
         # The NOTES' command recovers the HTML report from the log.
         notes = c.helm("install", c.RELEASE, str(c.CHART), "--dry-run=client", "--namespace", c.NAMESPACE,
@@ -350,21 +365,26 @@ class RenderAndRun(unittest.TestCase):
         d.assert_data_from_all_backends()
         d.run_helm_test_pod()
         log, reports = d.run_locust()
-        d.assert_locust_report(log, reports)
-        self.assertEqual(sorted(d.servers()), ["server1", "server2", "server3"], "Locust re-registered differently")
+        d.assert_locust_report(log, reports, registrations=0)
+        self.assertEqual(d.registrations(), 0, "static mode: the gateway lists the backends, Locust must not register")
+        self.assertEqual(sorted(d.servers()), ["server1", "server2", "server3"])
         _, _, body = fetch(f"{d.gateway_url}/api/stats/1m")
         per_server = json.loads(body)["servers"]
         for name in ("server1", "server2", "server3"):
             self.assertGreater(per_server[name]["requests"], 0, name)
 
-    def test_register_mode_locust_registers_the_backends(self):
-        d = self.deploy(c.CI_DIR / "register-values.yaml")
+    def test_register_mode_distributed_registers_once_per_run(self):
+        # Distributed: 3 workers x 10 users each would once have made 90 registrations.
+        d = self.deploy(c.CI_DIR / "register-values.yaml",
+                        sets=["locust.distributed.enabled=true", "locust.distributed.workers=3", "locust.users=30",
+                              "locust.spawnRate=15"])
         d.start_backends()
         d.start_gateway()
         self.assertEqual(d.servers(), {}, "register mode starts without backends")
         d.assert_admin_token_required()
         log, reports = d.run_locust()
-        d.assert_locust_report(log, reports)
+        d.assert_locust_report(log, reports, registrations=3)
+        self.assertEqual(d.registrations(), 3, "one registration per backend for the whole distributed run")
         self.assertEqual(sorted(d.servers()), ["server1", "server2", "server3"])
         d.assert_data_from_all_backends()
         d.run_helm_test_pod()
@@ -375,8 +395,57 @@ class RenderAndRun(unittest.TestCase):
         d.start_gateway()
         d.assert_data_from_all_backends()
         log, reports = d.run_locust()
-        d.assert_locust_report(log, reports)
+        d.assert_locust_report(log, reports, registrations=0)
         self.assertIn("--master", log)
+        self.assertEqual(d.registrations(), 0)
+
+    def test_dns_discovery_with_a_distributed_run_lists_each_backend_once(self):
+        d = self.deploy(c.CI_DIR / "dns-discovery-values.yaml",
+                        sets=["locust.enabled=true", "locust.distributed.enabled=true", "locust.distributed.workers=2",
+                              "locust.users=6", "locust.spawnRate=6", "locust.fastHttpUser=true"])
+        hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+        port = free_port(hosts=(*hosts, "0.0.0.0"))
+        d.start_backends(hosts=hosts, shared_port=port)
+        d.start_gateway(discovery_hosts=hosts, discovery_port=port)
+        support.poll(lambda: len(d.servers()) >= 3, 10, interval=0.2)
+        log, reports = d.run_locust()
+        d.assert_locust_report(log, reports, registrations=0)
+        self.assertEqual(d.registrations(), 0)
+        servers = d.servers()
+        self.assertEqual(sorted(s["url"] for s in servers.values()), sorted(f"http://{h}:{port}" for h in hosts),
+                         f"each backend listed once: {sorted(servers)}")
+
+    def test_a_locustfile_from_the_users_configmap_runs(self):
+        # The user's own ConfigMap (made with `kubectl create configmap my-load --from-file=...`):
+        # a locustfile under another key, importing a module beside it.
+        d = self.deploy(sets=["locust.locustfile.existingConfigMap=my-load",
+                              "locust.locustfile.existingConfigMapKey=shop.py",
+                              "locust.extraArgs={--tags,browse}",
+                              "locust.extraEnv[0].name=SHOP_PATH", "locust.extraEnv[0].value=/api/data?from=shop"])
+        d.docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "my-load"}, "data": {
+            "shoplib.py": "import os\nPATH = os.environ['SHOP_PATH']\n",
+            "shop.py": (
+                "from locust import HttpUser, constant, tag, task\n"
+                "import shoplib\n\n"
+                "class Shopper(HttpUser):\n"
+                "    wait_time = constant(0.5)\n\n"
+                "    @tag('browse')\n"
+                "    @task\n"
+                "    def browse(self):\n"
+                "        self.client.get(shoplib.PATH, name='browse')\n\n"
+                "    @tag('buy')\n"
+                "    @task\n"
+                "    def buy(self):\n"
+                "        self.client.post('/checkout', name='buy')\n"),
+        }})
+        d.start_backends()
+        d.start_gateway()
+        log, reports = d.run_locust()
+        with open(reports / "locust_stats.csv") as f:
+            rows = {(r["Type"], r["Name"]): int(r["Request Count"]) for r in csv.DictReader(f)}
+        self.assertGreater(rows.pop(("GET", "browse")), 10, log[-3000:])
+        self.assertEqual(set(rows), {("", "Aggregated")}, "only the user's task ran (--tags browse from extraArgs)")
+        self.assertEqual(d.registrations(), 0)
 
     def test_dns_discovery_resolves_the_headless_service(self):
         d = self.deploy(c.CI_DIR / "dns-discovery-values.yaml")

@@ -165,6 +165,12 @@ values.schema.json restricts durations to this form.
       fieldPath: metadata.namespace
 - name: BACKENDS
   value: {{ include "gatewaylab.locust.backends" . | quote }}
+- name: REGISTER
+  value: {{ include "gatewaylab.locust.register" . | quote }}
+{{- if .Values.locust.fastHttpUser }}
+- name: LOCUST_FAST_HTTP
+  value: "true"
+{{- end }}
 - name: GATEWAY_ADMIN_TOKEN
   valueFrom:
     secretKeyRef:
@@ -172,6 +178,15 @@ values.schema.json restricts durations to this form.
       key: {{ .Values.admin.secretKey }}
 {{- with .Values.locust.extraEnv }}
 {{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* REGISTER for the locustfile: locust.register, or by default only in backends.mode register. */}}
+{{- define "gatewaylab.locust.register" -}}
+{{- if kindIs "invalid" .Values.locust.register }}
+{{- eq .Values.gateway.backends.mode "register" }}
+{{- else }}
+{{- .Values.locust.register }}
 {{- end }}
 {{- end }}
 
@@ -226,6 +241,19 @@ Call with (dict "ctx" $ "component" "gateway" "values" .Values.gateway).
 
 {{/* Checks of value combinations the schema cannot express. */}}
 {{- define "gatewaylab.validate" -}}
+{{- $f := .Values.locust.locustfile }}
+{{- if and $f.existingConfigMap (or $f.content $f.extraFiles) }}
+{{- fail "locust.locustfile.existingConfigMap cannot be combined with locust.locustfile.content or extraFiles: put every file in your ConfigMap" }}
+{{- end }}
+{{- if or (hasKey $f.extraFiles "locustfile.py") (hasKey $f.extraFiles "run_locust.py") }}
+{{- fail "locust.locustfile.extraFiles: locustfile.py and run_locust.py are taken (give your locustfile as locust.locustfile.content)" }}
+{{- end }}
+{{- if and .Values.locust.fastHttpUser (or $f.content $f.existingConfigMap) }}
+{{- fail "locust.fastHttpUser switches the shipped locustfile's users; in your own locustfile (locust.locustfile) subclass locust.FastHttpUser instead" }}
+{{- end }}
+{{- if and .Values.scenario.enabled (or $f.content $f.existingConfigMap $f.extraFiles) }}
+{{- fail "locust.locustfile cannot be combined with scenario.enabled: the scenario runner drives Locust with its own locustfile" }}
+{{- end }}
 {{- include "gatewaylab.scenario.validate" . }}
 {{- if and .Values.tracing.enabled (not .Values.tracing.endpoint) }}
 {{- fail "tracing.enabled=true needs tracing.endpoint, the OTLP/HTTP receiver's base URL (e.g. http://tempo.monitoring:4318)" }}
@@ -239,6 +267,9 @@ Call with (dict "ctx" $ "component" "gateway" "values" .Values.gateway).
 {{- end }}
 {{- if gt (int .Values.gateway.replicaCount) 1 }}
 {{- fail "gateway.backends.mode=register works with one gateway replica only: registrations reach one pod (use static or dns)" }}
+{{- end }}
+{{- if eq (toString .Values.locust.register) "false" }}
+{{- fail "gateway.backends.mode=register needs locust.register (true or null): with locust.register=false nothing registers the backends" }}
 {{- end }}
 {{- end }}
 {{- end }}
