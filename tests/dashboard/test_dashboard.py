@@ -18,7 +18,7 @@ load on loopback:
 - a page opened mid-load draws the last minute at once, from the gateway's
   per-bucket `series`.
 
-Screenshots go to target/dashboard/ (gateway.png is docs/images/dashboard.png).
+Screenshots go to target/dashboard/.
 """
 
 import http.client
