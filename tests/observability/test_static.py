@@ -17,6 +17,8 @@ DASHBOARDS = ROOT / "deploy" / "grafana"
 CHART_DASHBOARDS = ROOT / "helm" / "gatewaylab" / "dashboards"
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 EXPECTED = {"gateway.json": "gatewaylab-gateway", "backend.json": "gatewaylab-backend"}
+RUNBOOKS = ROOT / "docs" / "runbooks.md"
+CHART = ROOT / "helm" / "gatewaylab" / "Chart.yaml"
 # The variables every query filters by, and the matcher each must use.
 SCOPE = ("namespace", "job", "pod")
 
@@ -200,9 +202,40 @@ class AlertRules(unittest.TestCase):
         self.assertEqual(sorted(alerts - fires), [], "alerts without a firing case")
         self.assertEqual(sorted(alerts - quiet), [], "alerts without a non-firing case")
 
+    def test_every_alert_has_a_runbook_section(self):
+        import yaml
+        rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())
+        home = yaml.safe_load(CHART.read_text())["home"].rstrip("/")
+        base = f"{home}/blob/main/docs/runbooks.md#"
+        anchors = runbook_anchors()
+        alerts = [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
+        self.assertTrue(alerts)
+        for r in alerts:
+            with self.subTest(alert=r["alert"]):
+                url = r.get("annotations", {}).get("runbook_url", "")
+                self.assertTrue(url.startswith(base), f"runbook_url {url!r} is not under {base}")
+                anchor = url[len(base):]
+                self.assertEqual(anchor, r["alert"].lower(), "the section is named after the alert")
+                self.assertIn(anchor, anchors, f"docs/runbooks.md has no section #{anchor}")
+                section = anchors[anchor]
+                for what in ("Meaning", "Confirm", "Act"):
+                    self.assertIn(f"**{what}", section, f"#{anchor} does not say {what}")
+
     def test_example_prometheus_config(self):
         r = promtool("check", "config", str(PROMETHEUS / "prometheus.yml"))
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+
+def runbook_anchors():
+    """{GitHub anchor: section text} of docs/runbooks.md's level-2 headings."""
+    sections, current = {}, None
+    for line in RUNBOOKS.read_text().splitlines():
+        if line.startswith("## "):
+            slug = re.sub(r"[^\w\- ]", "", line[3:].strip().lower()).replace(" ", "-")
+            current = sections.setdefault(slug, [])
+        elif current is not None:
+            current.append(line)
+    return {k: "\n".join(v) for k, v in sections.items()}
 
 
 class Scanner(unittest.TestCase):
