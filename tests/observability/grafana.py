@@ -2,7 +2,8 @@
 panels (rows' nested panels included), the query targets, and template
 variables resolved against a real Prometheus and substituted into the
 expressions (multi-value and "All" as a regex alternation, as Grafana's
-Prometheus data source formats them)."""
+Prometheus data source formats them; a variable's `allValue` for "All"
+when it has one)."""
 
 import json
 import re
@@ -88,11 +89,22 @@ def _sample_text(sample):
     return f"{name}{{{labels}}} {value} {int(float(ts) * 1000)}"
 
 
-def resolve_variables(dashboard, prom):
+def resolve_variables(dashboard, prom, selected=None):
     """{name: substituted value} for every template variable, each query
-    variable resolved through `prom` (a Prometheus client with .query,
-    .series and .label_values). Raises AssertionError for a variable that
-    resolves to nothing or a type this helper does not know."""
+    variable resolved through `prom` (a Prometheus client with .query and
+    .label_values(label, match)) in order, so that a variable's query sees
+    the values chosen for the variables before it; and {name: [options]}.
+
+    `selected` ({name: [values]}) picks values as a user would; any other
+    variable is at "All" (what the dashboards default to): its `allValue`
+    when it has one, else every option as a regex alternation, as Grafana
+    does. label_values(match, label) is answered, as Grafana's Prometheus
+    data source does, by /api/v1/label/<label>/values?match[]=match, which
+    lists no value for series without the label. A variable with no option
+    at all is at All as well if it has an `allValue` (Grafana then defaults
+    to All); otherwise, or for a type this helper does not know, or for a
+    selected value that is not an option, raises AssertionError."""
+    selected = selected or {}
     values = dict(BUILTINS)
     resolved = {}
     for var in dashboard.get("templating", {}).get("list", []):
@@ -113,10 +125,7 @@ def resolve_variables(dashboard, prom):
                 raise AssertionError(f"variable {name}: {left} unresolved in {definition!r}")
             if m := _LABEL_VALUES.match(definition):
                 match, label = m.group(1), m.group(2)
-                if match:
-                    options = sorted({s[label] for s in prom.series(match) if label in s})
-                else:
-                    options = prom.label_values(label)
+                options = prom.label_values(label, match)
             elif m := _QUERY_RESULT.match(definition):
                 options = [_sample_text(s) for s in prom.query(m.group(1))["result"]]
             else:
@@ -124,8 +133,18 @@ def resolve_variables(dashboard, prom):
             options = sorted(set(_apply_regex(var.get("regex", ""), options)))
         else:
             raise AssertionError(f"variable {name}: unsupported type {kind!r}")
-        if not options:
-            raise AssertionError(f"variable {name} ({var.get('definition') or var.get('query')}) resolved to no values")
         resolved[name] = options
-        values[name] = format_multi(options) if (var.get("multi") or var.get("includeAll")) else regex_escape(options[0])
+        multi = var.get("multi") or var.get("includeAll")
+        if name in selected:
+            chosen = list(selected[name])
+            missing = [v for v in chosen if v not in options]
+            if missing or not chosen:
+                raise AssertionError(f"variable {name}: {missing or chosen} not among its options {options}")
+            values[name] = format_multi(chosen) if multi else regex_escape(chosen[0])
+        elif var.get("includeAll") and "allValue" in var and var["allValue"] is not None:
+            values[name] = var["allValue"]
+        elif not options:
+            raise AssertionError(f"variable {name} ({var.get('definition') or var.get('query')}) resolved to no values")
+        else:
+            values[name] = format_multi(options) if multi else regex_escape(options[0])
     return values, resolved

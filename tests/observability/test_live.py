@@ -102,8 +102,13 @@ class Prometheus:
     def series(self, match):
         return self._get("/api/v1/series", {"match[]": match, "start": time.time() - 3600})
 
-    def label_values(self, label):
-        return self._get(f"/api/v1/label/{label}/values", {})
+    def label_values(self, label, match=None):
+        """The label's values, over the last hour; with `match`, only those of
+        the series it selects (what Grafana's label_values(match, label) asks)."""
+        params = {"start": time.time() - 3600}
+        if match:
+            params["match[]"] = match
+        return self._get(f"/api/v1/label/{label}/values", params)
 
     def query_range(self, expr, start, end, step=1):
         return self._get("/api/v1/query_range", {"query": expr, "start": start, "end": end, "step": step})
