@@ -210,7 +210,7 @@ main() {
 
   cat <<EOF
 
-Everything is still running. Try:
+Everything is still running. Open $gateway_url/dashboard in a browser (each backend has its own too), or try:
   curl -i $gateway_url/api/data
   curl $gateway_url/api/servers
   curl $gateway_url/api/stats/1m      (also /api/stats/5m, /api/stats/1h)
