@@ -6,6 +6,10 @@
 //! choosing among 1,000 costs less than twice choosing among 3 (O(1) or
 //! O(log n) selection); compare the two figures of each strategy.
 //!
+//! `observe/<strategy>` is what booking one attempt's end costs the
+//! balancer (only `peak_ewma` does anything: a clock read and one
+//! estimate's update).
+//!
 //! `pick_threads/<strategy>/<t>` does the same from `t` threads at once on
 //! one shared balancer and registry (3 backends), which is what a
 //! multi-threaded runtime does: it shows the cost of the shared rotation
@@ -19,20 +23,23 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gateway::backends::Registry;
 use gateway::balancer::Balancer;
 use gateway::config::Strategy;
+use gateway::outcome::Outcome;
 use gateway::spec::ServerSpec;
 use observability::clock::SystemClock;
 
 mod support;
 
-const STRATEGIES: [(Strategy, &str); 3] = [
+const STRATEGIES: [(Strategy, &str); 4] = [
     (Strategy::RoundRobin, "round_robin"),
     (Strategy::WeightedRoundRobin, "weighted_round_robin"),
     (Strategy::LeastOutstanding, "least_outstanding"),
+    (Strategy::PeakEwma, "peak_ewma"),
 ];
 
 /// A registry with `n` backends, as start-up registers the static ones.
@@ -93,5 +100,26 @@ fn pick_threads(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, pick, pick_threads);
+fn observe(c: &mut Criterion) {
+    let mut group = c.benchmark_group("observe");
+    let reg = registry(3);
+    let snapshot = reg.snapshot();
+    let backend = snapshot.backends[0].clone();
+    let outcome = Outcome::Answered(http::StatusCode::OK);
+    for (strategy, name) in STRATEGIES {
+        let balancer = Balancer::new(strategy);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                balancer.observe(
+                    black_box(&backend),
+                    black_box(&outcome),
+                    Duration::from_micros(900),
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, pick, pick_threads, observe);
 criterion_main!(benches);

@@ -540,6 +540,7 @@ fn env_values() -> impl Strategy<Value = String> {
             "inf",
             "round_robin",
             "least_outstanding",
+            "peak_ewma",
             "10.0.0.0/8",
             "::1/128",
             "10.0.0.0/33",

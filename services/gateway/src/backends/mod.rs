@@ -5,6 +5,7 @@
 //!   replace, remove) and the lock-free [`Snapshot`];
 //! - [`backend`]: one registered backend and its counters;
 //! - [`state`]: `up`, `down`, `ejected`, `draining`, and why;
+//! - [`latency`]: the latency estimate `peak_ewma` balancing reads;
 //! - [`schedule`]: the weighted order built with each snapshot.
 //!
 //! Depends only on `spec` and `observability` (stats windows, clock). Metrics,
@@ -12,6 +13,7 @@
 //! in (a hook, a [`Store`]) or read snapshots and change states.
 
 pub mod backend;
+pub mod latency;
 pub mod registry;
 pub mod schedule;
 pub mod state;

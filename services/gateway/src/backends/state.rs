@@ -6,13 +6,16 @@
 //! change is stamped with its time and reason for `/api/servers`.
 //!
 //! This module only keeps the state; who changes it, and when, is decided
-//! above it. Depends on nothing else in the crate.
+//! above it. Depends only on [`super::latency`] (the estimate it resets
+//! when a backend comes back `up`).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
+
+use super::latency::{now_nanos, LatencyEstimate};
 
 /// Where a backend stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -93,6 +96,10 @@ pub struct Health {
     pub ejections: AtomicU32,
     /// When the current run of `up` started, to forget old ejections.
     up_since: Mutex<SystemTime>,
+    /// What `peak_ewma` balancing knows of its latency; neutral again each
+    /// time the backend comes back `up`, so an old judgement does not keep
+    /// a recovered backend from traffic.
+    pub latency: LatencyEstimate,
     last_change: Mutex<StateChange>,
 }
 
@@ -106,6 +113,7 @@ impl Default for Health {
             consecutive_failures: AtomicU32::new(0),
             ejections: AtomicU32::new(0),
             up_since: Mutex::new(SystemTime::now()),
+            latency: LatencyEstimate::default(),
             last_change: Mutex::new(StateChange {
                 at: now_rfc3339(),
                 reason: "registered".into(),
@@ -154,6 +162,7 @@ impl Health {
         };
         if after == State::Up {
             *self.up_since.lock().unwrap_or_else(|p| p.into_inner()) = SystemTime::now();
+            self.latency.reset(now_nanos());
         }
         true
     }
@@ -240,5 +249,21 @@ mod tests {
         h.set_draining(false, "operator");
         assert_eq!(h.state(), State::Down);
         assert_eq!(h.last_change().reason, "operator");
+    }
+
+    #[test]
+    fn coming_back_up_makes_the_latency_estimate_neutral() {
+        let h = Health::default();
+        let decay =
+            super::super::latency::Decay::new(Duration::from_secs(10), Duration::from_millis(1));
+        h.latency.observe(2e9, now_nanos(), &decay);
+        h.set_down(true, "probe");
+        assert!(!h.latency.is_neutral(), "only coming back resets it");
+        h.set_down(false, "probe");
+        assert!(h.latency.is_neutral());
+        h.latency.observe(2e9, now_nanos(), &decay);
+        let id = h.eject(EjectionCause::Errors, "5xx").unwrap();
+        h.end_ejection(id, "timer");
+        assert!(h.latency.is_neutral());
     }
 }

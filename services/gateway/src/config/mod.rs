@@ -156,6 +156,34 @@ impl Settings {
                 return Err(SettingsError::invalid(key, "must be greater than zero"));
             }
         }
+        let p = &self.balancer.peak_ewma;
+        for (key, value, max) in [
+            (
+                "balancer.peak_ewma.decay",
+                p.decay,
+                Duration::from_secs(3600),
+            ),
+            (
+                "balancer.peak_ewma.default_rtt",
+                p.default_rtt,
+                Duration::from_secs(60),
+            ),
+            (
+                "balancer.peak_ewma.penalty",
+                p.penalty,
+                Duration::from_secs(600),
+            ),
+        ] {
+            if value.is_zero() || value > max {
+                return Err(SettingsError::invalid(
+                    key,
+                    format!(
+                        "must be greater than zero and at most {}",
+                        humantime::format_duration(max)
+                    ),
+                ));
+            }
+        }
         if u.pool_max_idle_per_host > 65_536 {
             return Err(SettingsError::invalid(
                 "upstream.pool_max_idle_per_host",

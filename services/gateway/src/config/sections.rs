@@ -20,14 +20,50 @@ pub enum Strategy {
     /// Power of two random choices, picking the one with fewer requests in
     /// flight: adapts to slow backends without a global scan.
     LeastOutstanding,
+    /// Power of two random choices on a peak-sensitive moving average of
+    /// latency times requests in flight (Finagle's and Linkerd's): avoids
+    /// slow backends even when nothing is in flight.
+    PeakEwma,
 }
 
 /// The `balancer` section.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BalancerSettings {
-    /// `round_robin`, `weighted_round_robin` or `least_outstanding`.
+    /// `round_robin`, `weighted_round_robin`, `least_outstanding` or
+    /// `peak_ewma`.
     pub strategy: Strategy,
+    /// How `peak_ewma` estimates latency (read only under that strategy).
+    pub peak_ewma: PeakEwmaSettings,
+}
+
+/// The `balancer.peak_ewma` section.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeakEwmaSettings {
+    /// Time constant of the moving average: faster answers pull a raised
+    /// estimate down, and an idle one decays towards zero, by a factor e
+    /// per `decay`.
+    #[serde(with = "humantime_serde")]
+    pub decay: Duration,
+    /// What a backend with no answer yet (new, or back `up`) is assumed to
+    /// take.
+    #[serde(with = "humantime_serde")]
+    pub default_rtt: Duration,
+    /// The least a failed attempt (no answer, a broken one, or a 5xx)
+    /// counts as taking.
+    #[serde(with = "humantime_serde")]
+    pub penalty: Duration,
+}
+
+impl Default for PeakEwmaSettings {
+    fn default() -> Self {
+        PeakEwmaSettings {
+            decay: Duration::from_secs(10),
+            default_rtt: Duration::from_millis(1),
+            penalty: Duration::from_secs(1),
+        }
+    }
 }
 
 /// The `upstream` section: the client that calls backends.

@@ -218,3 +218,30 @@ fn each_invalid_value_names_its_key() {
         assert!(e.contains(expect), "{key}={value}: {e}");
     }
 }
+
+#[test]
+fn peak_ewma_settings_are_read_and_checked() {
+    let s = load_env(&[
+        ("GATEWAY__BALANCER__STRATEGY", "peak_ewma"),
+        ("GATEWAY__BALANCER__PEAK_EWMA__DECAY", "5s"),
+        ("GATEWAY__BALANCER__PEAK_EWMA__DEFAULT_RTT", "20ms"),
+    ])
+    .unwrap();
+    assert_eq!(s.balancer.strategy, Strategy::PeakEwma);
+    assert_eq!(s.balancer.peak_ewma.decay, Duration::from_secs(5));
+    assert_eq!(s.balancer.peak_ewma.default_rtt, Duration::from_millis(20));
+    assert_eq!(s.balancer.peak_ewma.penalty, Duration::from_secs(1));
+    for (key, value) in [
+        ("GATEWAY__BALANCER__PEAK_EWMA__DECAY", "0s"),
+        ("GATEWAY__BALANCER__PEAK_EWMA__DEFAULT_RTT", "0ms"),
+        ("GATEWAY__BALANCER__PEAK_EWMA__PENALTY", "2h"),
+    ] {
+        let e = load_env(&[(key, value)]).unwrap_err().to_string();
+        let named = key
+            .trim_start_matches("GATEWAY__")
+            .to_lowercase()
+            .replace("__", ".");
+        assert!(e.contains(&named), "{e}");
+        assert!(e.contains("must be greater than zero"), "{e}");
+    }
+}

@@ -1,7 +1,7 @@
 //! Booking: what is written down about each attempt and each request, and
 //! where. An attempt's [`Outcome`] goes, from [`record_attempt`] alone, to
-//! its backend's stats windows and counters, the metrics and outlier
-//! detection; a request, once its answer has ended, to the gateway's stats
+//! its backend's stats windows and counters, the metrics, outlier
+//! detection and the balancer's latency estimate; a request, once its answer has ended, to the gateway's stats
 //! windows and the access log ([`book`]).
 //!
 //! Depends on `backends`, `outcome` and the proxy's shared state.
@@ -19,7 +19,8 @@ use crate::backends::Backend;
 use crate::outcome::{Fault, Outcome};
 
 /// Books one attempt on the backend: its stats windows and counters, the
-/// metrics and outlier detection, all from its one [`Outcome`].
+/// metrics, outlier detection and what the balancer learns (the latency
+/// estimate of `peak_ewma`), all from its one [`Outcome`].
 pub(super) fn record_attempt(
     state: &ProxyState,
     backend: &Arc<Backend>,
@@ -42,6 +43,7 @@ pub(super) fn record_attempt(
             .upstream_call(&backend.name, method, outcome, elapsed);
     }
     state.outlier.report(backend, outcome);
+    state.balancer.observe(backend, outcome, elapsed);
 }
 
 /// Books a request answered with `status`: the gateway's stats windows and

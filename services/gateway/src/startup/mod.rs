@@ -129,7 +129,7 @@ impl Gateway {
         )?);
         let proxy = Arc::new(ProxyState {
             registry: registry.clone(),
-            balancer: Balancer::new(settings.balancer.strategy),
+            balancer: Balancer::from_settings(&settings.balancer),
             request_timeout: settings.upstream.request_timeout,
             attempt_timeout: settings.attempt_timeout(),
             retry: settings.retry.clone(),

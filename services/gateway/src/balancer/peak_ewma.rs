@@ -1,0 +1,184 @@
+//! The `peak_ewma` strategy: power of two random choices over
+//! `latency estimate × (requests in flight + 1)`, as Finagle's and
+//! Linkerd's (tower's) peak-EWMA balancers do.
+//!
+//! `least_outstanding` only sees load: at light load every backend has
+//! nothing in flight and it picks at random, slow or not. Here the latency
+//! estimate ([`crate::backends::latency`]) tells a backend that answers in
+//! 25 ms from one that answers in 1 ms even when nothing is in flight,
+//! while the in-flight factor still spreads a burst.
+//!
+//! Each attempt's latency (to the response head) is booked into its
+//! backend's estimate when the attempt is booked; a failed one (no answer,
+//! a broken answer, a 5xx) counts as at least `penalty`, so a backend that
+//! fails fast does not attract traffic. A pick reads the clock once and two
+//! estimates; an update reads the clock once and writes two atomics.
+//!
+//! Depends on `backends`, `outcome` and `config`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backends::latency::Decay;
+use crate::backends::Backend;
+use crate::config::PeakEwmaSettings;
+use crate::outcome::{Fault, Outcome};
+
+/// The strategy's settings, ready for the arithmetic.
+#[derive(Debug, Clone, Copy)]
+pub struct PeakEwma {
+    decay: Decay,
+    penalty_ns: f64,
+}
+
+impl PeakEwma {
+    /// From the `balancer.peak_ewma` section.
+    pub fn new(settings: &PeakEwmaSettings) -> Self {
+        PeakEwma {
+            decay: Decay::new(settings.decay, settings.default_rtt),
+            penalty_ns: settings.penalty.as_nanos() as f64,
+        }
+    }
+
+    /// What sending one more request to `backend` is expected to cost at
+    /// `now`: its latency estimate times its requests in flight plus one.
+    pub fn cost(&self, backend: &Backend, now: u64) -> f64 {
+        let estimate = backend.health.latency.read(now, &self.decay);
+        let in_flight = backend.active.load(Ordering::Relaxed) as f64;
+        estimate * (in_flight + 1.0)
+    }
+
+    /// The cheaper of two different backends chosen at random (ties to the
+    /// first, itself random). `backends` has at least two.
+    pub fn pick<'a>(&self, backends: &'a [Arc<Backend>], now: u64) -> Option<&'a Arc<Backend>> {
+        let n = backends.len();
+        let a = fastrand::usize(..n);
+        let b = (a + 1 + fastrand::usize(..n - 1)) % n;
+        let cost = |i: usize| self.cost(&backends[i], now);
+        backends.get(if cost(b) < cost(a) { b } else { a })
+    }
+
+    /// Books an attempt that ended with `outcome` after `elapsed`, at
+    /// `now`. The client's faults say nothing about the backend and are
+    /// left out.
+    pub fn observe(&self, backend: &Backend, outcome: &Outcome, elapsed: Duration, now: u64) {
+        let latency = elapsed.as_nanos() as f64;
+        let latency = match outcome.fault() {
+            None => latency,
+            Some(Fault::Backend) => latency.max(self.penalty_ns),
+            Some(Fault::Client) => return,
+        };
+        backend.health.latency.observe(latency, now, &self.decay);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::balancer::tests::registry;
+    use crate::outcome::Failure;
+    use http::StatusCode;
+
+    const MS: u64 = 1_000_000;
+
+    fn ewma() -> PeakEwma {
+        PeakEwma::new(&PeakEwmaSettings::default())
+    }
+
+    fn ok() -> Outcome {
+        Outcome::Answered(StatusCode::OK)
+    }
+
+    #[test]
+    fn failures_count_as_the_penalty_and_client_faults_not_at_all() {
+        let r = registry(&[1]);
+        let snap = r.snapshot();
+        let b = &snap.eligible[0];
+        let e = ewma();
+        let read = |now| b.health.latency.read(now, &e.decay) / MS as f64;
+        e.observe(
+            b,
+            &Outcome::NoAnswer(Failure::Connect),
+            Duration::from_millis(2),
+            0,
+        );
+        assert!((read(0) - 1000.0).abs() < 1e-6, "{}", read(0));
+        b.health.latency.reset(0);
+        e.observe(
+            b,
+            &Outcome::Answered(StatusCode::BAD_GATEWAY),
+            Duration::from_millis(1),
+            0,
+        );
+        assert!((read(0) - 1000.0).abs() < 1e-6);
+        // A timeout longer than the penalty counts as what it took.
+        e.observe(
+            b,
+            &Outcome::NoAnswer(Failure::Timeout),
+            Duration::from_secs(5),
+            0,
+        );
+        assert!((read(0) - 5000.0).abs() < 1e-6);
+        b.health.latency.reset(0);
+        let fault = crate::outcome::ClientFault::Abandoned;
+        e.observe(b, &Outcome::Client(fault), Duration::from_secs(5), 0);
+        assert!(b.health.latency.is_neutral());
+    }
+
+    #[test]
+    fn in_flight_requests_multiply_the_estimate() {
+        let r = registry(&[1]);
+        let snap = r.snapshot();
+        let b = &snap.eligible[0];
+        let e = ewma();
+        e.observe(b, &ok(), Duration::from_millis(4), 0);
+        let _held: Vec<_> = (0..3).map(|_| b.begin()).collect();
+        assert!((e.cost(b, 0) - (16 * MS) as f64).abs() < 1.0);
+    }
+
+    /// Spaced sequential picks, each answered at once (nothing stays in
+    /// flight), with s1 answering 25 ms slower than the others: it gets a
+    /// few probes at first, then almost nothing.
+    #[test]
+    fn a_slow_backend_gets_few_spaced_picks() {
+        let r = registry(&[1, 1, 1]);
+        let snap = r.snapshot();
+        let e = ewma();
+        let mut now = 0;
+        let mut slow = 0;
+        let picks = 2000;
+        for _ in 0..picks {
+            now += 10 * MS;
+            let chosen = e.pick(&snap.eligible, now).unwrap();
+            let took = if chosen.name == "s1" {
+                slow += 1;
+                26
+            } else {
+                1
+            };
+            e.observe(chosen, &ok(), Duration::from_millis(took), now + took * MS);
+        }
+        assert!(
+            slow * 100 < picks * 5,
+            "the slow backend got {slow} of {picks}"
+        );
+        assert!(slow > 0, "a neutral start gets it tried");
+    }
+
+    #[test]
+    fn a_new_backend_gets_traffic_at_once() {
+        let r = registry(&[1, 1]);
+        let snap = r.snapshot();
+        let e = ewma();
+        let now = 20 * MS;
+        // s0 is known to answer in 1 ms; s1 is new (neutral at 1 ms too,
+        // from its registration), so it wins its share at once.
+        e.observe(&snap.eligible[0], &ok(), Duration::from_millis(1), now);
+        let got = (0..200)
+            .filter(|_| e.pick(&snap.eligible, now).unwrap().name == "s1")
+            .count();
+        assert!(got > 0);
+    }
+}
