@@ -6,7 +6,8 @@
 //! - [`backend`]: one registered backend and its counters;
 //! - [`state`]: `up`, `down`, `ejected`, `draining`, and why;
 //! - [`latency`]: the latency estimate `peak_ewma` balancing reads;
-//! - [`schedule`]: the weighted order built with each snapshot.
+//! - [`schedule`]: the weighted order built with each snapshot;
+//! - [`ring`]: the consistent-hash ring built with each membership change.
 //!
 //! Depends only on `spec` and `observability` (stats windows, clock). Metrics,
 //! persistence, health checks and balancing sit above it: they are handed
@@ -15,6 +16,7 @@
 pub mod backend;
 pub mod latency;
 pub mod registry;
+pub mod ring;
 pub mod schedule;
 pub mod state;
 

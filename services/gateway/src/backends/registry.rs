@@ -28,6 +28,7 @@ use observability::clock::Clock;
 use observability::stats::Recorder;
 
 use super::backend::{Attachment, Backend, Source};
+use super::ring::HashRing;
 use super::schedule::smooth_weighted_schedule;
 use super::state::{Health, State};
 use crate::spec::{BaseUrl, FieldError, ServerSpec};
@@ -51,6 +52,11 @@ pub struct Snapshot {
     pub eligible: Vec<Arc<Backend>>,
     /// Indices into `eligible` in smooth weighted round-robin order.
     pub weighted: Vec<u32>,
+    /// The consistent-hash ring over all of `backends` (owners are indices
+    /// into it); shared with the snapshots before when only states changed.
+    pub ring: Arc<HashRing>,
+    /// Whether each of `backends` is `up` (in `eligible`).
+    pub up: Vec<bool>,
 }
 
 /// What a registration did.
@@ -198,8 +204,9 @@ impl Registry {
     /// only sees `up` ones. Membership is unchanged.
     pub fn refresh(&self) {
         let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        let backends = self.current.load().backends.clone();
-        self.current.store(Arc::new(build_snapshot(backends)));
+        let current = self.current.load();
+        let (backends, ring) = (current.backends.clone(), current.ring.clone());
+        self.current.store(Arc::new(build_snapshot(backends, Some(ring))));
     }
 
     /// Starts or ends an operator drain of `name`. Not saved: a drain is
@@ -421,7 +428,7 @@ impl Registry {
 
     fn swap_in(&self, backends: Vec<Arc<Backend>>) {
         let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        self.current.store(Arc::new(build_snapshot(backends)));
+        self.current.store(Arc::new(build_snapshot(backends, None)));
     }
 }
 
@@ -447,16 +454,30 @@ fn api_specs(backends: &[Arc<Backend>]) -> Vec<ServerSpec> {
         .collect()
 }
 
-fn build_snapshot(backends: Vec<Arc<Backend>>) -> Snapshot {
+/// The snapshot of `backends`; `ring` is the one to keep when membership
+/// (names, weights, order) is unchanged, else it is built anew.
+fn build_snapshot(backends: Vec<Arc<Backend>>, ring: Option<Arc<HashRing>>) -> Snapshot {
+    let up: Vec<bool> = backends
+        .iter()
+        .map(|b| b.health.state() == State::Up)
+        .collect();
     let eligible: Vec<Arc<Backend>> = backends
         .iter()
-        .filter(|b| b.health.state() == State::Up)
-        .cloned()
+        .zip(&up)
+        .filter(|(_, up)| **up)
+        .map(|(b, _)| b.clone())
         .collect();
     let weights: Vec<u32> = eligible.iter().map(|b| b.weight).collect();
+    let ring = ring.unwrap_or_else(|| {
+        let names: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
+        let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
+        Arc::new(HashRing::build(&names, &weights))
+    });
     Snapshot {
         weighted: smooth_weighted_schedule(&weights),
         eligible,
+        ring,
+        up,
         backends,
     }
 }
