@@ -206,7 +206,8 @@ impl Registry {
         let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.current.load();
         let (backends, ring) = (current.backends.clone(), current.ring.clone());
-        self.current.store(Arc::new(build_snapshot(backends, Some(ring))));
+        self.current
+            .store(Arc::new(build_snapshot(backends, Some(ring))));
     }
 
     /// Starts or ends an operator drain of `name`. Not saved: a drain is

@@ -12,7 +12,9 @@ fn owners(names: &[String], weights: &[u32]) -> Vec<String> {
     let ring = HashRing::build(&refs, weights);
     (0..KEYS)
         .map(|k| {
-            let i = ring.owner(hash_key(format!("user-{k}").as_bytes())).unwrap();
+            let i = ring
+                .owner(hash_key(format!("user-{k}").as_bytes()))
+                .unwrap();
             names[i].clone()
         })
         .collect()
@@ -76,7 +78,10 @@ fn keys_spread_evenly_and_follow_weights() {
     }
     let weighted = counts(&owners(&n, &[2, 1, 1]));
     let ratio = weighted[0] as f64 / ((weighted[1] + weighted[2]) as f64 / 2.0);
-    assert!((1.6..2.5).contains(&ratio), "weight 2 got {ratio}× ({weighted:?})");
+    assert!(
+        (1.6..2.5).contains(&ratio),
+        "weight 2 got {ratio}× ({weighted:?})"
+    );
 }
 
 #[test]

@@ -12,6 +12,11 @@
 //! - `peak_ewma`: power of two random choices on latency estimate × (requests
 //!   in flight + 1); see [`peak_ewma`], which also books each attempt's
 //!   latency into its backend's estimate ([`Balancer::observe`]).
+//! - `hash`: consistent hashing of a key taken from the request
+//!   ([`hash`]): a binary search of the snapshot's ring
+//!   ([`crate::backends::ring`]) for the key's hash, then a walk to the next
+//!   point while its backend is not `up` or not acceptable (already tried,
+//!   full). Requests without the key fall back to round robin or random.
 //!
 //! The counter lives here, not in the snapshot, so rotation carries on
 //! smoothly across registry changes.
@@ -19,6 +24,7 @@
 //! Depends on `backends` (the snapshot it picks from, the estimates),
 //! `outcome` (what an attempt's latency counts as) and `config`.
 
+pub mod hash;
 pub mod peak_ewma;
 #[cfg(test)]
 mod tests;
@@ -28,8 +34,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backends::{Backend, Snapshot};
-use crate::config::{BalancerSettings, Strategy};
+use crate::config::{BalancerSettings, HashFallback, HashKey, Strategy};
 use crate::outcome::Outcome;
+use hash::RequestParts;
 use peak_ewma::PeakEwma;
 
 /// Picks backends according to a [`Strategy`].
@@ -38,6 +45,10 @@ pub struct Balancer {
     strategy: Strategy,
     next: AtomicUsize,
     ewma: PeakEwma,
+    /// Under `hash`, where the key is (unset when the key did not parse:
+    /// then every request takes the fallback).
+    hash_key: Option<HashKey>,
+    hash_fallback: HashFallback,
 }
 
 impl Balancer {
@@ -56,6 +67,8 @@ impl Balancer {
             strategy: settings.strategy,
             next: AtomicUsize::new(0),
             ewma: PeakEwma::new(&settings.peak_ewma),
+            hash_key: HashKey::parse(&settings.hash.key).ok(),
+            hash_fallback: settings.hash.fallback,
         }
     }
 
@@ -78,7 +91,18 @@ impl Balancer {
         self.strategy
     }
 
-    /// Chooses an `up` backend, or `None` when there are none.
+    /// The hash of the request's key under `hash` (`None` under the other
+    /// strategies, or when the request lacks the key): computed once per
+    /// request, then handed to each attempt's [`Balancer::pick_keyed`].
+    pub fn request_key(&self, request: RequestParts<'_>) -> Option<u64> {
+        if self.strategy != Strategy::Hash {
+            return None;
+        }
+        hash::key_hash(self.hash_key.as_ref()?, request)
+    }
+
+    /// Chooses an `up` backend, or `None` when there are none. Under `hash`
+    /// this is the fallback (the request has no key).
     pub fn pick<'a>(&self, snapshot: &'a Snapshot) -> Option<&'a Arc<Backend>> {
         let backends = &snapshot.eligible;
         match backends.len() {
@@ -86,6 +110,12 @@ impl Balancer {
             1 => backends.first(),
             n => match self.strategy {
                 Strategy::RoundRobin => backends.get(self.next.fetch_add(1, Ordering::Relaxed) % n),
+                Strategy::Hash => match self.hash_fallback {
+                    HashFallback::RoundRobin => {
+                        backends.get(self.next.fetch_add(1, Ordering::Relaxed) % n)
+                    }
+                    HashFallback::Random => backends.get(fastrand::usize(..n)),
+                },
                 Strategy::WeightedRoundRobin => {
                     let schedule = &snapshot.weighted;
                     let i = self.next.fetch_add(1, Ordering::Relaxed) % schedule.len().max(1);
@@ -108,6 +138,31 @@ impl Balancer {
 }
 
 impl Balancer {
+    /// Chooses a backend for which `accept` holds, for a request whose key
+    /// hashed to `key`: under `hash`, the first `up` and accepted backend
+    /// from the key's place on the ring (so a retry, refusing the backend
+    /// tried, goes to the next backend along it); otherwise, or without a
+    /// key, as [`Balancer::pick_where`].
+    pub fn pick_keyed<'a>(
+        &self,
+        snapshot: &'a Snapshot,
+        key: Option<u64>,
+        accept: impl Fn(&Backend) -> bool,
+    ) -> Option<&'a Arc<Backend>> {
+        let Some(key) = key.filter(|_| self.strategy == Strategy::Hash) else {
+            return self.pick_where(snapshot, accept);
+        };
+        if snapshot.eligible.is_empty() {
+            return None;
+        }
+        let found = snapshot.ring.walk(key).find_map(|i| {
+            let backend = snapshot.backends.get(i)?;
+            (snapshot.up.get(i) == Some(&true) && accept(backend)).then_some(backend)
+        });
+        // The walk is bounded; past it (nearly everything refused), a scan.
+        found.or_else(|| snapshot.eligible.iter().find(|b| accept(b)))
+    }
+
     /// Chooses a backend for which `accept` holds (not tried yet, not full),
     /// asking the strategy a bounded number of times and then scanning once,
     /// so the cost stays O(1) unless nearly everything is refused.

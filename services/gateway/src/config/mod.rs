@@ -156,6 +156,11 @@ impl Settings {
                 return Err(SettingsError::invalid(key, "must be greater than zero"));
             }
         }
+        let h = &self.balancer.hash;
+        if self.balancer.strategy == Strategy::Hash || !h.key.is_empty() {
+            HashKey::parse(&h.key)
+                .map_err(|message| SettingsError::invalid("balancer.hash.key", message))?;
+        }
         let p = &self.balancer.peak_ewma;
         for (key, value, max) in [
             (

@@ -24,17 +24,101 @@ pub enum Strategy {
     /// latency times requests in flight (Finagle's and Linkerd's): avoids
     /// slow backends even when nothing is in flight.
     PeakEwma,
+    /// Consistent hashing of a key taken from each request (a header, a
+    /// cookie, a query parameter, the path or the client's address), so the
+    /// same key goes to the same backend while it is `up`.
+    Hash,
 }
 
 /// The `balancer` section.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BalancerSettings {
-    /// `round_robin`, `weighted_round_robin`, `least_outstanding` or
-    /// `peak_ewma`.
+    /// `round_robin`, `weighted_round_robin`, `least_outstanding`,
+    /// `peak_ewma` or `hash`.
     pub strategy: Strategy,
     /// How `peak_ewma` estimates latency (read only under that strategy).
     pub peak_ewma: PeakEwmaSettings,
+    /// What `hash` hashes (read only under that strategy).
+    pub hash: HashSettings,
+}
+
+/// The `balancer.hash` section.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HashSettings {
+    /// Where the key is: `header:<name>`, `cookie:<name>`, `query:<name>`,
+    /// `path` or `client_address`; required under `hash` (see [`HashKey`]).
+    pub key: String,
+    /// What a request without the key gets.
+    pub fallback: HashFallback,
+}
+
+/// How `hash` picks for a request that lacks the key.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HashFallback {
+    /// Each `up` backend in turn.
+    #[default]
+    RoundRobin,
+    /// A random `up` backend.
+    Random,
+}
+
+/// A parsed `balancer.hash.key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// The first value of this request header.
+    Header(http::HeaderName),
+    /// The value of this cookie (from the `Cookie` headers).
+    Cookie(String),
+    /// The raw (not percent-decoded) value of this query parameter.
+    Query(String),
+    /// The request path, without the query.
+    Path,
+    /// The client's IP address (the peer of the connection).
+    ClientAddress,
+}
+
+impl HashKey {
+    /// Parses `balancer.hash.key`; the error says what is wrong.
+    pub fn parse(key: &str) -> Result<Self, String> {
+        let is_token = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        };
+        match key.split_once(':') {
+            None if key == "path" => Ok(HashKey::Path),
+            None if key == "client_address" => Ok(HashKey::ClientAddress),
+            Some(("header", name)) => http::HeaderName::from_bytes(name.as_bytes())
+                .ok()
+                .filter(|_| is_token(name))
+                .map(HashKey::Header)
+                .ok_or_else(|| {
+                    format!("{name:?} is not a valid header name (an HTTP token such as X-User)")
+                }),
+            Some(("cookie", name)) if is_token(name) => Ok(HashKey::Cookie(name.to_owned())),
+            Some(("cookie", name)) => Err(format!(
+                "{name:?} is not a valid cookie name (an HTTP token such as session)"
+            )),
+            Some(("query", name))
+                if !name.is_empty() && !name.contains(['&', '=', '#', ' ']) =>
+            {
+                Ok(HashKey::Query(name.to_owned()))
+            }
+            Some(("query", name)) => Err(format!(
+                "{name:?} is not a valid query parameter name (non-empty, without '&', '=', '#' or spaces)"
+            )),
+            _ if key.is_empty() => Err(
+                "is required under balancer.strategy hash: header:<name>, cookie:<name>, query:<name>, path or client_address"
+                    .to_owned(),
+            ),
+            _ => Err(format!(
+                "{key:?} is not one of header:<name>, cookie:<name>, query:<name>, path or client_address"
+            )),
+        }
+    }
 }
 
 /// The `balancer.peak_ewma` section.

@@ -245,3 +245,56 @@ fn peak_ewma_settings_are_read_and_checked() {
         assert!(e.contains("must be greater than zero"), "{e}");
     }
 }
+
+#[test]
+fn hash_settings_are_read_and_checked() {
+    let s = load_env(&[
+        ("GATEWAY__BALANCER__STRATEGY", "hash"),
+        ("GATEWAY__BALANCER__HASH__KEY", "header:X-User"),
+        ("GATEWAY__BALANCER__HASH__FALLBACK", "random"),
+    ])
+    .unwrap();
+    assert_eq!(s.balancer.strategy, Strategy::Hash);
+    assert_eq!(s.balancer.hash.fallback, HashFallback::Random);
+    assert_eq!(
+        HashKey::parse(&s.balancer.hash.key),
+        Ok(HashKey::Header(http::HeaderName::from_static("x-user")))
+    );
+    let s = load_env(&[
+        ("GATEWAY__BALANCER__STRATEGY", "hash"),
+        ("GATEWAY__BALANCER__HASH__KEY", "client_address"),
+    ])
+    .unwrap();
+    assert_eq!(s.balancer.hash.fallback, HashFallback::RoundRobin);
+    for (key, parsed) in [
+        ("path", HashKey::Path),
+        ("client_address", HashKey::ClientAddress),
+        ("cookie:session", HashKey::Cookie("session".to_owned())),
+        ("query:user", HashKey::Query("user".to_owned())),
+    ] {
+        assert_eq!(HashKey::parse(key), Ok(parsed));
+    }
+    for (key, expect) in [
+        ("", "is required"),
+        ("header:X User", "not a valid header name"),
+        ("header:", "not a valid header name"),
+        ("header:X-Us\u{e9}r", "not a valid header name"),
+        ("cookie:a;b", "not a valid cookie name"),
+        ("query:", "not a valid query parameter name"),
+        ("body", "is not one of"),
+        ("Header:X-User", "is not one of"),
+    ] {
+        let e = load_env(&[
+            ("GATEWAY__BALANCER__STRATEGY", "hash"),
+            ("GATEWAY__BALANCER__HASH__KEY", key),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("balancer.hash.key"), "{key}: {e}");
+        assert!(e.contains(expect), "{key}: {e}");
+    }
+    let e = load_env(&[("GATEWAY__BALANCER__HASH__FALLBACK", "sticky")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("fallback"), "{e}");
+}

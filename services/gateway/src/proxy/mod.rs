@@ -41,6 +41,7 @@ pub mod retry;
 mod target;
 
 use crate::backends::{Backend, InFlight, Registry};
+use crate::balancer::hash::RequestParts;
 use crate::balancer::Balancer;
 use crate::config::{LimitSettings, RetrySettings};
 use crate::errors::ProxyError;
@@ -183,13 +184,21 @@ async fn forward(
         };
         return answer_error(state, request, None, error);
     };
+    // Under `hash`, the key is found and hashed once, before the headers
+    // are rewritten; every attempt picks with it.
+    let key = state.balancer.request_key(RequestParts {
+        headers: &headers,
+        path: request.target.path(),
+        query: request.target.query(),
+        client: client.ip(),
+    });
     let forwarded = forward_headers(headers, client, &request.request_id);
     state.budget.record_request();
 
     let deadline = request.started + state.request_timeout;
     let mut tried: Vec<Arc<Backend>> = Vec::new();
     loop {
-        let in_flight = match choose_backend(state, &tried) {
+        let in_flight = match choose_backend(state, &tried, key) {
             Ok(in_flight) => in_flight,
             Err(e) => return answer_error(state, request, tried.last(), e),
         };
@@ -357,8 +366,13 @@ fn admit(state: &Arc<ProxyState>) -> Option<Admitted> {
 
 /// An `up` backend not tried yet and not at its in-flight limit. When every
 /// `up` backend has been tried, one may be tried again (a failure on a
-/// stale pooled connection is worth a second go on the same host).
-fn choose_backend(state: &ProxyState, tried: &[Arc<Backend>]) -> Result<InFlight, ProxyError> {
+/// stale pooled connection is worth a second go on the same host). `key`
+/// is the request's hashed key under the `hash` strategy.
+fn choose_backend(
+    state: &ProxyState,
+    tried: &[Arc<Backend>],
+    key: Option<u64>,
+) -> Result<InFlight, ProxyError> {
     let snapshot = state.registry.current();
     if snapshot.backends.is_empty() {
         return Err(ProxyError::NoBackends);
@@ -374,8 +388,8 @@ fn choose_backend(state: &ProxyState, tried: &[Arc<Backend>]) -> Result<InFlight
     for _ in 0..3 {
         let chosen = state
             .balancer
-            .pick_where(&snapshot, |b| untried(b) && has_room(b))
-            .or_else(|| state.balancer.pick_where(&snapshot, has_room));
+            .pick_keyed(&snapshot, key, |b| untried(b) && has_room(b))
+            .or_else(|| state.balancer.pick_keyed(&snapshot, key, has_room));
         let Some(backend) = chosen else { break };
         if let Some(in_flight) = backend.try_begin(limit) {
             return Ok(in_flight);
