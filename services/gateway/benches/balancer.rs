@@ -16,6 +16,14 @@
 //! counter and of the snapshot's reference count bouncing between cores.
 //! One iteration is one pick on every thread; throughput is in picks.
 //!
+//! `pick_hash/<n>` is the `hash` strategy's share of one request among `n`
+//! backends: finding and hashing an `X-User` header (once per request),
+//! then the pick (a binary search of the ring and, all backends being up,
+//! no walk). `pick_hash_down/<n>` is the pick alone with every other
+//! backend down, so about half the keys walk on to a next point.
+//! `build_ring/<n>` is what each membership change pays to build the ring
+//! (off the request path).
+//!
 //! Run with `cargo bench -p gateway --bench balancer`.
 
 // criterion_group! and criterion_main! generate undocumented items.
@@ -26,9 +34,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use gateway::backends::ring::HashRing;
 use gateway::backends::Registry;
+use gateway::balancer::hash::RequestParts;
 use gateway::balancer::Balancer;
-use gateway::config::Strategy;
+use gateway::config::{BalancerSettings, HashSettings, Strategy};
 use gateway::outcome::Outcome;
 use gateway::spec::ServerSpec;
 use observability::clock::SystemClock;
@@ -121,5 +131,77 @@ fn observe(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, pick, pick_threads, observe);
+fn hashing() -> Balancer {
+    Balancer::from_settings(&BalancerSettings {
+        strategy: Strategy::Hash,
+        hash: HashSettings {
+            key: "header:X-User".to_owned(),
+            ..HashSettings::default()
+        },
+        ..BalancerSettings::default()
+    })
+}
+
+fn pick_hash(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pick_hash");
+    let balancer = hashing();
+    let mut headers = http::HeaderMap::new();
+    headers.insert("accept", http::HeaderValue::from_static("*/*"));
+    headers.insert("x-user", http::HeaderValue::from_static("user-1234567"));
+    headers.insert("user-agent", http::HeaderValue::from_static("bench/1"));
+    for n in [3usize, 1000] {
+        let reg = registry(n);
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                let key = balancer.request_key(RequestParts {
+                    headers: black_box(&headers),
+                    path: "/api/data",
+                    query: None,
+                    client: std::net::Ipv4Addr::LOCALHOST.into(),
+                });
+                let snapshot = reg.snapshot();
+                let chosen = balancer
+                    .pick_keyed(black_box(&snapshot), key, |_| true)
+                    .map(|b| b.weight);
+                black_box(chosen)
+            })
+        });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("pick_hash_down");
+    for n in [3usize, 1000] {
+        let reg = registry(n);
+        for i in (1..n).step_by(2) {
+            reg.set_draining(&format!("backend-{i}"), true);
+        }
+        let mut key = 0u64;
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                key = key.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let snapshot = reg.snapshot();
+                let chosen = balancer
+                    .pick_keyed(black_box(&snapshot), Some(key), |_| true)
+                    .map(|b| b.weight);
+                black_box(chosen)
+            })
+        });
+    }
+    group.finish();
+}
+
+fn build_ring(c: &mut Criterion) {
+    let mut group = c.benchmark_group("build_ring");
+    group.sample_size(10);
+    for n in [3usize, 1000] {
+        let names: Vec<String> = (0..n).map(|i| format!("backend-{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let weights: Vec<u32> = (0..n).map(|i| 1 + (i % 5) as u32).collect();
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| black_box(HashRing::build(black_box(&names), &weights).len()))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, pick, pick_threads, observe, pick_hash, build_ring);
 criterion_main!(benches);
