@@ -20,7 +20,7 @@ pub struct ServerSpec {
     /// Absolute `http://` or `https://` URL with a host; an optional path
     /// is prefixed to every forwarded path.
     pub url: String,
-    /// 1 to 1000; only `weighted_round_robin` uses it. Default 1.
+    /// 1 to 1000; only `weighted_round_robin` and `hash` use it. Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
 }
