@@ -117,6 +117,9 @@ pub struct Registry {
     on_added: Option<AddedHook>,
     /// Why `https` backends cannot be registered, when they cannot.
     no_https: Option<String>,
+    /// Whether snapshots carry a hash ring (only the `hash` strategy reads
+    /// it; with 1,000 backends it takes milliseconds to build).
+    hash_ring: bool,
 }
 
 impl std::fmt::Debug for Registry {
@@ -138,7 +141,15 @@ impl Registry {
             store: None,
             on_added: None,
             no_https: None,
+            hash_ring: true,
         }
+    }
+
+    /// Snapshots without a hash ring (an empty one), for strategies that do
+    /// not hash: a change of membership then builds nothing it will not use.
+    pub fn without_hash_ring(mut self) -> Self {
+        self.hash_ring = false;
+        self
     }
 
     /// Calls `hook` with the name of every backend added from now on
@@ -429,7 +440,8 @@ impl Registry {
 
     fn swap_in(&self, backends: Vec<Arc<Backend>>) {
         let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        self.current.store(Arc::new(build_snapshot(backends, None)));
+        let ring = (!self.hash_ring).then(|| Arc::new(HashRing::default()));
+        self.current.store(Arc::new(build_snapshot(backends, ring)));
     }
 }
 

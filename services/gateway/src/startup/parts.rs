@@ -9,7 +9,7 @@ use observability::clock::SystemClock;
 
 use super::StartupError;
 use crate::backends::Registry;
-use crate::config::{Settings, UpstreamSettings};
+use crate::config::{Settings, Strategy, UpstreamSettings};
 use crate::metrics::GatewayMetrics;
 use crate::state_file::StateFile;
 use crate::upstream::resolve::Resolver;
@@ -26,6 +26,9 @@ pub(super) fn build_registry(
         Registry::new(Arc::new(SystemClock)).on_added(move |name| metrics.backend_added(name));
     if let Some(reason) = no_https {
         registry = registry.without_https(reason);
+    }
+    if settings.balancer.strategy != Strategy::Hash {
+        registry = registry.without_hash_ring();
     }
     let (file, saved) = if settings.state_file.is_empty() {
         (None, Vec::new())
