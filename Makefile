@@ -75,12 +75,18 @@ test-observability: release ## Dashboards and alert rules against a real Prometh
 	python3 -m unittest discover -s tests/observability -v
 
 # --- Benchmarks: bench/, services/gateway/benches ---
-.PHONY: bench bench-soak bench-compile
+.PHONY: bench bench-soak bench-compile bench-partial bench-partial-smoke
 bench: release ## Gateway vs NGINX vs HAProxy vs direct, wrk on loopback (BENCH_DURATION, BENCH_ROUNDS, ...); writes target/bench/
 	python3 bench/bench.py
 
 bench-soak: release ## Gateway RSS over 10 million requests at 256 connections (SOAK_REQUESTS, ...); writes target/bench/soak.*
 	python3 bench/soak.py
+
+bench-partial: release ## One backend of three slow (+20 ms) or failing (5% 500): gateway least_outstanding and peak_ewma vs NGINX least_conn vs HAProxy leastconn, light/open-loop/wrk loads; writes target/bench/partial.*
+	python3 bench/partial.py
+
+bench-partial-smoke: release ## bench-partial's plumbing, one second per load (figures mean nothing)
+	PARTIAL_SMOKE=1 BENCH_OUT=target/bench/partial-smoke python3 bench/partial.py
 
 bench-compile: ## Compile the criterion micro-benchmarks without running them (run them: cargo bench -p gateway)
 	$(CARGO) bench --workspace --no-run --locked --profile dev
