@@ -27,7 +27,7 @@ release: ## Release build: target/release/gateway and target/release/backend
 run: deps-run release ## Start 3 backends + gateway, register, run a short Locust load, print stats; Ctrl-C stops all
 	deploy/scripts/run-local.sh
 
-test: deps-test test-deps lint test-unit bench-compile test-e2e test-scenario test-dashboard test-tracing test-observability test-helm test-images compose-check test-resilience ## The whole test suite (what CI runs)
+test: deps-test test-deps lint test-unit bench-compile test-bench test-e2e test-scenario test-dashboard test-tracing test-observability test-helm test-images compose-check test-resilience ## The whole test suite (what CI runs)
 
 test-unit: ## Unit and integration tests (real servers on port 0)
 	$(CARGO) test --workspace --locked
@@ -75,12 +75,21 @@ test-observability: release ## Dashboards and alert rules against a real Prometh
 	python3 -m unittest discover -s tests/observability -v
 
 # --- Benchmarks: bench/, services/gateway/benches ---
-.PHONY: bench bench-soak bench-compile
+.PHONY: bench bench-soak bench-compile bench-partial bench-partial-smoke test-bench
 bench: release ## Gateway vs NGINX vs HAProxy vs direct, wrk on loopback (BENCH_DURATION, BENCH_ROUNDS, ...); writes target/bench/
 	python3 bench/bench.py
 
 bench-soak: release ## Gateway RSS over 10 million requests at 256 connections (SOAK_REQUESTS, ...); writes target/bench/soak.*
 	python3 bench/soak.py
+
+bench-partial: release ## One backend of three slow (+20 ms) or failing (5% 500): gateway least_outstanding and peak_ewma vs NGINX least_conn vs HAProxy leastconn, light/open-loop/wrk loads; writes target/bench/partial.*
+	python3 bench/partial.py
+
+bench-partial-smoke: release ## bench-partial's plumbing, one second per load (figures mean nothing)
+	PARTIAL_SMOKE=1 BENCH_OUT=target/bench/partial-smoke python3 bench/partial.py
+
+test-bench: ## bench/partial.py without timings: the open-loop generator's counting, the peers' configs (nginx -t, haproxy -c)
+	python3 -m unittest discover -s tests/bench -v
 
 bench-compile: ## Compile the criterion micro-benchmarks without running them (run them: cargo bench -p gateway)
 	$(CARGO) bench --workspace --no-run --locked --profile dev
