@@ -91,11 +91,11 @@ def check_faults(value, scenario, target):
                                            f"({durations.humanize(scenario.duration)})")
         backend = keys.get("backend")
         if backend not in scenario.backends:
-            raise SpecError(f"{where}.backend", f"{_show(backend)} is not one of the backends "
+            raise SpecError(f"{where}.backend", f"{quoted(backend)} is not one of the backends "
                                                 f"({', '.join(scenario.backends)})")
         action = keys.get("action")
         if action not in ACTIONS:
-            raise SpecError(f"{where}.action", f"{_show(action)} is unknown ({', '.join(ACTIONS)})")
+            raise SpecError(f"{where}.action", f"{quoted(action)} is unknown ({', '.join(ACTIONS)})")
         if action in ("kill", "restart") and target == "kubernetes":
             raise SpecError(f"{where}.action", f"{action} is for local runs only (the chart's pods are not ours "
                                                "to kill); use faults with mode refuse")
@@ -140,16 +140,16 @@ def _fault_settings(value, where):
     if "error_rate" in value:
         rate = value["error_rate"]
         if not _number(rate) or not 0.0 <= rate <= 1.0:
-            raise SpecError(f"{where}.error_rate", f"{_show(rate)} must be a number from 0.0 to 1.0")
+            raise SpecError(f"{where}.error_rate", f"{quoted(rate)} must be a number from 0.0 to 1.0")
         out["error_rate"] = float(rate)
     if "error_status" in value:
         status = value["error_status"]
         if isinstance(status, bool) or not isinstance(status, int) or not 500 <= status <= 599:
-            raise SpecError(f"{where}.error_status", f"{_show(status)} must be a status 500-599")
+            raise SpecError(f"{where}.error_status", f"{quoted(status)} must be a status 500-599")
         out["error_status"] = status
     if "mode" in value:
         if value["mode"] not in MODES:
-            raise SpecError(f"{where}.mode", f"{_show(value['mode'])} is unknown ({', '.join(MODES)})")
+            raise SpecError(f"{where}.mode", f"{quoted(value['mode'])} is unknown ({', '.join(MODES)})")
         out["mode"] = value["mode"]
     return out
 
@@ -183,7 +183,7 @@ def check_variants(value, gateway):
         keys = Keys(raw, where, required=("name",), optional=("gateway", "gates"))
         name = keys.get("name")
         if not isinstance(name, str) or not VARIANT_NAME.fullmatch(name):
-            raise SpecError(f"{where}.name", f"{_show(name)} must be 1-64 of a-z, 0-9 and - (it names a directory)")
+            raise SpecError(f"{where}.name", f"{quoted(name)} must be 1-64 of a-z, 0-9 and - (it names a directory)")
         if name in seen:
             raise SpecError(f"{where}.name", f'"{name}" names two variants')
         seen.add(name)
@@ -205,8 +205,9 @@ def _number(v):
 
 
 def _kind(v):
-    return "nothing" if v is None else f"a {type(v).__name__}" if not isinstance(v, (str, int, float)) else _show(v)
+    return "nothing" if v is None else f"a {type(v).__name__}" if not isinstance(v, (str, int, float)) else quoted(v)
 
 
-def _show(v):
+def quoted(v):
+    """A value as error messages quote it: strings in double quotes."""
     return f'"{v}"' if isinstance(v, str) else repr(v)

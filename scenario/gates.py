@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 
 from . import durations
-from .checks import Keys, SpecError
+from .checks import Keys, SpecError, quoted
 
 METRICS = ("p50", "p90", "p95", "p99", "max", "error_rate", "rps", "requests", "share")
 LATENCY = ("p50", "p90", "p95", "p99", "max")
@@ -92,15 +92,15 @@ def _gate(raw, where, scenario):
     keys = Keys(raw, where, required=("gate",), optional=("phase", "source", "window", "for", "abort_on_fail"))
     text = keys.get("gate")
     if not isinstance(text, str):
-        raise SpecError(text_at, f"{_show(text)} must be a threshold such as `p99 < 50ms`")
+        raise SpecError(text_at, f"{quoted(text)} must be a threshold such as `p99 < 50ms`")
     metric, backend, op, threshold, threshold_text, change = _parse(text, text_at, scenario)
     phases = {p.name: p for p in scenario.phases}
     phase = keys.get("phase", "run")
     if not isinstance(phase, str) or phase not in phases:
-        raise SpecError(f"{where}.phase", f"{_show(phase)} is not a phase ({', '.join(phases)})")
+        raise SpecError(f"{where}.phase", f"{quoted(phase)} is not a phase ({', '.join(phases)})")
     source = keys.get("source", "gateway" if metric == "share" else "client")
     if not isinstance(source, str) or source not in SOURCES:
-        raise SpecError(f"{where}.source", f"{_show(source)} is unknown ({', '.join(SOURCES)})")
+        raise SpecError(f"{where}.source", f"{quoted(source)} is unknown ({', '.join(SOURCES)})")
     if metric == "share" and source != "gateway":
         raise SpecError(f"{where}.source", "share is the gateway's view only (source: gateway)")
     if metric in LATENCY and source == "gateway":
@@ -124,7 +124,7 @@ def _gate(raw, where, scenario):
                                             f"(the windows {phase} has)")
     abort = keys.get("abort_on_fail", False)
     if not isinstance(abort, bool):
-        raise SpecError(f"{where}.abort_on_fail", f"{_show(abort)} must be true or false")
+        raise SpecError(f"{where}.abort_on_fail", f"{quoted(abort)} must be true or false")
     normal = f"{metric}({backend})" if backend else metric
     return Gate(text=f"{normal} {op} {threshold_text}", metric=metric, op=op, threshold=threshold,
                 threshold_text=threshold_text, phase=phase, source=source, backend=backend, window=window,
@@ -134,7 +134,7 @@ def _gate(raw, where, scenario):
 def _parse(text, where, scenario):
     m = _GATE.fullmatch(text)
     if not m:
-        raise SpecError(where, f"{_show(text)} is not a threshold: write METRIC OP VALUE, such as `p99 < 50ms`")
+        raise SpecError(where, f"{quoted(text)} is not a threshold: write METRIC OP VALUE, such as `p99 < 50ms`")
     metric, backend, op, rest = m["metric"], m["backend"], m["op"], m["rest"]
     if metric not in METRICS:
         raise SpecError(where, f'"{metric}" is unknown ({", ".join(METRICS)})')
@@ -150,7 +150,7 @@ def _parse(text, where, scenario):
     elif backend is not None:
         raise SpecError(where, f"{metric} takes no backend (only share(BACKEND) does)")
     if not rest:
-        raise SpecError(where, f"{_show(text)} has no threshold after {op}")
+        raise SpecError(where, f"{quoted(text)} has no threshold after {op}")
     b = _BASELINE.fullmatch(rest)
     if b:
         if b["pct"] and float(b["pct"]) > LARGEST:
@@ -206,6 +206,3 @@ def _trim(value):
 def _kind(v):
     return "nothing" if v is None else f"a {type(v).__name__}"
 
-
-def _show(v):
-    return f'"{v}"' if isinstance(v, str) else repr(v)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import durations, phases
-from .checks import Keys, SpecError, check_faults, check_gateway, check_variants
+from .checks import Keys, SpecError, check_faults, check_gateway, check_variants, quoted
 from .gates import check_gates
 
 try:  # optional: JSON needs no PyYAML, and the Kubernetes Job has none
@@ -184,7 +184,7 @@ def validate(data, path, target="local"):
                optional=("name", "backends", "gateway", "settle", "faults", "variants", "gates"))
     name = top.get("name", Path(path).stem)
     if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise SpecError("name", f"{_show(name)} must be 1-64 of a-z, 0-9 and - (it names the run directory)")
+        raise SpecError("name", f"{quoted(name)} must be 1-64 of a-z, 0-9 and - (it names the run directory)")
     description = top.get("description")
     if not isinstance(description, str) or not description.strip():
         raise SpecError("description", "must be a sentence saying what the scenario shows")
@@ -219,7 +219,7 @@ def _backends(value):
     seen = set()
     for i, name in enumerate(value):
         if not isinstance(name, str) or not BACKEND_NAME.fullmatch(name):
-            raise SpecError(f"backends[{i}]", f"{_show(name)} must be 1-63 of A-Z, a-z, 0-9, -, _ and .")
+            raise SpecError(f"backends[{i}]", f"{quoted(name)} must be 1-63 of A-Z, a-z, 0-9, -, _ and .")
         if name in seen:
             raise SpecError(f"backends[{i}]", f'"{name}" appears twice')
         seen.add(name)
@@ -230,10 +230,10 @@ def _load(value):
     keys = Keys(value, "load", required=("stages",), optional=("user", "path", "rate"))
     user = keys.get("user", "api")
     if user not in USERS:
-        raise SpecError("load.user", f"{_show(user)} is unknown ({', '.join(USERS)})")
+        raise SpecError("load.user", f"{quoted(user)} is unknown ({', '.join(USERS)})")
     path = keys.get("path", "/api/data")
     if not isinstance(path, str) or not path.startswith("/") or any(c.isspace() or ord(c) < 32 for c in path):
-        raise SpecError("load.path", f"{_show(path)} must be a path starting with / (no spaces)")
+        raise SpecError("load.path", f"{quoted(path)} must be a path starting with / (no spaces)")
     rate = keys.get("rate")
     stages = keys.get("stages")
     if not isinstance(stages, list) or not stages:
@@ -251,7 +251,7 @@ def _load(value):
         s = Keys(raw, where, required=("duration", "users"), optional=("name", "spawn_rate", "rate"))
         stage_name = s.get("name", f"stage-{i + 1}")
         if not isinstance(stage_name, str) or not NAME.fullmatch(stage_name) or stage_name == "run":
-            raise SpecError(f"{where}.name", f"{_show(stage_name)} must be 1-64 of a-z, 0-9 and - (and not `run`)")
+            raise SpecError(f"{where}.name", f"{quoted(stage_name)} must be 1-64 of a-z, 0-9 and - (and not `run`)")
         if stage_name in names:
             raise SpecError(f"{where}.name", f'"{stage_name}" names two stages')
         names.add(stage_name)
@@ -260,16 +260,16 @@ def _load(value):
             raise SpecError(f"{where}.duration", "must be more than 0s")
         users = s.get("users")
         if isinstance(users, bool) or not isinstance(users, int) or not 0 <= users <= 10000:
-            raise SpecError(f"{where}.users", f"{_show(users)} must be a whole number 0-10000")
+            raise SpecError(f"{where}.users", f"{quoted(users)} must be a whole number 0-10000")
         spawn_rate = s.get("spawn_rate", max(users, 1))
         if not _number(spawn_rate) or spawn_rate <= 0:
-            raise SpecError(f"{where}.spawn_rate", f"{_show(spawn_rate)} must be a number > 0 (users per second)")
+            raise SpecError(f"{where}.spawn_rate", f"{quoted(spawn_rate)} must be a number > 0 (users per second)")
         stage_rate = s.get("rate")
         if stage_rate is not None:
             if user != "constant_rate":
                 raise SpecError(f"{where}.rate", "only for user constant_rate (the api user waits 1-3 s between requests)")
             if not _number(stage_rate) or stage_rate <= 0:
-                raise SpecError(f"{where}.rate", f"{_show(stage_rate)} must be a number > 0 (requests per second)")
+                raise SpecError(f"{where}.rate", f"{quoted(stage_rate)} must be a number > 0 (requests per second)")
         out.append(Stage(stage_name, duration, users, float(spawn_rate), start,
                          float(stage_rate) if stage_rate is not None else None))
         start += duration
@@ -288,9 +288,6 @@ def _number(v):
     except OverflowError:
         return False
 
-
-def _show(v):
-    return f'"{v}"' if isinstance(v, str) else repr(v)
 
 
 def summary_line(scenario):
