@@ -25,16 +25,6 @@ mod tests {
 
     #[test]
     fn the_page_loads_only_files_it_serves_and_stays_small() {
-        for src in PAGE.html.split("\"/dashboard/").skip(1) {
-            let name = src.split('?').next().unwrap_or_default();
-            assert_ne!(
-                PAGE.asset(name, None).status(),
-                http::StatusCode::NOT_FOUND,
-                "{name}"
-            );
-        }
-        assert!(!PAGE.html.contains("<style") && !PAGE.html.contains(" style="));
-        assert!(!PAGE.html.contains("<script>"));
-        assert!(PAGE.weight() < 200 * 1024, "{} bytes", PAGE.weight());
+        assert_eq!(PAGE.problems(), Vec::<String>::new());
     }
 }

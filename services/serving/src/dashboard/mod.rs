@@ -141,6 +141,31 @@ impl Page {
     pub fn weight(&self) -> usize {
         self.rendered().0.len() + self.files().map(|a| a.body.len()).sum::<usize>()
     }
+
+    /// What would break the page under its policy, for each service's tests:
+    /// a `/dashboard/` file its HTML names that it does not serve, inline
+    /// styles or scripts (the policy blocks them), or a weight of 200 KiB or
+    /// more. Empty when there is nothing.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems: Vec<String> = self
+            .html
+            .split("\"/dashboard/")
+            .skip(1)
+            .map(|src| src.split('?').next().unwrap_or_default())
+            .filter(|name| !self.files().any(|a| a.name == *name))
+            .map(|name| format!("names /dashboard/{name}, which it does not serve"))
+            .collect();
+        if self.html.contains("<style") || self.html.contains(" style=") {
+            problems.push("has an inline style".into());
+        }
+        if self.html.contains("<script>") {
+            problems.push("has an inline script".into());
+        }
+        if self.weight() >= 200 * 1024 {
+            problems.push(format!("weighs {} bytes", self.weight()));
+        }
+        problems
+    }
 }
 
 fn answer(
@@ -211,5 +236,22 @@ mod tests {
             StatusCode::NOT_FOUND
         );
         assert!(PAGE.weight() > 50_000);
+    }
+
+    #[test]
+    fn problems_name_what_would_break_a_page() {
+        assert_eq!(PAGE.problems(), Vec::<String>::new());
+        static BROKEN: Page = Page::new(
+            "<style>a{}</style><script>1</script><script src=\"/dashboard/gone.js?v=@V@\"></script>",
+            &[],
+        );
+        assert_eq!(
+            BROKEN.problems(),
+            [
+                "names /dashboard/gone.js, which it does not serve",
+                "has an inline style",
+                "has an inline script"
+            ]
+        );
     }
 }
