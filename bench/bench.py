@@ -75,6 +75,17 @@ PATH = "/api/data"
 BACKENDS = 3
 
 
+def rotations(targets: list[str], rounds: int):
+    """(round number, the targets in that round's order) for each round. The
+    order rotates every round, so no target always runs first (or right
+    after the same neighbour)."""
+    for round_no in range(1, rounds + 1):
+        shift = (round_no - 1) % len(targets)
+        order = targets[shift:] + targets[:shift]
+        print(f"round {round_no}/{rounds}: {', '.join(order)}", flush=True)
+        yield round_no, order
+
+
 class BenchError(Exception):
     """A failure that ends the run with a message instead of a traceback."""
 
@@ -555,13 +566,7 @@ class Bench:
 
     def run(self) -> list[dict]:
         rows = []
-        targets = self.cfg["targets"]
-        for round_no in range(1, self.cfg["rounds"] + 1):
-            # Rotate the order every round, so no target always runs first
-            # (or right after the same neighbour).
-            shift = (round_no - 1) % len(targets)
-            order = targets[shift:] + targets[:shift]
-            print(f"round {round_no}/{self.cfg['rounds']}: {', '.join(order)}", flush=True)
+        for round_no, order in rotations(self.cfg["targets"], self.cfg["rounds"]):
             for conns in self.cfg["connections"]:
                 for target in order:
                     rows.append(self.measure(target, conns, round_no))

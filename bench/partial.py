@@ -413,11 +413,7 @@ class Partial(bench.Bench):
 
     def run(self) -> list[dict]:
         rows = []
-        targets = self.cfg["targets"]
-        for round_no in range(1, self.cfg["rounds"] + 1):
-            shift = (round_no - 1) % len(targets)
-            order = targets[shift:] + targets[:shift]
-            print(f"round {round_no}/{self.cfg['rounds']}: {', '.join(order)}", flush=True)
+        for round_no, order in bench.rotations(self.cfg["targets"], self.cfg["rounds"]):
             for case in self.cfg["cases"]:
                 for target in order:
                     rows.extend(self.measure_proxy(case, target, round_no))
