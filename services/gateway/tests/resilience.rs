@@ -125,14 +125,7 @@ async fn health_checks_take_a_dead_backend_down_and_bring_it_back() {
 
     // Restart on the same port: back within a couple of intervals.
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    let (_tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(backend::run(
-        listener,
-        backend_settings("flaky"),
-        async move {
-            let _ = rx.await;
-        },
-    ));
+    let _back = spawn_backend_on(listener, backend_settings("flaky"));
     until_state(&gw, "flaky", "up").await;
     let r = client().get(gw.url("/api/data")).send().await.unwrap();
     assert_eq!(r.status(), 200);

@@ -81,7 +81,12 @@ pub fn backend_settings(name: &str) -> backend::config::Settings {
 }
 
 pub async fn spawn_backend_with(settings: backend::config::Settings) -> TestBackend {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    spawn_backend_on(TcpListener::bind("127.0.0.1:0").await.unwrap(), settings)
+}
+
+/// A backend on `listener` (bound to the address a stopped backend had, to
+/// bring it back).
+pub fn spawn_backend_on(listener: TcpListener, settings: backend::config::Settings) -> TestBackend {
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel();
     let handle = tokio::spawn(backend::run(listener, settings, async move {
@@ -177,20 +182,36 @@ where
     }
 }
 
-/// Requests the gateway has in flight at each backend (`GET /api/servers`),
-/// by name.
-pub async fn in_flight(gw: &TestGateway) -> std::collections::HashMap<String, u64> {
+/// `field` of each backend in `GET /api/servers`, by name.
+pub async fn server_field(
+    gw: &TestGateway,
+    field: &str,
+) -> std::collections::HashMap<String, serde_json::Value> {
     let list = json(client().get(gw.url("/api/servers")).send().await.unwrap()).await;
     list["servers"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| {
-            (
-                s["name"].as_str().unwrap().to_owned(),
-                s["active_requests"].as_u64().unwrap(),
-            )
-        })
+        .map(|s| (s["name"].as_str().unwrap().to_owned(), s[field].clone()))
+        .collect()
+}
+
+/// Requests the gateway has in flight at each backend (`GET /api/servers`),
+/// by name.
+pub async fn in_flight(gw: &TestGateway) -> std::collections::HashMap<String, u64> {
+    let field = server_field(gw, "active_requests").await;
+    field
+        .into_iter()
+        .map(|(name, n)| (name, n.as_u64().unwrap()))
+        .collect()
+}
+
+/// Each backend's state (`up`, `down`, `ejected`, `draining`), by name.
+pub async fn server_states(gw: &TestGateway) -> std::collections::HashMap<String, String> {
+    let field = server_field(gw, "state").await;
+    field
+        .into_iter()
+        .map(|(name, state)| (name, state.as_str().unwrap().to_owned()))
         .collect()
 }
 
