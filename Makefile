@@ -75,20 +75,23 @@ test-observability: release ## Dashboards and alert rules against a real Prometh
 	python3 -m unittest discover -s tests/observability -v
 
 # --- Benchmarks: bench/, services/gateway/benches ---
-.PHONY: bench bench-soak bench-compile bench-partial bench-partial-smoke test-bench
+.PHONY: bench bench-soak bench-compile bench-partial bench-partial-smoke test-bench tools-oha
 bench: release ## Gateway vs NGINX vs HAProxy vs direct, wrk on loopback (BENCH_DURATION, BENCH_ROUNDS, ...); writes target/bench/
 	python3 bench/bench.py
 
 bench-soak: release ## Gateway RSS over 10 million requests at 256 connections (SOAK_REQUESTS, ...); writes target/bench/soak.*
 	python3 bench/soak.py
 
-bench-partial: release ## One backend of three slow (+20 ms) or failing (5% 500): gateway least_outstanding and peak_ewma vs NGINX least_conn vs HAProxy leastconn, light/open-loop/wrk loads; writes target/bench/partial.*
+bench-partial: release tools-oha ## One backend of three healthy, slow (+20 ms) or failing (5% 500): every gateway strategy vs NGINX least_conn vs HAProxy leastconn, light/open-loop (oha, half of capacity)/wrk loads; writes target/bench/partial.*
 	python3 bench/partial.py
 
-bench-partial-smoke: release ## bench-partial's plumbing, one second per load (figures mean nothing)
+bench-partial-smoke: release tools-oha ## bench-partial's plumbing, one second per load (figures mean nothing)
 	PARTIAL_SMOKE=1 BENCH_OUT=target/bench/partial-smoke python3 bench/partial.py
 
-test-bench: ## bench/partial.py without timings: the open-loop generator's counting, the peers' configs (nginx -t, haproxy -c)
+tools-oha: ## oha, bench-partial's open-loop load, pinned, into .cache/tools (cargo install, a few minutes once)
+	@test -x .cache/tools/bin/oha || $(CARGO) install oha --version 1.16.0 --locked --root .cache/tools
+
+test-bench: ## bench-partial without timings: the generators' counting and users' keys, oha's summary, the peers' configs (nginx -t, haproxy -c)
 	python3 -m unittest discover -s tests/bench -v
 
 bench-compile: ## Compile the criterion micro-benchmarks without running them (run them: cargo bench -p gateway)

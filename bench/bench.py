@@ -467,8 +467,9 @@ class Bench:
 
     # -- one measurement -------------------------------------------------------
 
-    def wrk(self, port: int, conns: int, seconds: int, log_name: str) -> tuple[dict, float]:
-        """Runs wrk; returns its figures and its own CPU seconds."""
+    def wrk(self, port: int, conns: int, seconds: int, log_name: str, script: Path = HERE / "report.lua") -> tuple[dict, float]:
+        """Runs wrk with `script` (which must end as report.lua does);
+        returns its figures and its own CPU seconds."""
         url = f"http://{LOOPBACK}:{port}{self.cfg['path']}"
         argv = [
             "wrk",
@@ -479,7 +480,7 @@ class Bench:
             "5s",
             "--latency",
             "-s",
-            str(HERE / "report.lua"),
+            str(script),
             url,
         ]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)

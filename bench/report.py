@@ -333,7 +333,7 @@ def chart_support_problem() -> str | None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        return "matplotlib is missing (it draws results.png): run `make deps` (requirements-dev.txt)"
+        return "matplotlib is missing (it draws the charts): run `make deps` (requirements-dev.txt)"
     return None
 
 
@@ -394,37 +394,41 @@ def write_all(results: dict, out: Path) -> None:
     chart(results, out / "results.png")
 
 
-def main() -> int:
-    """`report.py [RESULTS.json]` re-renders a run's table and chart beside
-    it; `report.py RESULTS.json --publish DIR` writes them to
-    DIR/bench-results.md and DIR/bench.png without the run's date and
-    commit (what `docs/` holds)."""
+def rerender(prog: str, default_json: str, summarize, markdown, chart, names: tuple[str, str, str, str]) -> int:
+    """The command line of a report module: `PROG [RUN.json]` re-renders a
+    run's table and chart beside it (names[0], names[1]); `PROG RUN.json
+    --publish DIR` writes them to DIR/names[2] and DIR/names[3] without the
+    run's date and commit (what `docs/` holds). Medians and ratios are
+    recomputed from the raw runs, so a re-render picks up report changes."""
     args = sys.argv[1:]
     publish = None
     if "--publish" in args:
         at = args.index("--publish")
         if at + 1 >= len(args):
-            print("report: --publish needs a directory", file=sys.stderr)
+            print(f"{prog}: --publish needs a directory", file=sys.stderr)
             return 2
         publish = Path(args[at + 1])
         del args[at : at + 2]
-    path = Path(args[0]) if args else Path(__file__).resolve().parent.parent / "target/bench/results.json"
+    path = Path(args[0]) if args else Path(__file__).resolve().parent.parent / "target/bench" / default_json
     problem = chart_support_problem()
     if problem:
-        print(f"report: {problem}", file=sys.stderr)
+        print(f"{prog}: {problem}", file=sys.stderr)
         return 1
     results = json.loads(path.read_text())
-    # Recomputed from the raw runs, so a re-render picks up report changes.
     results.update(summarize(results["conditions"], results["runs"]))
     if publish:
         results["conditions"]["published"] = True
-        (publish / "bench-results.md").write_text(markdown(results))
-        chart(results, publish / "bench.png")
-        print(f"report: wrote {publish / 'bench-results.md'} and {publish / 'bench.png'}")
-        return 0
-    write_all(results, path.parent)
-    print(f"report: wrote {path.parent / 'results.md'} and {path.parent / 'results.png'}")
+        out, (md, png) = publish, names[2:]
+    else:
+        out, (md, png) = path.parent, names[:2]
+    (out / md).write_text(markdown(results))
+    chart(results, out / png)
+    print(f"{prog}: wrote {out / md} and {out / png}")
     return 0
+
+
+def main() -> int:
+    return rerender("report", "results.json", summarize, markdown, chart, ("results.md", "results.png", "bench-results.md", "bench.png"))
 
 
 if __name__ == "__main__":
