@@ -75,9 +75,12 @@ test-observability: release ## Dashboards and alert rules against a real Prometh
 	python3 -m unittest discover -s tests/observability -v
 
 # --- Benchmarks: bench/, services/gateway/benches ---
-.PHONY: bench bench-soak bench-compile bench-partial bench-partial-smoke test-bench
+.PHONY: bench bench-costs bench-soak bench-compile bench-partial bench-partial-smoke test-bench
 bench: release ## Gateway vs NGINX vs HAProxy vs direct, wrk on loopback (BENCH_DURATION, BENCH_ROUNDS, ...); writes target/bench/
 	python3 bench/bench.py
+
+bench-costs: release ## Instructions (callgrind), syscalls (strace) and TCP segments per request: gateway, NGINX, HAProxy, direct (COSTS_REQUESTS, ...); writes target/bench/costs.*; also run by make bench
+	python3 bench/costs.py
 
 bench-soak: release ## Gateway RSS over 10 million requests at 256 connections (SOAK_REQUESTS, ...); writes target/bench/soak.*
 	python3 bench/soak.py
@@ -88,7 +91,7 @@ bench-partial: release ## One backend of three slow (+20 ms) or failing (5% 500)
 bench-partial-smoke: release ## bench-partial's plumbing, one second per load (figures mean nothing)
 	PARTIAL_SMOKE=1 BENCH_OUT=target/bench/partial-smoke python3 bench/partial.py
 
-test-bench: ## bench/partial.py without timings: the open-loop generator's counting, the peers' configs (nginx -t, haproxy -c)
+test-bench: ## bench/partial.py and bench/costs.py without timings: the open-loop generator's counting, the peers' configs (nginx -t, haproxy -c), reading callgrind, strace -c and /proc/net/snmp
 	python3 -m unittest discover -s tests/bench -v
 
 bench-compile: ## Compile the criterion micro-benchmarks without running them (run them: cargo bench -p gateway)
