@@ -75,9 +75,12 @@ test-observability: release ## Dashboards and alert rules against a real Prometh
 	python3 -m unittest discover -s tests/observability -v
 
 # --- Benchmarks: bench/, services/gateway/benches ---
-.PHONY: bench bench-soak bench-compile bench-partial bench-partial-smoke test-bench tools-oha
+.PHONY: bench bench-costs bench-soak bench-compile bench-partial bench-partial-smoke test-bench tools-oha
 bench: release ## Gateway vs NGINX vs HAProxy vs direct, wrk on loopback (BENCH_DURATION, BENCH_ROUNDS, ...); writes target/bench/
 	python3 bench/bench.py
+
+bench-costs: release ## Instructions (callgrind), syscalls (strace) and TCP segments per request: gateway, NGINX, HAProxy, direct (COSTS_REQUESTS, ...); writes target/bench/costs.*; also run by make bench
+	python3 bench/costs.py
 
 bench-soak: release ## Gateway RSS over 10 million requests at 256 connections (SOAK_REQUESTS, ...); writes target/bench/soak.*
 	python3 bench/soak.py
@@ -91,7 +94,7 @@ bench-partial-smoke: release tools-oha ## bench-partial's plumbing, one second p
 tools-oha: ## oha, bench-partial's open-loop load, pinned, into .cache/tools (cargo install, a few minutes once)
 	@test -x .cache/tools/bin/oha || $(CARGO) install oha --version 1.16.0 --locked --root .cache/tools
 
-test-bench: ## bench-partial without timings: the generators' counting and users' keys, oha's summary, the peers' configs (nginx -t, haproxy -c)
+test-bench: ## bench-partial and bench-costs without timings: the generators' counting and users' keys, oha's summary, the peers' configs (nginx -t, haproxy -c), reading callgrind, strace -c, ss and /proc/net/snmp
 	python3 -m unittest discover -s tests/bench -v
 
 bench-compile: ## Compile the criterion micro-benchmarks without running them (run them: cargo bench -p gateway)

@@ -36,6 +36,9 @@ Settings, from the environment (all bounded):
   BENCH_TARGETS      comma-separated subset of the targets above (all)
   BENCH_PEER_ACCESS_LOG  1 (default): NGINX and HAProxy write an access log
                      line per request too, like the gateway; 0: they don't.
+  BENCH_COSTS        1 (default): after the rounds, bench/costs.py counts
+                     instructions, syscalls and TCP segments per request
+                     (its own COSTS_* settings); 0: it doesn't.
   BENCH_OUT          output directory (target/bench)
   BENCH_BIN_DIR      where backend and gateway are (target/release)
 
@@ -53,7 +56,6 @@ import resource
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -107,6 +109,17 @@ def env_int(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+def env_subset(name: str, allowed: list[str]) -> list[str]:
+    """A comma-separated subset of `allowed` from the environment; all of
+    them when unset."""
+    raw = os.environ.get(name, "").strip()
+    chosen = [x.strip() for x in raw.split(",") if x.strip()] if raw else list(allowed)
+    unknown = [x for x in chosen if x not in allowed]
+    if unknown or not chosen:
+        raise BenchError(f"{name}: unknown {unknown}; choose from {allowed}")
+    return chosen
+
+
 def settings() -> dict:
     conns_raw = os.environ.get("BENCH_CONNECTIONS", "64,256")
     try:
@@ -115,13 +128,13 @@ def settings() -> dict:
         raise BenchError(f"BENCH_CONNECTIONS={conns_raw!r}: expected numbers like 64,256") from None
     if not connections or any(not 1 <= c <= 1024 for c in connections):
         raise BenchError(f"BENCH_CONNECTIONS={conns_raw!r}: each must be 1..1024")
-    targets = [t.strip() for t in os.environ.get("BENCH_TARGETS", ",".join(ALL_TARGETS)).split(",") if t.strip()]
-    unknown = [t for t in targets if t not in ALL_TARGETS]
-    if unknown or not targets:
-        raise BenchError(f"BENCH_TARGETS: unknown {unknown}; choose from {ALL_TARGETS}")
+    targets = env_subset("BENCH_TARGETS", ALL_TARGETS)
     peer_log = os.environ.get("BENCH_PEER_ACCESS_LOG", "1").strip()
     if peer_log not in ("0", "1"):
         raise BenchError("BENCH_PEER_ACCESS_LOG must be 0 or 1")
+    with_costs = os.environ.get("BENCH_COSTS", "1").strip()
+    if with_costs not in ("0", "1"):
+        raise BenchError("BENCH_COSTS must be 0 or 1")
     return {
         "duration_s": env_int("BENCH_DURATION", 4, 1, 120),
         "warmup_s": env_int("BENCH_WARMUP", 1, 0, 30),
@@ -134,6 +147,7 @@ def settings() -> dict:
         "workers": env_int("BENCH_WORKERS", 2, 1, 64),
         "targets": targets,
         "peer_access_log": peer_log == "1",
+        "costs": with_costs == "1",
         "out": Path(os.environ.get("BENCH_OUT", ROOT / "target" / "bench")),
         "bin_dir": Path(os.environ.get("BENCH_BIN_DIR", ROOT / "target" / "release")),
         "path": PATH,
@@ -327,6 +341,17 @@ def render(template: Path, values: dict[str, str]) -> str:
     return text
 
 
+def backend_env(name: str, port: int) -> dict:
+    """The environment of one project backend in the benchmarks."""
+    return {
+        "BACKEND__LISTEN__HOST": LOOPBACK,
+        "BACKEND__LISTEN__PORT": str(port),
+        "PORT": str(port),
+        "BACKEND__NAME": name,
+        "BACKEND__LOG__LEVEL": "warn",
+    }
+
+
 class Bench:
     def __init__(self, cfg: dict, procs: Processes, workdir: Path) -> None:
         self.cfg = cfg
@@ -344,17 +369,7 @@ class Bench:
         for i in range(BACKENDS):
             port = free_port()
             log = self.logs / f"backend-{i + 1}.log"
-            proc = self.procs.start(
-                [str(binary)],
-                log,
-                env={
-                    "BACKEND__LISTEN__HOST": LOOPBACK,
-                    "BACKEND__LISTEN__PORT": str(port),
-                    "PORT": str(port),
-                    "BACKEND__NAME": f"b{i + 1}",
-                    "BACKEND__LOG__LEVEL": "warn",
-                },
-            )
+            proc = self.procs.start([str(binary)], log, env=backend_env(f"b{i + 1}", port))
             wait_ready(f"http://{LOOPBACK}:{port}/healthz", proc, log)
             self.backend_ports.append(port)
             self.backends.append(proc)
@@ -366,6 +381,16 @@ class Bench:
         process and log for direct."""
         if target == "direct":
             return None, self.backend_ports[0], None
+        argv, env, log, port = self.target_command(target)
+        proc = self.procs.start(argv, log, env=env)
+        wait_ready(f"http://{LOOPBACK}:{port}{self.cfg['path']}", proc, log)
+        return proc, port, log
+
+    def target_command(self, target: str) -> tuple[list[str], dict, Path, int]:
+        """Writes `target`'s configuration into a fresh run directory and
+        returns how to start it: (argv, environment, log file, port). Kept
+        apart from starting it so that costs.py can run the same command
+        under valgrind or strace."""
         port = self.ports[target]
         rundir = self.work / target
         if rundir.exists():
@@ -389,8 +414,7 @@ class Bench:
                 },
             )
             (rundir / "nginx.conf").write_text(conf)
-            argv = ["nginx", "-p", str(rundir), "-c", str(rundir / "nginx.conf")]
-            proc = self.procs.start(argv, log)
+            return ["nginx", "-p", str(rundir), "-c", str(rundir / "nginx.conf")], {}, log, port
         elif target == "haproxy":
             servers = "\n".join(f"    server b{i + 1} {LOOPBACK}:{p}" for i, p in enumerate(self.backend_ports))
             conf = render(
@@ -411,31 +435,30 @@ class Bench:
             (rundir / "haproxy.cfg").write_text(conf)
             argv = ["haproxy", "-db", "-f", str(rundir / "haproxy.cfg"), "-p", str(rundir / "haproxy.pid")]
             # HAProxy's log lines go to its stdout: a file of their own.
-            proc = self.procs.start(argv, rundir / "access.log")
-            log = rundir / "access.log"
-        else:  # gateway, gateway-nolog, gateway-bare
-            servers = ",".join(f"b{i + 1}=http://{LOOPBACK}:{p}" for i, p in enumerate(self.backend_ports))
-            argv = [str(self.cfg["bin_dir"] / "gateway")]
-            # The gateway logs to stdout (access lines included): a file,
-            # as a log collector would take it.
-            log = rundir / "stdout.log"
-            proc = self.procs.start(
-                argv,
-                log,
-                env={
-                    "GATEWAY__LISTEN__HOST": LOOPBACK,
-                    "GATEWAY__LISTEN__PORT": str(port),
-                    "PORT": str(port),
-                    "GATEWAY__SERVERS": servers,
-                    "GATEWAY__WORKERS": str(self.cfg["workers"]),
-                    "GATEWAY__LOG__ACCESS_LOG": "true" if target == "gateway" else "false",
-                    "GATEWAY__STATS__ENABLED": "false" if target == "gateway-bare" else "true",
-                    "GATEWAY__METRICS__ENABLED": "false" if target == "gateway-bare" else "true",
-                    "GATEWAY__LOG__LEVEL": "info",
-                },
-            )
-        wait_ready(f"http://{LOOPBACK}:{port}{self.cfg['path']}", proc, log)
-        return proc, port, log
+            return argv, {}, rundir / "access.log", port
+        # gateway, gateway-nolog, gateway-bare
+        env = {
+            **self.gateway_env(port),
+            "GATEWAY__LOG__ACCESS_LOG": "true" if target == "gateway" else "false",
+            "GATEWAY__STATS__ENABLED": "false" if target == "gateway-bare" else "true",
+            "GATEWAY__METRICS__ENABLED": "false" if target == "gateway-bare" else "true",
+            "GATEWAY__LOG__LEVEL": "info",
+        }
+        # The gateway logs to stdout (access lines included): a file,
+        # as a log collector would take it.
+        return [str(self.cfg["bin_dir"] / "gateway")], env, rundir / "stdout.log", port
+
+    def gateway_env(self, port: int) -> dict:
+        """The gateway's listener, workers and static backends; the callers
+        add the switches they compare."""
+        servers = ",".join(f"b{i + 1}=http://{LOOPBACK}:{p}" for i, p in enumerate(self.backend_ports))
+        return {
+            "GATEWAY__LISTEN__HOST": LOOPBACK,
+            "GATEWAY__LISTEN__PORT": str(port),
+            "PORT": str(port),
+            "GATEWAY__SERVERS": servers,
+            "GATEWAY__WORKERS": str(self.cfg["workers"]),
+        }
 
     def stop_target(self, proc: subprocess.Popen | None, target: str, log: Path | None) -> None:
         if proc is None:
@@ -650,6 +673,9 @@ def run_cli(name: str, body) -> int:
 
 
 def main() -> int:
+    # Run as a script this file is __main__; costs.py's `import bench` must
+    # get this same module, or its BenchError would be another class.
+    sys.modules.setdefault("bench", sys.modules[__name__])
     return run_cli("bench", bench_main)
 
 
@@ -675,8 +701,16 @@ def bench_main(procs: Processes) -> int:
         info = conditions(cfg)
         rows = bench.run()
         procs.stop_all()
+    costs_result = None
+    if cfg["costs"]:
+        import costs  # here: costs.py imports this module
+
+        costs_result = costs.measure_all(procs)
     info["elapsed_s"] = round(time.monotonic() - started, 1)
     results = report.summarize(info, rows)
+    if costs_result:
+        results["costs"] = costs_result
+        costs.write({**costs_result, "conditions": info}, out)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     report.write_all(results, out)
     print(f"\n{(out / 'results.md').read_text()}")

@@ -118,15 +118,6 @@ MAX_BACKEND_LIFE_S = 55
 CALIBRATION_S = 3
 
 
-def csv_subset(name: str, allowed: list[str]) -> list[str]:
-    raw = os.environ.get(name, "").strip()
-    chosen = [x.strip() for x in raw.split(",") if x.strip()] if raw else list(allowed)
-    unknown = [x for x in chosen if x not in allowed]
-    if unknown or not chosen:
-        raise BenchError(f"{name}: unknown {unknown}; choose from {allowed}")
-    return chosen
-
-
 def partial_settings() -> dict:
     cfg = bench.settings()
     smoke = os.environ.get("PARTIAL_SMOKE", "0").strip() == "1"
@@ -134,8 +125,8 @@ def partial_settings() -> dict:
         {
             "smoke": smoke,
             "rounds": 1 if smoke else bench.env_int("PARTIAL_ROUNDS", 2, 1, 10),
-            "cases": csv_subset("PARTIAL_CASES", ALL_CASES),
-            "targets": csv_subset("PARTIAL_TARGETS", ALL_TARGETS),
+            "cases": bench.env_subset("PARTIAL_CASES", ALL_CASES),
+            "targets": bench.env_subset("PARTIAL_TARGETS", ALL_TARGETS),
             "light_rate": bench.env_int("PARTIAL_LIGHT_RATE", 20, 1, 200),
             "light_s": 1 if smoke else bench.env_int("PARTIAL_LIGHT_SECONDS", 10, 1, 30),
             "open_rate": 500 if smoke else bench.env_int("PARTIAL_OPEN_RATE", 0, 100, 200000),
@@ -189,18 +180,8 @@ class Partial(bench.Bench):
         for i in range(bench.BACKENDS):
             port = bench.free_port()
             log = self.logs / f"backend-{i + 1}.log"
-            proc = self.procs.start(
-                [str(binary)],
-                log,
-                env={
-                    "BACKEND__LISTEN__HOST": LOOPBACK,
-                    "BACKEND__LISTEN__PORT": str(port),
-                    "PORT": str(port),
-                    "BACKEND__NAME": f"b{i + 1}",
-                    "BACKEND__LOG__LEVEL": "warn",
-                    "BACKEND__ADMIN__TOKEN": TOKEN,
-                },
-            )
+            env = {**bench.backend_env(f"b{i + 1}", port), "BACKEND__ADMIN__TOKEN": TOKEN}
+            proc = self.procs.start([str(binary)], log, env=env)
             bench.wait_ready(f"http://{LOOPBACK}:{port}/healthz", proc, log)
             self.backend_ports.append(port)
             self.backends.append(proc)
@@ -253,13 +234,8 @@ class Partial(bench.Bench):
             (rundir / "haproxy.cfg").write_text(conf)
             proc = self.procs.start(["haproxy", "-db", "-f", str(rundir / "haproxy.cfg")], log)
         else:
-            servers = ",".join(f"b{i + 1}=http://{LOOPBACK}:{p}" for i, p in enumerate(self.backend_ports))
             env = {
-                "GATEWAY__LISTEN__HOST": LOOPBACK,
-                "GATEWAY__LISTEN__PORT": str(port),
-                "PORT": str(port),
-                "GATEWAY__SERVERS": servers,
-                "GATEWAY__WORKERS": str(self.cfg["workers"]),
+                **self.gateway_env(port),
                 "GATEWAY__LOG__ACCESS_LOG": "false",
                 "GATEWAY__LOG__LEVEL": "warn",
                 "GATEWAY__BALANCER__STRATEGY": STRATEGIES[target],

@@ -311,6 +311,8 @@ def markdown(results: dict) -> str:
                 for lc in results[key]
             ) + ".")
             lines.append("")
+    if results.get("costs"):
+        lines += ["## Deterministic costs per request", "", costs_markdown(results["costs"])]
     if results["targets"]:
         lines += [
             "Performance targets (gateway with its defaults: stats, metrics and access log on), judged on the "
@@ -322,6 +324,44 @@ def markdown(results: dict) -> str:
         for t in results["targets"]:
             lines.append(f"- {'met' if t['met'] else 'NOT met'}: {t['target']} (measured {t['measured']})")
         lines.append("")
+    return "\n".join(lines)
+
+
+COST_COLUMNS = [("instructions", "instructions", ",.0f"), ("syscalls", "syscalls", ".2f"), ("segments", "TCP segments", ".1f")]
+
+
+def costs_markdown(costs: dict) -> str:
+    """The table of bench/costs.py's counts per request, with ratios
+    against NGINX, and what they count."""
+    by = costs["targets"]
+    nginx = by.get("nginx", {})
+    header = "| target |" + "".join(f" {label}/req | vs NGINX |" for _, label, _ in COST_COLUMNS) + " most frequent syscalls/req |"
+    lines = [header, "|---|" + "---:|---:|" * len(COST_COLUMNS) + "---|"]
+    for target in (t for t in ORDER if t in by):
+        row = f"| {LABELS[target]} |"
+        for key, _, fmt in COST_COLUMNS:
+            value = by[target].get(key, {}).get("per_request")
+            peer = nginx.get(key, {}).get("per_request")
+            row += f" {_f(value, fmt)} | {_x(_ratio(value, peer)) if target != 'nginx' else ''} |"
+        top = by[target].get("syscalls", {}).get("top", {})
+        # Calls made less than once in 20 requests are start-up's remains, not per-request work.
+        row += " " + ", ".join(f"{name} {count:.2f}" for name, count in top.items() if count >= 0.05) + " |"
+        lines.append(row)
+    n1, n2 = costs["requests"]
+    lines += [
+        "",
+        f"One worker per proxy, one client connection, one request at a time; each count is "
+        f"(run of {n2:,} requests - run of {n1:,}) / {n2 - n1:,}, each run in a freshly started proxy. "
+        "Instructions: callgrind's total Ir of the proxy's process (user space only; backends not counted). "
+        "Syscalls: strace -f -c over the proxy's processes and threads. TCP segments: segs_out of the run's own "
+        "sockets (ss -tin), every loopback hop, ACKs included (client-proxy and proxy-backend); delayed ACKs can "
+        "move it by a few tenths. direct: the client straight to a backend, whose instructions and syscalls these "
+        "are. Access log on for the gateway (not in `access log off`)"
+        f"{' and for the peers' if costs.get('peer_access_log') else ', off for the peers'}.",
+        "",
+    ]
+    for measure, tool in costs.get("missing_tools", {}).items():
+        lines += [f"No {measure} column: {tool} is not installed.", ""]
     return "\n".join(lines)
 
 

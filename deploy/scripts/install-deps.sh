@@ -7,6 +7,7 @@
 #                          (requirements.txt) in .venv. Nothing else.
 #   install-deps.sh test   what `make test` (CI) and `make bench` need: the above,
 #                          plus podman, Prometheus, NGINX, HAProxy, wrk,
+#                          valgrind, strace and ss (bench/costs.py),
 #                          Chromium, ... from Debian, requirements-dev.txt in
 #                          .venv, and helm and kubectl in .cache/bin unless
 #                          fitting ones are already on the PATH.
@@ -32,7 +33,7 @@ esac
 
 RUN_PACKAGES=(curl python3-venv)
 TEST_PACKAGES=(podman buildah runc debootstrap uidmap fuse-overlayfs docker-compose prometheus nginx-light haproxy
-  wrk chromium jq unzip)
+  wrk valgrind strace iproute2 chromium jq unzip)
 HELM_MIN_VERSION=${HELM_MIN_VERSION:-4.0}
 KUBECTL_MIN_VERSION=${KUBECTL_MIN_VERSION:-1.25}
 POLICY_RC_D=${POLICY_RC_D:-/usr/sbin/policy-rc.d}

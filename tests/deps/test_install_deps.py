@@ -28,7 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "scripts" / "install-deps.sh"
 RUN_PACKAGES = {"curl", "python3-venv"}
-TEST_ONLY = {"podman", "prometheus", "nginx-light", "haproxy", "chromium", "wrk", "debootstrap"}
+TEST_ONLY = {
+    "podman", "prometheus", "nginx-light", "haproxy", "chromium", "wrk", "valgrind", "strace", "iproute2", "debootstrap"
+}
 KILLERS = ("pkill", "killall", "systemctl", "service", "kill")
 
 
