@@ -27,7 +27,7 @@ the same whatever proxy sits in front):
            (its `retries 3` and `option redispatch` are in the template).
 
 Loads, one after the other against the same proxy process; every request
-carries one of 1,000 users' keys (`/api/data?user=N`), which only
+carries one of 1,000 users' keys (`/api/data?user=000` to `999`), which only
 gateway-hash looks at:
 
 - light  open loop at PARTIAL_LIGHT_RATE req/s (20) from openloop.py:
@@ -144,14 +144,17 @@ def partial_settings() -> dict:
 
 
 def user_paths(path: str) -> list[str]:
-    """The light load's requests: every user once, in the order users.lua uses."""
-    return [f"{path}?user={i}" for i in range(USERS)]
+    """The light load's requests: every user once, in the order users.lua uses.
+    Keys are three digits, 000-999, so that oha's pattern can draw them
+    uniformly."""
+    return [f"{path}?user={i:03d}" for i in range(USERS)]
 
 
 def user_regex(port: int, path: str) -> str:
-    """oha's URL pattern: a random user of the same 1,000 (0-999, no
-    leading zeros, so the keys are users.lua's) per request."""
-    return f"http://{LOOPBACK}:{port}{path}\\?user=(0|[1-9][0-9]{{0,2}})"
+    """oha's URL pattern: one of the same 1,000 users per request, uniformly
+    (each digit drawn alone; a pattern with alternatives, such as
+    `0|[1-9][0-9]{0,2}`, would draw its first branch half of the time)."""
+    return f"http://{LOOPBACK}:{port}{path}\\?user=[0-9]{{3}}"
 
 
 def backend_requests(port: int) -> int:

@@ -1,5 +1,5 @@
 -- wrk script for bench-partial: each request carries one of USERS users'
--- keys (/api/data?user=N, in a fixed order), so the hash strategy spreads
+-- keys (/api/data?user=000 to 999, in a fixed order), so the hash strategy spreads
 -- them as it would real users; the end-of-run summary is report.lua's.
 -- The requests are formatted once, in init, so the per-request cost is an
 -- index, not string building.
@@ -12,7 +12,7 @@ local n = 0
 
 init = function(args)
   for i = 1, USERS do
-    requests[i] = wrk.format("GET", wrk.path .. "?user=" .. (i - 1))
+    requests[i] = wrk.format("GET", wrk.path .. string.format("?user=%03d", i - 1))
   end
 end
 

@@ -66,7 +66,7 @@ class OpenLoopTest(unittest.TestCase):
     def test_counts_every_scheduled_request_and_the_failed_ones(self):
         port = serve(self)
         result = openloop.open_loop(port, rate=100, seconds=0.4, paths=partial.user_paths("/api/data"))
-        self.assertEqual(Handler.paths, [f"/api/data?user={i}" for i in range(40)])
+        self.assertEqual(Handler.paths, [f"/api/data?user={i:03d}" for i in range(40)])
         self.assertEqual(result["scheduled"], 40)
         self.assertEqual(result["requests"], 40)
         self.assertEqual(result["failed_by_kind"]["status"], 10)
@@ -104,12 +104,35 @@ class UsersTest(unittest.TestCase):
         pattern = partial.user_regex(8080, "/api/data")
         self.assertTrue(pattern.startswith("http://127.0.0.1:8080/api/data"))
         # oha reads the pattern as a regular expression: it must match each
-        # of the 1,000 users' URLs and nothing else (no leading zeros).
+        # of the 1,000 users' URLs and nothing else.
         regex = re.compile(pattern + "$")
         for path in partial.user_paths("/api/data"):
             self.assertTrue(regex.match(f"http://127.0.0.1:8080{path}"), path)
-        for other in ("/api/data?user=007", "/api/data?user=1000", "/api/data?user="):
+        for other in ("/api/data?user=7", "/api/data?user=0007", "/api/data?user=1000", "/api/data?user="):
             self.assertIsNone(regex.match(f"http://127.0.0.1:8080{other}"), other)
+
+
+class OhaPatternTest(unittest.TestCase):
+    def test_oha_draws_the_users_evenly(self):
+        try:
+            binary = oha.find()
+        except oha.OhaError:
+            self.skipTest("oha not installed (make tools-oha)")
+        # --dump-urls prints the URLs oha would draw and sends nothing.
+        done = subprocess.run(
+            [str(binary), "--dump-urls", "6000", "--rand-regex-url", partial.user_regex(9, "/api/data")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        self.assertEqual(done.returncode, 0, done.stderr)
+        users = [line.rsplit("=", 1)[1] for line in done.stdout.split()]
+        self.assertEqual(len(users), 6000)
+        self.assertLessEqual(set(users), {p.rsplit("=", 1)[1] for p in partial.user_paths("/api/data")})
+        # Even: no user drawn more than 30 times in 6,000 (6 expected; a
+        # pattern with alternatives gave one user half of all requests).
+        self.assertLess(max(users.count(u) for u in set(users)), 30)
+        self.assertGreater(len(set(users)), 900)
 
 
 class OhaTest(unittest.TestCase):
