@@ -21,6 +21,7 @@ import bench  # noqa: E402
 import oha  # noqa: E402
 import openloop  # noqa: E402
 import partial  # noqa: E402
+import partial_report  # noqa: E402
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -173,6 +174,36 @@ class OhaTest(unittest.TestCase):
         # Handler answers every fourth request with a 500.
         self.assertEqual(row["failed_by_kind"]["status"], Handler.count // 4)
         self.assertTrue(all(p.startswith("/api/data?user=") for p in Handler.paths))
+
+
+class ReportTest(unittest.TestCase):
+    @staticmethod
+    def row(case, target, p99, round_no, share=0.3):
+        return {
+            "case": case, "load": "open", "target": target, "round": round_no, "rps": 100.0, "requests": 500,
+            "latency_ms": {"p50": 1.0, "p99": p99, "p999": p99 * 2, "max": p99 * 3},
+            "worse_share": share, "failed": 0,
+        }
+
+    def test_medians_over_rounds_and_p99_against_the_same_proxys_healthy_run(self):
+        rows = [
+            self.row("healthy", "nginx", 4.0, 1), self.row("healthy", "nginx", 6.0, 2),
+            self.row("slow", "nginx", 20.0, 1), self.row("slow", "nginx", 30.0, 2),
+            self.row("healthy", "gateway-ewma", 10.0, 1), self.row("healthy", "gateway-ewma", 10.0, 2),
+            self.row("slow", "gateway-ewma", 12.0, 1, 0.0), self.row("slow", "gateway-ewma", 13.0, 2, 0.02),
+        ]
+        info = {"cases": ["healthy", "slow"], "targets": ["gateway-ewma", "nginx"]}
+        by = {(s["case"], s["target"]): s for s in partial_report.summarize(info, rows)["summary"]}
+        self.assertEqual(by[("slow", "nginx")]["p99_ms"], 25.0)
+        self.assertEqual(by[("slow", "nginx")]["p99_vs_healthy"], 5.0)
+        self.assertEqual(by[("slow", "gateway-ewma")]["p99_vs_healthy"], 1.25)
+        self.assertEqual(by[("slow", "gateway-ewma")]["worse_share"], 0.01)
+        self.assertIsNone(by[("healthy", "nginx")]["p99_vs_healthy"])
+
+    def test_without_a_healthy_case_there_is_no_ratio(self):
+        rows = [self.row("slow", "nginx", 20.0, 1)]
+        summary = partial_report.summarize({"cases": ["slow"], "targets": ["nginx"]}, rows)["summary"]
+        self.assertIsNone(summary[0]["p99_vs_healthy"])
 
 
 class PeerConfigTest(unittest.TestCase):
