@@ -12,9 +12,13 @@
 //!   as if a zero-latency answer had come in; so a backend that stopped
 //!   getting traffic because it was slow is tried again after a while,
 //!   instead of being judged forever by its last answer.
-//! - A new or re-admitted backend is neutral: it reads as the configured
-//!   `default_rtt` (decaying from the moment it became neutral) until its
-//!   first answer.
+//! - A new or re-admitted backend is neutral until its first answer, which
+//!   then becomes its estimate outright (a blend with an assumed value
+//!   would keep a fast backend looking as slow as the assumption for a
+//!   whole decay time). A neutral estimate reads as the configured
+//!   `default_rtt` (decaying from the moment it became neutral); the
+//!   strategy compares it with the other candidate's (see
+//!   `balancer::peak_ewma`).
 //!
 //! Time is passed in as nanoseconds since a process-wide epoch
 //! ([`now_nanos`]), so tests can drive it; the estimator itself never reads
@@ -110,10 +114,18 @@ impl LatencyEstimate {
         value * weight
     }
 
-    /// Takes in an answer that took `latency_ns`, at `now`.
+    /// [`read`](Self::read), and whether the value is only the neutral
+    /// assumption (no answer since the last reset).
+    pub fn read_known(&self, now: u64, decay: &Decay) -> (f64, bool) {
+        let neutral = self.is_neutral();
+        (self.read(now, decay), !neutral)
+    }
+
+    /// Takes in an answer that took `latency_ns`, at `now`. The first one
+    /// after a reset replaces the neutral assumption.
     pub fn observe(&self, latency_ns: f64, now: u64, decay: &Decay) {
         let (value, weight) = self.load(now, decay);
-        let next = if latency_ns > value * weight {
+        let next = if self.is_neutral() || latency_ns > value * weight {
             latency_ns
         } else {
             value * weight + latency_ns * (1.0 - weight)
@@ -149,6 +161,20 @@ mod tests {
         e.reset(5 * SEC);
         assert!(e.is_neutral());
         assert!(close(e.read(5 * SEC, &decay()), 1.0 * MS));
+    }
+
+    #[test]
+    fn the_first_answer_replaces_the_neutral_assumption() {
+        let d = decay();
+        let e = LatencyEstimate::default();
+        e.reset(0);
+        // Faster than the 1 ms assumed: taken as it is, not blended.
+        e.observe(0.06 * MS, SEC / 1000, &d);
+        assert!(close(e.read(SEC / 1000, &d), 0.06 * MS));
+        assert!(!e.is_neutral());
+        assert!(e.read_known(SEC / 1000, &d).1);
+        e.reset(SEC);
+        assert_eq!(e.read_known(SEC, &d), (1.0 * MS, false));
     }
 
     #[test]

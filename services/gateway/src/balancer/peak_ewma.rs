@@ -11,8 +11,13 @@
 //! Each attempt's latency (to the response head) is booked into its
 //! backend's estimate when the attempt is booked; a failed one (no answer,
 //! a broken answer, a 5xx) counts as at least `penalty`, so a backend that
-//! fails fast does not attract traffic. A pick reads the clock once and two
-//! estimates; an update reads the clock once and writes two atomics.
+//! fails fast does not attract traffic. A backend with no answer yet (new,
+//! or back `up`) is never costed as slower than the candidate it is
+//! compared with: its neutral estimate reads as `default_rtt` or the other
+//! candidate's estimate, whichever is lower, so it gets its share at once
+//! whatever the others' latency, and its first answer sets its estimate.
+//! A pick reads the clock once and two estimates; an update reads the
+//! clock once and writes two atomics.
 //!
 //! Depends on `backends`, `outcome` and `config`.
 
@@ -55,8 +60,12 @@ impl PeakEwma {
         let n = backends.len();
         let a = fastrand::usize(..n);
         let b = (a + 1 + fastrand::usize(..n - 1)) % n;
-        let cost = |i: usize| self.cost(&backends[i], now);
-        backends.get(if cost(b) < cost(a) { b } else { a })
+        let read = |i: usize| backends[i].health.latency.read_known(now, &self.decay);
+        let (ea, eb) = neutral_against(read(a), read(b));
+        let cost = |estimate: f64, i: usize| {
+            estimate * (backends[i].active.load(Ordering::Relaxed) as f64 + 1.0)
+        };
+        backends.get(if cost(eb, b) < cost(ea, a) { b } else { a })
     }
 
     /// Books an attempt that ended with `outcome` after `elapsed`, at
@@ -70,6 +79,20 @@ impl PeakEwma {
             Some(Fault::Client) => return,
         };
         backend.health.latency.observe(latency, now, &self.decay);
+    }
+}
+
+/// Two candidates' estimates, each `(value, known)`: a neutral one (not
+/// known) reads as no more than the other's known value, so a backend with
+/// no answer yet competes as an equal of the one it is compared with
+/// (then requests in flight decide) instead of as the `default_rtt`
+/// assumption, which on a fast network would look slower than every
+/// backend and keep it idle for `decay × ln(default_rtt / their latency)`.
+fn neutral_against((a, a_known): (f64, bool), (b, b_known): (f64, bool)) -> (f64, f64) {
+    match (a_known, b_known) {
+        (false, true) => (a.min(b), b),
+        (true, false) => (a, b.min(a)),
+        _ => (a, b),
     }
 }
 
@@ -167,18 +190,40 @@ mod tests {
         assert!(slow > 0, "a neutral start gets it tried");
     }
 
+    /// s0 answers in 0.06 ms (a fast network; the default_rtt of 1 ms
+    /// is 15 times that), s1 is new: compared as an equal, it gets about
+    /// half of the spaced picks from the first one on, and keeps them once
+    /// its own 0.06 ms answers set its estimate.
     #[test]
-    fn a_new_backend_gets_traffic_at_once() {
+    fn a_new_backend_gets_its_share_at_once_on_a_fast_network() {
         let r = registry(&[1, 1]);
         let snap = r.snapshot();
         let e = ewma();
-        let now = 20 * MS;
-        // s0 is known to answer in 1 ms; s1 is new (neutral at 1 ms too,
-        // from its registration), so it wins its share at once.
-        e.observe(&snap.eligible[0], &ok(), Duration::from_millis(1), now);
-        let got = (0..200)
-            .filter(|_| e.pick(&snap.eligible, now).unwrap().name == "s1")
-            .count();
-        assert!(got > 0);
+        let fast = Duration::from_micros(60);
+        let mut now = 20 * MS;
+        e.observe(&snap.eligible[0], &ok(), fast, now);
+        let first: Vec<_> = (0..200)
+            .map(|_| e.pick(&snap.eligible, now).unwrap().name.clone())
+            .collect();
+        let new = first.iter().filter(|n| *n == "s1").count();
+        assert!((60..=140).contains(&new), "s1 got {new} of 200 at first");
+        let mut got = 0;
+        for _ in 0..1000 {
+            now += 20 * MS;
+            let chosen = e.pick(&snap.eligible, now).unwrap();
+            got += usize::from(chosen.name == "s1");
+            e.observe(chosen, &ok(), fast, now + 60_000);
+        }
+        assert!(got >= 250, "s1 got {got} of 1000 spaced picks after that");
+    }
+
+    #[test]
+    fn a_neutral_estimate_never_reads_above_the_known_one_it_is_compared_with() {
+        let known = |v: f64| (v, true);
+        let neutral = |v: f64| (v, false);
+        assert_eq!(neutral_against(neutral(1.0), known(0.06)), (0.06, 0.06));
+        assert_eq!(neutral_against(known(30.0), neutral(1.0)), (30.0, 1.0));
+        assert_eq!(neutral_against(neutral(1.0), neutral(0.5)), (1.0, 0.5));
+        assert_eq!(neutral_against(known(2.0), known(3.0)), (2.0, 3.0));
     }
 }
