@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// Load-balancing strategy.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "String")]
 pub enum Strategy {
     /// Each backend in turn, ignoring weights.
     #[default]
@@ -28,6 +28,54 @@ pub enum Strategy {
     /// cookie, a query parameter, the path or the client's address), so the
     /// same key goes to the same backend while it is `up`.
     Hash,
+}
+
+impl Strategy {
+    /// Every strategy, by its name in the settings.
+    pub const ALL: [(&'static str, Strategy); 5] = [
+        ("round_robin", Strategy::RoundRobin),
+        ("weighted_round_robin", Strategy::WeightedRoundRobin),
+        ("least_outstanding", Strategy::LeastOutstanding),
+        ("peak_ewma", Strategy::PeakEwma),
+        ("hash", Strategy::Hash),
+    ];
+
+    /// Its name in the settings (`peak_ewma`), for logs and errors.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, s)| *s == self)
+            .map_or("round_robin", |(name, _)| name)
+    }
+}
+
+impl TryFrom<String> for Strategy {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        named_choice("strategy", &name, &Self::ALL)
+    }
+}
+
+/// The value named `name` among `choices`, or an error that says what was
+/// given (quoted, cut at 64 characters) and lists what is accepted.
+fn named_choice<T: Copy>(
+    what: &str,
+    name: &str,
+    choices: &[(&'static str, T)],
+) -> Result<T, String> {
+    choices
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let shown: String = name.chars().take(64).collect();
+            let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+            format!(
+                "unknown {what} {shown:?}: expected one of {}",
+                names.join(", ")
+            )
+        })
 }
 
 /// The `balancer` section.
@@ -56,13 +104,28 @@ pub struct HashSettings {
 
 /// How `hash` picks for a request that lacks the key.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "String")]
 pub enum HashFallback {
     /// Each `up` backend in turn.
     #[default]
     RoundRobin,
     /// A random `up` backend.
     Random,
+}
+
+impl TryFrom<String> for HashFallback {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        named_choice(
+            "fallback",
+            &name,
+            &[
+                ("round_robin", HashFallback::RoundRobin),
+                ("random", HashFallback::Random),
+            ],
+        )
+    }
 }
 
 /// A parsed `balancer.hash.key`.
@@ -81,8 +144,19 @@ pub enum HashKey {
 }
 
 impl HashKey {
+    /// The longest `balancer.hash.key` accepted, in bytes.
+    pub const MAX_LEN: usize = 256;
+
     /// Parses `balancer.hash.key`; the error says what is wrong.
     pub fn parse(key: &str) -> Result<Self, String> {
+        if key.len() > Self::MAX_LEN {
+            return Err(format!(
+                "is {} bytes long: at most {} ({:?}...)",
+                key.len(),
+                Self::MAX_LEN,
+                key.chars().take(32).collect::<String>()
+            ));
+        }
         let is_token = |s: &str| {
             !s.is_empty()
                 && s.bytes()
@@ -102,13 +176,18 @@ impl HashKey {
             Some(("cookie", name)) => Err(format!(
                 "{name:?} is not a valid cookie name (an HTTP token such as session)"
             )),
+            // As it appears in a request target (compared undecoded):
+            // visible ASCII, and none of the characters that end a name.
             Some(("query", name))
-                if !name.is_empty() && !name.contains(['&', '=', '#', ' ']) =>
+                if !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && !b"&=#".contains(&b)) =>
             {
                 Ok(HashKey::Query(name.to_owned()))
             }
             Some(("query", name)) => Err(format!(
-                "{name:?} is not a valid query parameter name (non-empty, without '&', '=', '#' or spaces)"
+                "{name:?} is not a valid query parameter name (non-empty visible ASCII, as sent in the URL, without '&', '=' or '#')"
             )),
             _ if key.is_empty() => Err(
                 "is required under balancer.strategy hash: header:<name>, cookie:<name>, query:<name>, path or client_address"

@@ -281,6 +281,9 @@ fn hash_settings_are_read_and_checked() {
         ("header:X-Us\u{e9}r", "not a valid header name"),
         ("cookie:a;b", "not a valid cookie name"),
         ("query:", "not a valid query parameter name"),
+        ("query:a\tb", "not a valid query parameter name"),
+        ("query:\u{fc}ser", "not a valid query parameter name"),
+        ("query:a b", "not a valid query parameter name"),
         ("body", "is not one of"),
         ("Header:X-User", "is not one of"),
     ] {
@@ -293,8 +296,43 @@ fn hash_settings_are_read_and_checked() {
         assert!(e.contains("balancer.hash.key"), "{key}: {e}");
         assert!(e.contains(expect), "{key}: {e}");
     }
+    let long = format!("header:{}", "a".repeat(100_000));
+    let e = load_env(&[
+        ("GATEWAY__BALANCER__STRATEGY", "hash"),
+        ("GATEWAY__BALANCER__HASH__KEY", &long),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("at most 256") && e.len() < 300, "{e}");
     let e = load_env(&[("GATEWAY__BALANCER__HASH__FALLBACK", "sticky")])
         .unwrap_err()
         .to_string();
     assert!(e.contains("fallback"), "{e}");
+    assert!(e.contains("expected one of round_robin, random"), "{e}");
+}
+
+#[test]
+fn an_unknown_strategy_names_the_key_and_lists_the_strategies() {
+    for value in ["bogus", "HASH", "peak-ewma", ""] {
+        let e = load_env(&[("GATEWAY__BALANCER__STRATEGY", value)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("balancer.strategy"), "{value}: {e}");
+        assert!(
+            e.contains(
+                "expected one of round_robin, weighted_round_robin, least_outstanding, peak_ewma, hash"
+            ),
+            "{value}: {e}"
+        );
+        assert!(!e.contains("enum"), "{value}: {e}");
+    }
+    for (name, strategy) in Strategy::ALL {
+        let s = load_env(&[
+            ("GATEWAY__BALANCER__STRATEGY", name),
+            ("GATEWAY__BALANCER__HASH__KEY", "path"),
+        ])
+        .unwrap();
+        assert_eq!(s.balancer.strategy, strategy);
+        assert_eq!(strategy.name(), name);
+    }
 }

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use crate::admin::{AdminState, Changes};
 use crate::balancer::Balancer;
-use crate::config::Settings;
+use crate::config::{Settings, Strategy};
 use crate::health::Outlier;
 use crate::metrics::GatewayMetrics;
 use crate::policy::Policy;
@@ -259,13 +259,26 @@ impl Gateway {
             address,
             admin = %admin.map_or("same port".to_owned(), |a| a.to_string()),
             workers,
-            strategy = ?self.settings.balancer.strategy,
+            strategy = self.settings.balancer.strategy.name(),
             servers = self.state.proxy.registry.snapshot().backends.len(),
             admin_token = token,
             "gateway listening"
         );
         if !token {
             tracing::warn!("no admin token configured: anyone who can reach the admin API can change the backend registry");
+        }
+        let balancer = &self.settings.balancer;
+        if balancer.strategy != Strategy::Hash && !balancer.hash.key.is_empty() {
+            tracing::warn!(
+                strategy = balancer.strategy.name(),
+                "balancer.hash.key is set but only the hash strategy reads it"
+            );
+        }
+        if balancer.strategy != Strategy::PeakEwma && balancer.peak_ewma != Default::default() {
+            tracing::warn!(
+                strategy = balancer.strategy.name(),
+                "balancer.peak_ewma is set but only the peak_ewma strategy reads it"
+            );
         }
     }
 }
