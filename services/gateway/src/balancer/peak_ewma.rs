@@ -9,9 +9,13 @@
 //! while the in-flight factor still spreads a burst.
 //!
 //! Each attempt's latency (to the response head) is booked into its
-//! backend's estimate when the attempt is booked; a failed one (no answer,
-//! a broken answer, a 5xx) counts as at least `penalty`, so a backend that
-//! fails fast does not attract traffic. A backend with no answer yet (new,
+//! backend's estimate when the attempt is booked. A failed one (no answer,
+//! a broken answer, a 5xx) counts as twice the backend's current estimate
+//! (at most `penalty`) or what it took, whichever is more: a backend that
+//! fails fast does not attract traffic, and one that keeps failing looks
+//! slower with every failure, but a single 5xx, which a client may be able
+//! to provoke, only makes it look twice as slow for a while (about
+//! `decay × ln 2` at light load) instead of taking it out for a minute. A backend with no answer yet (new,
 //! or back `up`) is never costed as slower than the candidate it is
 //! compared with: its neutral estimate reads as `default_rtt` or the other
 //! candidate's estimate, whichever is lower, so it gets its share at once
@@ -29,6 +33,9 @@ use crate::backends::latency::Decay;
 use crate::backends::Backend;
 use crate::config::PeakEwmaSettings;
 use crate::outcome::{Fault, Outcome};
+
+/// How much slower each failed attempt makes a backend look.
+const FAILURE_FACTOR: f64 = 2.0;
 
 /// The strategy's settings, ready for the arithmetic.
 #[derive(Debug, Clone, Copy)]
@@ -75,7 +82,10 @@ impl PeakEwma {
         let latency = elapsed.as_nanos() as f64;
         let latency = match outcome.fault() {
             None => latency,
-            Some(Fault::Backend) => latency.max(self.penalty_ns),
+            Some(Fault::Backend) => {
+                let current = backend.health.latency.read(now, &self.decay);
+                latency.max((FAILURE_FACTOR * current).min(self.penalty_ns))
+            }
             Some(Fault::Client) => return,
         };
         backend.health.latency.observe(latency, now, &self.decay);
@@ -115,28 +125,37 @@ mod tests {
     }
 
     #[test]
-    fn failures_count_as_the_penalty_and_client_faults_not_at_all() {
+    fn each_failure_doubles_the_estimate_up_to_the_penalty() {
         let r = registry(&[1]);
         let snap = r.snapshot();
         let b = &snap.eligible[0];
         let e = ewma();
         let read = |now| b.health.latency.read(now, &e.decay) / MS as f64;
+        e.observe(b, &ok(), Duration::from_millis(3), 0);
         e.observe(
             b,
             &Outcome::NoAnswer(Failure::Connect),
             Duration::from_millis(2),
             0,
         );
-        assert!((read(0) - 1000.0).abs() < 1e-6, "{}", read(0));
-        b.health.latency.reset(0);
+        assert!((read(0) - 6.0).abs() < 1e-6, "{}", read(0));
         e.observe(
             b,
             &Outcome::Answered(StatusCode::BAD_GATEWAY),
             Duration::from_millis(1),
             0,
         );
-        assert!((read(0) - 1000.0).abs() < 1e-6);
-        // A timeout longer than the penalty counts as what it took.
+        assert!((read(0) - 12.0).abs() < 1e-6, "{}", read(0));
+        // Capped by the penalty (1 s)...
+        e.observe(b, &ok(), Duration::from_millis(800), 0);
+        e.observe(
+            b,
+            &Outcome::Answered(StatusCode::BAD_GATEWAY),
+            Duration::from_millis(1),
+            0,
+        );
+        assert!((read(0) - 1000.0).abs() < 1e-6, "{}", read(0));
+        // ...but a timeout longer than that counts as what it took.
         e.observe(
             b,
             &Outcome::NoAnswer(Failure::Timeout),
@@ -144,10 +163,46 @@ mod tests {
             0,
         );
         assert!((read(0) - 5000.0).abs() < 1e-6);
+        // A failure before any answer doubles the neutral assumption.
+        b.health.latency.reset(0);
+        e.observe(
+            b,
+            &Outcome::NoAnswer(Failure::Reset),
+            Duration::from_micros(50),
+            0,
+        );
+        assert!((read(0) - 2.0).abs() < 1e-6, "{}", read(0));
         b.health.latency.reset(0);
         let fault = crate::outcome::ClientFault::Abandoned;
         e.observe(b, &Outcome::Client(fault), Duration::from_secs(5), 0);
         assert!(b.health.latency.is_neutral());
+    }
+
+    /// s1 answers as fast as s0 but one request in twenty fails (500):
+    /// it gets less than an even share of spaced picks, and still some.
+    #[test]
+    fn a_backend_failing_now_and_then_gets_less_but_is_not_starved() {
+        let r = registry(&[1, 1]);
+        let snap = r.snapshot();
+        let e = ewma();
+        let mut now = 0;
+        let mut to_s1 = 0;
+        for _ in 0..2000 {
+            now += 20 * MS;
+            let chosen = e.pick(&snap.eligible, now).unwrap();
+            let outcome = if chosen.name == "s1" {
+                to_s1 += 1;
+                if to_s1 % 20 == 0 {
+                    Outcome::Answered(StatusCode::INTERNAL_SERVER_ERROR)
+                } else {
+                    ok()
+                }
+            } else {
+                ok()
+            };
+            e.observe(chosen, &outcome, Duration::from_millis(1), now + MS);
+        }
+        assert!((100..1000).contains(&to_s1), "s1 got {to_s1} of 2000");
     }
 
     #[test]

@@ -213,8 +213,9 @@ pub struct PeakEwmaSettings {
     /// take.
     #[serde(with = "humantime_serde")]
     pub default_rtt: Duration,
-    /// The least a failed attempt (no answer, a broken one, or a 5xx)
-    /// counts as taking.
+    /// The most a failed attempt (no answer, a broken one, or a 5xx) can
+    /// make a backend look: each failure counts as twice the backend's
+    /// current estimate, up to this (a longer timeout counts as it took).
     #[serde(with = "humantime_serde")]
     pub penalty: Duration,
 }
