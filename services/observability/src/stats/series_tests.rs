@@ -211,11 +211,19 @@ fn sums_equal_totals_in_every_answer_while_traffic_flows() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let (clock, r) = setup();
     let done = AtomicBool::new(false);
+    // The recorders start once the reader has answered once, so reads and
+    // records overlap however the threads are scheduled (on a busy machine
+    // the recorders could otherwise finish before the reader first ran).
+    let reading = AtomicBool::new(false);
     let answers = std::thread::scope(|scope| {
         let recorders: Vec<_> = (0..3u64)
             .map(|t| {
                 let r = &r;
+                let reading = &reading;
                 scope.spawn(move || {
+                    while !reading.load(Ordering::Acquire) {
+                        std::thread::yield_now();
+                    }
                     for i in 0..20_000u64 {
                         let status = if (i + t) % 10 == 0 { 503 } else { 200 };
                         r.record(sample(status, 1 + i % 50));
@@ -243,6 +251,7 @@ fn sums_equal_totals_in_every_answer_while_traffic_flows() {
                     assert_consistent(&summary, &s);
                     answers += 1;
                 }
+                reading.store(true, Ordering::Release);
             }
             answers
         });
