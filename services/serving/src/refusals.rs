@@ -1,6 +1,8 @@
 //! Requests the server refuses before any route sees them, because hyper
-//! lets them through: HTTP/1.1 without exactly one `Host`, and bodies coded
-//! with anything but a single `chunked`.
+//! lets them through: HTTP/1.1 without exactly one `Host`, bodies coded
+//! with anything but a single `chunked`, and heads larger than
+//! `http.max_header_bytes` (hyper's own check is on its read buffer, which
+//! may hold more than the limit before it looks).
 //!
 //! Depends on this crate's `errors` and `response`, and on `http1-client`
 //! (the `Transfer-Encoding` rule the client keeps for answers).
@@ -9,8 +11,33 @@ use crate::response::Response;
 
 /// The refusal for `request`, if it is refused: answered at once, on a
 /// connection that then closes (what follows may be body, not a request).
-pub(crate) fn problem<B>(request: &http::Request<B>) -> Option<Response> {
-    host_problem(request).or_else(|| transfer_coding_problem(request))
+pub(crate) fn problem<B>(request: &http::Request<B>, max_head_bytes: usize) -> Option<Response> {
+    head_size_problem(request, max_head_bytes)
+        .or_else(|| host_problem(request))
+        .or_else(|| transfer_coding_problem(request))
+}
+
+/// A 431 for a request whose head, as sent (request line, header lines and
+/// the blank line, at their parsed lengths), is over `max` bytes. hyper
+/// refuses a head only once its read buffer is full, and it reads in
+/// growing chunks, so heads up to about 1.75 times the limit got through.
+fn head_size_problem<B>(request: &http::Request<B>, max: usize) -> Option<Response> {
+    let uri = request.uri();
+    let target = uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len());
+    let mut size = request.method().as_str().len() + 1 + target + " HTTP/1.1\r\n\r\n".len();
+    for (name, value) in request.headers() {
+        size += name.as_str().len() + 2 + value.len() + 2;
+        if size > max {
+            return Some(crate::errors::json_error(
+                http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "header_too_large",
+                &format!("the request head is over the {max}-byte limit"),
+            ));
+        }
+    }
+    None
 }
 
 /// A 400 for a request whose Host header breaks HTTP/1.1's rule (RFC 9112
@@ -66,7 +93,26 @@ fn transfer_coding_problem<B>(request: &http::Request<B>) -> Option<Response> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::{host_problem, transfer_coding_problem};
+    use super::{head_size_problem, host_problem, transfer_coding_problem};
+
+    #[test]
+    fn heads_over_the_limit_get_431_and_heads_at_it_pass() {
+        // "GET /a HTTP/1.1\r\n" (17) + "x: " + value + "\r\n" + "\r\n":
+        // a value of n bytes makes a head of 24 + n.
+        let head = |n: usize| {
+            http::Request::get("/a")
+                .header("x", "v".repeat(n))
+                .body(())
+                .unwrap()
+        };
+        assert!(head_size_problem(&head(1000 - 24), 1000).is_none());
+        let answer = head_size_problem(&head(1000 - 23), 1000).unwrap();
+        assert_eq!(
+            answer.status(),
+            http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+        assert!(head_size_problem(&head(100), 1000).is_none());
+    }
     use http::{Request, Version};
 
     /// Whether a GET for `target` with these Host headers is refused.

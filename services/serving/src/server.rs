@@ -211,6 +211,7 @@ where
         .max_buf_size(http.max_header_bytes)
         .keep_alive(true);
     let write_timeout = http.write_timeout;
+    let max_head_bytes = http.max_header_bytes;
     let address = listener.local_addr();
     let mut listener = Some(listener);
     let listening = Listening::new();
@@ -272,7 +273,12 @@ where
         let _ = stream.set_nodelay(true);
         let reset = Arc::new(AtomicBool::new(false));
         let connection = Connection::new(peer, reset.clone(), listening.clone());
-        let hyper_service = service(handler.clone(), observer.clone(), connection);
+        let hyper_service = service(
+            handler.clone(),
+            observer.clone(),
+            connection,
+            max_head_bytes,
+        );
         // Small answers leave in one `send` rather than a `writev`; a write
         // the client leaves waiting ends the connection after a while.
         let stream =
@@ -320,6 +326,7 @@ fn service<H: Handler, O: Observe>(
     handler: H,
     observer: O,
     connection: Connection,
+    max_head_bytes: usize,
 ) -> impl hyper::service::Service<
     http::Request<Incoming>,
     Response = Response,
@@ -339,7 +346,7 @@ fn service<H: Handler, O: Observe>(
         let connection = connection.clone();
         let response = {
             let _entered = span.enter();
-            if let Some(mut refusal) = crate::refusals::problem(&req) {
+            if let Some(mut refusal) = crate::refusals::problem(&req, max_head_bytes) {
                 // The body was never read, and after a framing this
                 // server will not decode, what follows may be body.
                 crate::errors::close_connection(&mut refusal);
