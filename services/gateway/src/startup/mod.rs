@@ -259,7 +259,7 @@ impl Gateway {
             address,
             admin = %admin.map_or("same port".to_owned(), |a| a.to_string()),
             workers,
-            strategy = self.settings.balancer.strategy.name(),
+            strategy = %self.settings.balancer.strategy.name(),
             servers = self.state.proxy.registry.snapshot().backends.len(),
             admin_token = token,
             "gateway listening"
@@ -270,13 +270,13 @@ impl Gateway {
         let balancer = &self.settings.balancer;
         if balancer.strategy != Strategy::Hash && !balancer.hash.key.is_empty() {
             tracing::warn!(
-                strategy = balancer.strategy.name(),
+                strategy = %balancer.strategy.name(),
                 "balancer.hash.key is set but only the hash strategy reads it"
             );
         }
         if balancer.strategy != Strategy::PeakEwma && balancer.peak_ewma != Default::default() {
             tracing::warn!(
-                strategy = balancer.strategy.name(),
+                strategy = %balancer.strategy.name(),
                 "balancer.peak_ewma is set but only the peak_ewma strategy reads it"
             );
         }
