@@ -392,47 +392,14 @@ class Bench:
         apart from starting it so that costs.py can run the same command
         under valgrind or strace."""
         port = self.ports[target]
-        rundir = self.work / target
-        if rundir.exists():
-            shutil.rmtree(rundir)
-        rundir.mkdir(parents=True)
-        # NGINX workers run as an unprivileged user when started as root.
-        rundir.chmod(0o755)
+        rundir = self.run_dir(target)
         log = self.logs / f"{target}.log"
         peer_log = self.cfg["peer_access_log"]
         if target == "nginx":
-            servers = "\n".join(f"        server {LOOPBACK}:{p};" for p in self.backend_ports)
-            conf = render(
-                HERE / "nginx.conf.tmpl",
-                {
-                    "RUNDIR": str(rundir),
-                    "WORKERS": str(self.cfg["workers"]),
-                    "PORT": str(port),
-                    "UPSTREAM_SERVERS": servers,
-                    "UPSTREAM_KEEPALIVE": str(max(1024, max(self.cfg["connections"]))),
-                    "ACCESS_LOG": f"access_log {rundir}/access.log bench;" if peer_log else "access_log off;",
-                },
-            )
-            (rundir / "nginx.conf").write_text(conf)
+            (rundir / "nginx.conf").write_text(self.nginx_conf(rundir, port, peer_log))
             return ["nginx", "-p", str(rundir), "-c", str(rundir / "nginx.conf")], {}, log, port
         elif target == "haproxy":
-            servers = "\n".join(f"    server b{i + 1} {LOOPBACK}:{p}" for i, p in enumerate(self.backend_ports))
-            conf = render(
-                HERE / "haproxy.cfg.tmpl",
-                {
-                    "WORKERS": str(self.cfg["workers"]),
-                    "PORT": str(port),
-                    "SERVERS": servers,
-                    "GLOBAL_LOG": "    log stdout format raw local0 info" if peer_log else "",
-                    "DEFAULTS_LOG": (
-                        "    log global\n"
-                        '    log-format "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %{+Q}r id=%[var(txn.request_id)]"'
-                        if peer_log
-                        else ""
-                    ),
-                },
-            )
-            (rundir / "haproxy.cfg").write_text(conf)
+            (rundir / "haproxy.cfg").write_text(self.haproxy_conf(port, peer_log))
             argv = ["haproxy", "-db", "-f", str(rundir / "haproxy.cfg"), "-p", str(rundir / "haproxy.pid")]
             # HAProxy's log lines go to its stdout: a file of their own.
             return argv, {}, rundir / "access.log", port
@@ -447,6 +414,53 @@ class Bench:
         # The gateway logs to stdout (access lines included): a file,
         # as a log collector would take it.
         return [str(self.cfg["bin_dir"] / "gateway")], env, rundir / "stdout.log", port
+
+    def run_dir(self, target: str) -> Path:
+        """A fresh, empty run directory for `target` (config, pid file, logs)."""
+        rundir = self.work / target
+        if rundir.exists():
+            shutil.rmtree(rundir)
+        rundir.mkdir(parents=True)
+        # NGINX workers run as an unprivileged user when started as root.
+        rundir.chmod(0o755)
+        return rundir
+
+    def nginx_conf(self, rundir: Path, port: int, peer_log: bool, balancing: str = "") -> str:
+        """NGINX's configuration in front of the backends; `balancing` is an
+        `upstream` directive such as `least_conn` (none: round robin)."""
+        servers = "\n".join(f"        server {LOOPBACK}:{p};" for p in self.backend_ports)
+        if balancing:
+            servers = f"        {balancing};\n" + servers
+        return render(
+            HERE / "nginx.conf.tmpl",
+            {
+                "RUNDIR": str(rundir),
+                "WORKERS": str(self.cfg["workers"]),
+                "PORT": str(port),
+                "UPSTREAM_SERVERS": servers,
+                "UPSTREAM_KEEPALIVE": str(max(1024, max(self.cfg["connections"]))),
+                "ACCESS_LOG": f"access_log {rundir}/access.log bench;" if peer_log else "access_log off;",
+            },
+        )
+
+    def haproxy_conf(self, port: int, peer_log: bool) -> str:
+        """HAProxy's configuration in front of the backends (round robin)."""
+        servers = "\n".join(f"    server b{i + 1} {LOOPBACK}:{p}" for i, p in enumerate(self.backend_ports))
+        return render(
+            HERE / "haproxy.cfg.tmpl",
+            {
+                "WORKERS": str(self.cfg["workers"]),
+                "PORT": str(port),
+                "SERVERS": servers,
+                "GLOBAL_LOG": "    log stdout format raw local0 info" if peer_log else "",
+                "DEFAULTS_LOG": (
+                    "    log global\n"
+                    '    log-format "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %{+Q}r id=%[var(txn.request_id)]"'
+                    if peer_log
+                    else ""
+                ),
+            },
+        )
 
     def gateway_env(self, port: int) -> dict:
         """The gateway's listener, workers and static backends; the callers

@@ -196,26 +196,11 @@ class Partial(bench.Bench):
 
     def start_proxy(self, target: str, case: str):
         port = bench.free_port()
-        rundir = self.work / target
-        if rundir.exists():
-            shutil.rmtree(rundir)
-        rundir.mkdir(parents=True)
-        rundir.chmod(0o755)
+        rundir = self.run_dir(target)
         log = self.logs / f"{target}.log"
         errors = case == "errors"
         if target == "nginx":
-            servers = "        least_conn;\n" + "\n".join(f"        server {LOOPBACK}:{p};" for p in self.backend_ports)
-            conf = bench.render(
-                HERE / "nginx.conf.tmpl",
-                {
-                    "RUNDIR": str(rundir),
-                    "WORKERS": str(self.cfg["workers"]),
-                    "PORT": str(port),
-                    "UPSTREAM_SERVERS": servers,
-                    "UPSTREAM_KEEPALIVE": "1024",
-                    "ACCESS_LOG": "access_log off;",
-                },
-            )
+            conf = self.nginx_conf(rundir, port, peer_log=False, balancing="least_conn")
             if errors:
                 anchor = "proxy_read_timeout 30s;"
                 assert anchor in conf
@@ -223,11 +208,7 @@ class Partial(bench.Bench):
             (rundir / "nginx.conf").write_text(conf)
             proc = self.procs.start(["nginx", "-p", str(rundir), "-c", str(rundir / "nginx.conf")], log)
         elif target == "haproxy":
-            servers = "\n".join(f"    server b{i + 1} {LOOPBACK}:{p}" for i, p in enumerate(self.backend_ports))
-            conf = bench.render(
-                HERE / "haproxy.cfg.tmpl",
-                {"WORKERS": str(self.cfg["workers"]), "PORT": str(port), "SERVERS": servers, "GLOBAL_LOG": "", "DEFAULTS_LOG": ""},
-            )
+            conf = self.haproxy_conf(port, peer_log=False)
             assert "balance roundrobin" in conf
             conf = conf.replace("balance roundrobin", "balance leastconn")
             if errors:
