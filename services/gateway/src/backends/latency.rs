@@ -99,33 +99,35 @@ impl LatencyEstimate {
         self.stamp_ns.store(now, Ordering::Relaxed);
     }
 
-    /// The value last set and the weight it keeps at `now`.
-    fn load(&self, now: u64, decay: &Decay) -> (f64, f64) {
+    /// The value last set (the default when neutral), the weight it keeps
+    /// at `now`, and whether it came from an answer: one load of each
+    /// atomic, so the three agree.
+    fn load(&self, now: u64, decay: &Decay) -> (f64, f64, bool) {
         let value = f64::from_bits(self.value_bits.load(Ordering::Relaxed));
         let stamp = self.stamp_ns.load(Ordering::Relaxed);
-        let value = if value < 0.0 { decay.default_ns } else { value };
-        (value, decay.weight(now.saturating_sub(stamp)))
+        let known = value >= 0.0;
+        let value = if known { value } else { decay.default_ns };
+        (value, decay.weight(now.saturating_sub(stamp)), known)
     }
 
     /// The estimate at `now`, in ns: the last value, decayed towards zero
     /// since it was set.
     pub fn read(&self, now: u64, decay: &Decay) -> f64 {
-        let (value, weight) = self.load(now, decay);
-        value * weight
+        self.read_known(now, decay).0
     }
 
-    /// [`read`](Self::read), and whether the value is only the neutral
-    /// assumption (no answer since the last reset).
+    /// [`read`](Self::read), and whether it comes from an answer (false:
+    /// only the neutral assumption, no answer since the last reset).
     pub fn read_known(&self, now: u64, decay: &Decay) -> (f64, bool) {
-        let neutral = self.is_neutral();
-        (self.read(now, decay), !neutral)
+        let (value, weight, known) = self.load(now, decay);
+        (value * weight, known)
     }
 
     /// Takes in an answer that took `latency_ns`, at `now`. The first one
     /// after a reset replaces the neutral assumption.
     pub fn observe(&self, latency_ns: f64, now: u64, decay: &Decay) {
-        let (value, weight) = self.load(now, decay);
-        let next = if self.is_neutral() || latency_ns > value * weight {
+        let (value, weight, known) = self.load(now, decay);
+        let next = if !known || latency_ns > value * weight {
             latency_ns
         } else {
             value * weight + latency_ns * (1.0 - weight)

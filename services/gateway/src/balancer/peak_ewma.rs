@@ -53,12 +53,11 @@ impl PeakEwma {
         }
     }
 
-    /// What sending one more request to `backend` is expected to cost at
-    /// `now`: its latency estimate times its requests in flight plus one.
-    pub fn cost(&self, backend: &Backend, now: u64) -> f64 {
-        let estimate = backend.health.latency.read(now, &self.decay);
-        let in_flight = backend.active.load(Ordering::Relaxed) as f64;
-        estimate * (in_flight + 1.0)
+    /// What sending one more request to `backend` is expected to cost,
+    /// given its latency `estimate`: the estimate times its requests in
+    /// flight plus one.
+    pub fn cost(&self, backend: &Backend, estimate: f64) -> f64 {
+        estimate * (backend.active.load(Ordering::Relaxed) as f64 + 1.0)
     }
 
     /// The cheaper of two different backends chosen at random (ties to the
@@ -69,10 +68,8 @@ impl PeakEwma {
         let b = (a + 1 + fastrand::usize(..n - 1)) % n;
         let read = |i: usize| backends[i].health.latency.read_known(now, &self.decay);
         let (ea, eb) = neutral_against(read(a), read(b));
-        let cost = |estimate: f64, i: usize| {
-            estimate * (backends[i].active.load(Ordering::Relaxed) as f64 + 1.0)
-        };
-        backends.get(if cost(eb, b) < cost(ea, a) { b } else { a })
+        let cheaper = self.cost(&backends[b], eb) < self.cost(&backends[a], ea);
+        backends.get(if cheaper { b } else { a })
     }
 
     /// Books an attempt that ended with `outcome` after `elapsed`, at
@@ -213,7 +210,8 @@ mod tests {
         let e = ewma();
         e.observe(b, &ok(), Duration::from_millis(4), 0);
         let _held: Vec<_> = (0..3).map(|_| b.begin()).collect();
-        assert!((e.cost(b, 0) - (16 * MS) as f64).abs() < 1.0);
+        let estimate = b.health.latency.read(0, &e.decay);
+        assert!((e.cost(b, estimate) - (16 * MS) as f64).abs() < 1.0);
     }
 
     /// Spaced sequential picks, each answered at once (nothing stays in
